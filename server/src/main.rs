@@ -1,0 +1,2 @@
+//! The `provisioning` binary.
+fn main() {}
