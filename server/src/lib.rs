@@ -1,0 +1,32 @@
+//! The composition root of Provisioning: command-line interface, settings (command line over
+//! `PROVISIONING_*` environment variables over defaults) and the commands themselves.
+
+pub mod cli;
+mod commands;
+mod settings;
+mod table;
+
+use std::process::ExitCode;
+
+pub use settings::Settings;
+
+/// Exit code for usage and I/O errors (1 is reserved for "the input is invalid").
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: cli::Cli) -> ExitCode {
+    let settings = Settings::from_cli(&cli.global);
+    let result = match cli.command {
+        cli::Command::Validate(args) => commands::validate::run(&settings, &args),
+        cli::Command::Export(args) => commands::export::run(&settings, &args),
+        cli::Command::Catalog(args) => commands::catalog::run(&args),
+        cli::Command::Schema(args) => commands::schema::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

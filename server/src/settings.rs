@@ -1,0 +1,36 @@
+//! Effective settings: command line, then `PROVISIONING_*` environment variables (both through
+//! clap), then built-in defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use engine::Limits;
+
+use crate::cli::Global;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cache_dir: PathBuf,
+    pub limits: Limits,
+}
+
+impl Settings {
+    pub fn from_cli(g: &Global) -> Settings {
+        Settings {
+            cache_dir: g.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            limits: Limits {
+                max_input_bytes: g.max_input_bytes,
+                timeout: Duration::from_millis(g.eval_timeout_ms),
+                memory_bytes: g.eval_memory_mb.saturating_mul(1024 * 1024),
+            },
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("provisioning")
+}
