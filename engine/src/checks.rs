@@ -46,6 +46,7 @@ fn unique_names(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
                 out.push(
                     Diagnostic::error("duplicate-name", format!("taskserv `{}` is listed twice on server `{}`", t.name, s.name))
                         .at(format!("servers[{i}].taskservs[{k}]"))
+                        .with_span(find_literal(source, &t.name, 2))
                         .expected("each taskserv at most once per server"),
                 );
             }
@@ -264,8 +265,12 @@ fn find_field(source: &str, field: &str, value: &str, nth: usize) -> Option<Span
     Some(Span::from_offsets(source, at, at + needle.len()))
 }
 
+/// The first `key =` outside a comment line.
 fn find_key(source: &str, key: &str) -> Option<Span> {
-    let at = source.find(key)?;
+    let (at, _) = source.match_indices(key).find(|(at, _)| {
+        let line_start = source[..*at].rfind('\n').map_or(0, |i| i + 1);
+        !source[line_start..*at].contains('#') && source[at + key.len()..].trim_start().starts_with('=')
+    })?;
     Some(Span::from_offsets(source, at, at + key.len()))
 }
 

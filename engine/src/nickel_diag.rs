@@ -79,7 +79,7 @@ fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnosti
         Some((h, rest)) => (h.to_owned(), Some(rest.trim().to_owned())),
         None => (d.message.clone(), None),
     };
-    if path.is_none() {
+    if path.is_none() && (head.starts_with("contract broken by the value of") || head.starts_with("missing definition for")) {
         path = backticked(&head);
     }
     let span = span_of(d, at);

@@ -110,12 +110,13 @@ fn in_thread(request: EvalRequest, timeout: Duration) -> EvalOutcome {
         Ok(outcome) => outcome,
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => timeout_outcome(timeout),
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            aborted(AbortReason::Crash, "the evaluation thread panicked".into())
+            aborted(AbortReason::Crash, "the evaluator failed (the evaluation thread panicked)".into())
         }
     }
 }
 
-const EVAL_STACK: usize = 256 * 1024 * 1024;
+/// Stack of the evaluation thread; deep but legitimate nesting fits, runaway recursion does not.
+const EVAL_STACK: usize = 64 * 1024 * 1024;
 
 fn aborted(reason: AbortReason, detail: String) -> EvalOutcome {
     EvalOutcome::Aborted { reason, detail }
@@ -201,6 +202,7 @@ pub fn child_main() -> std::process::ExitCode {
     let Ok(request) = serde_json::from_slice::<EvalRequest>(&input) else {
         return std::process::ExitCode::from(3);
     };
+    let request_memory = request.memory_bytes;
     let _ = rlimit::setrlimit(rlimit::Resource::AS, request.memory_bytes, request.memory_bytes);
     let _ = rlimit::setrlimit(rlimit::Resource::CPU, request.cpu_seconds, request.cpu_seconds + 1);
     let handle = std::thread::Builder::new()
@@ -209,11 +211,29 @@ pub fn child_main() -> std::process::ExitCode {
         .spawn(move || eval_nickel(&request));
     let outcome = match handle.map(|h| h.join()) {
         Ok(Ok(outcome)) => outcome,
-        _ => aborted(AbortReason::Crash, "the evaluation thread failed".into()),
+        Ok(Err(panic)) => panicked(panic.as_ref(), request_memory),
+        Err(e) => aborted(AbortReason::Crash, format!("cannot start the evaluation thread: {e}")),
     };
     match serde_json::to_writer(std::io::stdout().lock(), &outcome) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(_) => std::process::ExitCode::from(3),
+    }
+}
+
+/// Describes a panic of the evaluation thread. Under the address-space limit, allocation
+/// failures inside Nickel surface as panics ("capacity overflow", "out of memory").
+fn panicked(payload: &(dyn std::any::Any + Send), memory_bytes: u64) -> EvalOutcome {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    let lower = text.to_lowercase();
+    if ["memory", "alloc", "capacity"].iter().any(|w| lower.contains(w)) {
+        let mib = memory_bytes / (1024 * 1024);
+        aborted(AbortReason::Memory, format!("evaluation exceeded the memory limit of {mib} MiB"))
+    } else {
+        aborted(AbortReason::Crash, format!("the evaluator failed: {text}"))
     }
 }
 

@@ -18,6 +18,10 @@ pub fn did_you_mean<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>
             return Some(c);
         }
     }
+    let mut prefixes = candidates.iter().filter(|c| c.len() >= 3 && got_l.starts_with(&c.to_lowercase()));
+    if let (Some(one), None) = (prefixes.next(), prefixes.next()) {
+        return Some(one);
+    }
     let stem = got_l.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
     if stem.len() >= 3 {
         let mut hits = candidates.iter().filter(|c| c.to_lowercase().contains(stem));
@@ -43,5 +47,7 @@ mod tests {
         assert_eq!(did_you_mean("postgresql", ["postgres", "mysql"]), Some("postgres"));
         assert_eq!(did_you_mean("cx21", ["cx22", "cx32", "cpx21"]), Some("cx22"));
         assert_eq!(did_you_mean("x", ["redis", "nginx"]), None);
+        assert_eq!(did_you_mean("production", ["dev", "staging", "prod"]), Some("prod"));
+        assert_eq!(did_you_mean("k8s", ["k8s-ha", "web"]), Some("k8s-ha"));
     }
 }

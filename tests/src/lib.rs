@@ -1,1 +1,79 @@
-//! Test kit.
+//! The test kit: finds the `provisioning` binary cargo built and runs it, and locates the
+//! project's example and fixture folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+}
+
+/// The `provisioning` binary: `$PROVISIONING_BIN`, else the one next to the running test or
+/// bench executable (`target/<profile>/provisioning`, built by `cargo build` or `cargo test
+/// --workspace`).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROVISIONING_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    profile_dir.join("provisioning")
+}
+
+/// Runs the binary with `args` in `dir`, feeding `stdin`.
+pub fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("PROVISIONING_LIMITS_MAX_INPUT_BYTES")
+        .env_remove("PROVISIONING_LIMITS_EVAL_TIMEOUT_MS")
+        .env_remove("PROVISIONING_LIMITS_EVAL_MEMORY_MB")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Output {
+                status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+                stdout: Vec::new(),
+                stderr: format!("cannot run {}: {e} (build it with `cargo build -p server`)", binary().display()).into_bytes(),
+            };
+        }
+    };
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    child.wait_with_output().unwrap_or_else(|e| Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+        stdout: Vec::new(),
+        stderr: e.to_string().into_bytes(),
+    })
+}
+
+/// `*.ncl` files of a folder, sorted.
+pub fn ncl_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "ncl")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A config of `n` servers on the `sim` provider, for benchmarks: every server has two
+/// taskservs, one with a dependency, spread over both zones and all plans.
+pub fn generated_config(n: usize) -> String {
+    let plans = ["small", "medium", "large"];
+    let mut s = String::from("{\n  workspace = { name = \"bench\", environment = \"staging\", owner = \"bench@example.com\" },\n  servers = [\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "    {{ name = \"srv-{i}\", provider = \"sim\", plan = \"{}\", zone = \"sim-{}\", labels = {{ index = \"{i}\" }},\n      taskservs = [\"redis\", {{ name = \"nginx\", version = \"1.26\", depends_on = [\"redis\"] }}] }},\n",
+            plans[i % 3],
+            1 + i % 2
+        ));
+    }
+    s.push_str("  ],\n  workflow = { parallel_limit = 8 },\n}\n");
+    s
+}
