@@ -83,11 +83,12 @@ fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnosti
         path = backticked(&head);
     }
     let span = span_of(d, at);
-    let (code, message) = classify(&head, custom, span.map(|(s, e)| &at.user_source[s..e]), got.is_some());
+    let at_end = span.is_some_and(|(s, _)| s >= at.user_source.trim_end().len());
+    let (code, message) = classify(&head, custom, span.map(|(s, e)| &at.user_source[s..e]), got.is_some(), at_end);
     let mut diag = Diagnostic::error(code, message);
     diag.path = path;
     diag.span = span.map(|(s, e)| Span::from_offsets(at.user_source, s, e));
-    diag.expected = expected.or_else(|| (code == "syntax").then(|| syntax_expectation(&d.message)));
+    diag.expected = expected.or_else(|| (code == "syntax").then(|| syntax_expectation(&d.message, at_end)));
     diag.notes = notes;
     if let Some(got) = got {
         diag.suggestion = did_you_mean(&got, candidates.iter().map(String::as_str))
@@ -98,12 +99,15 @@ fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnosti
     diag
 }
 
-fn classify(head: &str, custom: Option<String>, token: Option<&str>, named: bool) -> (&'static str, String) {
+fn classify(head: &str, custom: Option<String>, token: Option<&str>, named: bool, at_end: bool) -> (&'static str, String) {
     if let Some(m) = custom {
         let code = if named && m.starts_with("unknown ") { "unknown-name" } else { "contract" };
         return (code, m);
     }
     if head.starts_with("unexpected") || head.contains("parse error") || head.starts_with("unmatched") {
+        if at_end {
+            return ("syntax", "syntax error: the config ends before its last expression is complete".to_owned());
+        }
         let msg = match token.filter(|t| !t.is_empty() && t.len() <= 24 && !t.contains('\n')) {
             Some(t) => format!("syntax error: {head} `{t}`"),
             None => format!("syntax error: {head}"),
@@ -119,8 +123,8 @@ fn classify(head: &str, custom: Option<String>, token: Option<&str>, named: bool
     ("evaluation", head.to_owned())
 }
 
-fn syntax_expectation(message: &str) -> String {
-    if message.contains("end of file") {
+fn syntax_expectation(message: &str, at_end: bool) -> String {
+    if at_end || message.contains("end of file") {
         "the rest of the expression: an unclosed `{`, `[`, `(` or string?".to_owned()
     } else {
         "a Nickel record such as `{ workspace = { .. }, servers = [ .. ] }`: check for a missing `,` or `=` or an unbalanced bracket near here".to_owned()

@@ -103,6 +103,11 @@ pub fn trials() -> Vec<Trial> {
                 .unwrap();
             assert_eq!(out.status.code(), Some(0));
         }),
+        t("evaluation_time_limit", || {
+            let out = run(&root().join("examples"), &["validate", "sim-50.ncl", "--eval-timeout-ms", "1"], None);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("did not finish within the time limit of 0.0 s"));
+        }),
         t("generated_configs_validate", || {
             let src = tests::generated_config(30);
             let out = run(&root(), &["validate", "-", "--json"], Some(&src));
