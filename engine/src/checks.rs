@@ -32,22 +32,38 @@ fn unique_names(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
         let nth = seen.entry(&s.name).or_insert(0);
         *nth += 1;
         if *nth > 1 {
-            let first = config.servers.iter().position(|x| x.name == s.name).unwrap_or(0);
+            let first = config
+                .servers
+                .iter()
+                .position(|x| x.name == s.name)
+                .unwrap_or(0);
             out.push(
-                Diagnostic::error("duplicate-name", format!("duplicate server name `{}`", s.name))
-                    .at(format!("servers[{i}].name"))
-                    .with_span(find_field(source, "name", &s.name, *nth))
-                    .expected(format!("a name not used by another server (`servers[{first}].name` is `{}`)", s.name)),
+                Diagnostic::error(
+                    "duplicate-name",
+                    format!("duplicate server name `{}`", s.name),
+                )
+                .at(format!("servers[{i}].name"))
+                .with_span(find_field(source, "name", &s.name, *nth))
+                .expected(format!(
+                    "a name not used by another server (`servers[{first}].name` is `{}`)",
+                    s.name
+                )),
             );
         }
         let mut ts_seen = BTreeSet::new();
         for (k, t) in s.taskservs.iter().enumerate() {
             if !ts_seen.insert(t.name.as_str()) {
                 out.push(
-                    Diagnostic::error("duplicate-name", format!("taskserv `{}` is listed twice on server `{}`", t.name, s.name))
-                        .at(format!("servers[{i}].taskservs[{k}]"))
-                        .with_span(find_literal(source, &t.name, 2))
-                        .expected("each taskserv at most once per server"),
+                    Diagnostic::error(
+                        "duplicate-name",
+                        format!(
+                            "taskserv `{}` is listed twice on server `{}`",
+                            t.name, s.name
+                        ),
+                    )
+                    .at(format!("servers[{i}].taskservs[{k}]"))
+                    .with_span(find_literal(source, &t.name, 2))
+                    .expected("each taskserv at most once per server"),
                 );
             }
         }
@@ -56,25 +72,44 @@ fn unique_names(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
     for (i, c) in config.clusters.iter().enumerate() {
         if !seen.insert(c.name.as_str()) {
             out.push(
-                Diagnostic::error("duplicate-name", format!("duplicate cluster name `{}`", c.name))
-                    .at(format!("clusters[{i}].name"))
-                    .with_span(find_field(source, "name", &c.name, 2))
-                    .expected("a name not used by another cluster"),
+                Diagnostic::error(
+                    "duplicate-name",
+                    format!("duplicate cluster name `{}`", c.name),
+                )
+                .at(format!("clusters[{i}].name"))
+                .with_span(find_field(source, "name", &c.name, 2))
+                .expected("a name not used by another cluster"),
             );
         }
     }
 }
 
 fn local_taskservs(config: &Config, catalog: &Catalog, source: &str, out: &mut Vec<Diagnostic>) {
-    let runnable: Vec<&str> = catalog.taskservs.iter().filter(|(_, t)| t.local).map(|(n, _)| n.as_str()).collect();
-    for (i, s) in config.servers.iter().enumerate().filter(|(_, s)| s.provider == "local") {
+    let runnable: Vec<&str> = catalog
+        .taskservs
+        .iter()
+        .filter(|(_, t)| t.local)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (i, s) in config
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.provider == "local")
+    {
         for (k, t) in s.taskservs.iter().enumerate() {
             if !runnable.contains(&t.name.as_str()) {
                 out.push(
-                    Diagnostic::error("unsupported", format!("the `local` provider cannot run taskserv `{}`", t.name))
-                        .at(format!("servers[{i}].taskservs[{k}]"))
-                        .with_span(find_literal(source, &t.name, 1))
-                        .expected(format!("one of {} on `local`, or a `sim` or cloud server", quote(&runnable))),
+                    Diagnostic::error(
+                        "unsupported",
+                        format!("the `local` provider cannot run taskserv `{}`", t.name),
+                    )
+                    .at(format!("servers[{i}].taskservs[{k}]"))
+                    .with_span(find_literal(source, &t.name, 1))
+                    .expected(format!(
+                        "one of {} on `local`, or a `sim` or cloud server",
+                        quote(&runnable)
+                    )),
                 );
             }
         }
@@ -105,16 +140,28 @@ fn dependencies(config: &Config, catalog: &Catalog, source: &str, out: &mut Vec<
                         let on_server = config.servers.iter().find(|x| x.name == server);
                         let (msg, expected, suggestion) = match on_server {
                             None => (
-                                format!("`{dep}` names server `{server}`, which is not in this workspace"),
+                                format!(
+                                    "`{dep}` names server `{server}`, which is not in this workspace"
+                                ),
                                 "`NAME` for a taskserv on this server or `SERVER/NAME`".to_owned(),
-                                did_you_mean(server, config.servers.iter().map(|x| x.name.as_str())).map(|m| format!("did you mean `{m}/{name}`?")),
+                                did_you_mean(
+                                    server,
+                                    config.servers.iter().map(|x| x.name.as_str()),
+                                )
+                                .map(|m| format!("did you mean `{m}/{name}`?")),
                             ),
                             Some(x) => {
-                                let names: Vec<&str> = x.taskservs.iter().map(|t| t.name.as_str()).collect();
+                                let names: Vec<&str> =
+                                    x.taskservs.iter().map(|t| t.name.as_str()).collect();
                                 (
                                     format!("`{dep}` is not a taskserv on server `{server}`"),
-                                    if names.is_empty() { format!("server `{server}` has no taskservs") } else { format!("one of {}", quote(&names)) },
-                                    did_you_mean(name, names.iter().copied()).map(|m| format!("did you mean `{m}`?")),
+                                    if names.is_empty() {
+                                        format!("server `{server}` has no taskservs")
+                                    } else {
+                                        format!("one of {}", quote(&names))
+                                    },
+                                    did_you_mean(name, names.iter().copied())
+                                        .map(|m| format!("did you mean `{m}`?")),
                                 )
                             }
                         };
@@ -128,7 +175,9 @@ fn dependencies(config: &Config, catalog: &Catalog, source: &str, out: &mut Vec<
                     }
                 }
             }
-            let Some(entry) = catalog.taskserv(&t.name) else { continue };
+            let Some(entry) = catalog.taskserv(&t.name) else {
+                continue;
+            };
             for req in &entry.requires {
                 match here.iter().position(|n| n == req) {
                     Some(r) => edges.entry(from).or_default().push((i, r)),
@@ -141,17 +190,31 @@ fn dependencies(config: &Config, catalog: &Catalog, source: &str, out: &mut Vec<
             }
         }
     }
-    let label = |(i, k): Node| format!("{}/{}", config.servers[i].name, config.servers[i].taskservs[k].name);
+    let label = |(i, k): Node| {
+        format!(
+            "{}/{}",
+            config.servers[i].name, config.servers[i].taskservs[k].name
+        )
+    };
     for cycle in cycles(&edges) {
         let first = cycle[0];
         let mut names: Vec<String> = cycle.iter().map(|n| format!("`{}`", label(*n))).collect();
         names.push(names[0].clone());
-        let explicit = config.servers[first.0].taskservs[first.1].depends_on.first().map(String::as_str);
+        let explicit = config.servers[first.0].taskservs[first.1]
+            .depends_on
+            .first()
+            .map(String::as_str);
         out.push(
-            Diagnostic::error("dependency-cycle", format!("taskserv dependency cycle: {}", names.join(" → ")))
-                .at(format!("servers[{}].taskservs[{}].depends_on", first.0, first.1))
-                .with_span(explicit.and_then(|d| find_literal(source, d, 1)))
-                .expected("dependencies without cycles: remove one `depends_on` entry of the cycle"),
+            Diagnostic::error(
+                "dependency-cycle",
+                format!("taskserv dependency cycle: {}", names.join(" → ")),
+            )
+            .at(format!(
+                "servers[{}].taskservs[{}].depends_on",
+                first.0, first.1
+            ))
+            .with_span(explicit.and_then(|d| find_literal(source, d, 1)))
+            .expected("dependencies without cycles: remove one `depends_on` entry of the cycle"),
         );
     }
 }
@@ -186,7 +249,11 @@ fn cycles(edges: &BTreeMap<Node, Vec<Node>>) -> Vec<Vec<Node>> {
                     Some(Mark::Open) => {
                         let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
                         let mut cycle: Vec<Node> = stack[from..].iter().map(|(n, _)| *n).collect();
-                        let min = cycle.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i);
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .map_or(0, |(i, _)| i);
                         cycle.rotate_left(min);
                         found.insert(cycle);
                     }
@@ -207,23 +274,54 @@ fn clusters(config: &Config, catalog: &Catalog, source: &str, out: &mut Vec<Diag
         for (j, member) in c.servers.iter().enumerate() {
             if !names.contains(&member.as_str()) {
                 out.push(
-                    Diagnostic::error("reference", format!("cluster `{}` names server `{member}`, which is not in this workspace", c.name))
-                        .at(format!("clusters[{i}].servers[{j}]"))
-                        .with_span(find_literal(source, member, 1))
-                        .expected(if names.is_empty() { "a server defined in `servers`".to_owned() } else { format!("one of {}", quote(&names)) })
-                        .suggest(did_you_mean(member, names.iter().copied()).map(|m| format!("did you mean `{m}`?"))),
+                    Diagnostic::error(
+                        "reference",
+                        format!(
+                            "cluster `{}` names server `{member}`, which is not in this workspace",
+                            c.name
+                        ),
+                    )
+                    .at(format!("clusters[{i}].servers[{j}]"))
+                    .with_span(find_literal(source, member, 1))
+                    .expected(if names.is_empty() {
+                        "a server defined in `servers`".to_owned()
+                    } else {
+                        format!("one of {}", quote(&names))
+                    })
+                    .suggest(
+                        did_you_mean(member, names.iter().copied())
+                            .map(|m| format!("did you mean `{m}`?")),
+                    ),
                 );
             }
         }
-        let Some(t) = catalog.template(&c.template) else { continue };
+        let Some(t) = catalog.template(&c.template) else {
+            continue;
+        };
         let need = t.min_servers() as usize;
         if c.servers.len() < need {
-            let roles: Vec<String> = t.roles.iter().filter(|r| r.min > 0).map(|r| format!("{} {}", r.min, r.name)).collect();
+            let roles: Vec<String> = t
+                .roles
+                .iter()
+                .filter(|r| r.min > 0)
+                .map(|r| format!("{} {}", r.min, r.name))
+                .collect();
             out.push(
-                Diagnostic::error("requirement", format!("template `{}` needs at least {need} servers, cluster `{}` lists {}", c.template, c.name, c.servers.len()))
-                    .at(format!("clusters[{i}].servers"))
-                    .with_span(find_field(source, "name", &c.name, 1))
-                    .expected(format!("at least {need} server names ({})", roles.join(", "))),
+                Diagnostic::error(
+                    "requirement",
+                    format!(
+                        "template `{}` needs at least {need} servers, cluster `{}` lists {}",
+                        c.template,
+                        c.name,
+                        c.servers.len()
+                    ),
+                )
+                .at(format!("clusters[{i}].servers"))
+                .with_span(find_field(source, "name", &c.name, 1))
+                .expected(format!(
+                    "at least {need} server names ({})",
+                    roles.join(", ")
+                )),
             );
         }
     }
@@ -233,16 +331,29 @@ fn workflow(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
     let r = &config.workflow.retry;
     if r.initial_delay_ms > r.max_delay_ms {
         out.push(
-            Diagnostic::error("contract", format!("`initial_delay_ms` ({}) is larger than `max_delay_ms` ({})", r.initial_delay_ms, r.max_delay_ms))
-                .at("workflow.retry.initial_delay_ms")
-                .with_span(find_key(source, "initial_delay_ms"))
-                .expected(format!("at most {} ms, or a larger `max_delay_ms`", r.max_delay_ms)),
+            Diagnostic::error(
+                "contract",
+                format!(
+                    "`initial_delay_ms` ({}) is larger than `max_delay_ms` ({})",
+                    r.initial_delay_ms, r.max_delay_ms
+                ),
+            )
+            .at("workflow.retry.initial_delay_ms")
+            .with_span(find_key(source, "initial_delay_ms"))
+            .expected(format!(
+                "at most {} ms, or a larger `max_delay_ms`",
+                r.max_delay_ms
+            )),
         );
     }
 }
 
 fn quote(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The `nth` (1-based) string literal `"value"` in `source`.
@@ -259,7 +370,9 @@ fn find_field(source: &str, field: &str, value: &str, nth: usize) -> Option<Span
         .match_indices(&needle)
         .filter(|(at, _)| {
             let before = source[..*at].trim_end();
-            before.strip_suffix('=').is_some_and(|b| b.trim_end().ends_with(field))
+            before
+                .strip_suffix('=')
+                .is_some_and(|b| b.trim_end().ends_with(field))
         })
         .nth(nth.checked_sub(1)?)?;
     Some(Span::from_offsets(source, at, at + needle.len()))
@@ -269,7 +382,8 @@ fn find_field(source: &str, field: &str, value: &str, nth: usize) -> Option<Span
 fn find_key(source: &str, key: &str) -> Option<Span> {
     let (at, _) = source.match_indices(key).find(|(at, _)| {
         let line_start = source[..*at].rfind('\n').map_or(0, |i| i + 1);
-        !source[line_start..*at].contains('#') && source[at + key.len()..].trim_start().starts_with('=')
+        !source[line_start..*at].contains('#')
+            && source[at + key.len()..].trim_start().starts_with('=')
     })?;
     Some(Span::from_offsets(source, at, at + key.len()))
 }

@@ -26,7 +26,12 @@ impl Span {
     pub fn from_offsets(source: &str, start: usize, end: usize) -> Span {
         let (line, column) = line_col(source, start);
         let (end_line, end_column) = line_col(source, end.max(start));
-        Span { line, column, end_line, end_column }
+        Span {
+            line,
+            column,
+            end_line,
+            end_column,
+        }
     }
 }
 
@@ -79,7 +84,10 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &str, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
     }
 
     pub fn at(mut self, path: impl Into<String>) -> Self {
@@ -124,7 +132,11 @@ impl Diagnostic {
             Severity::Warning => "warning",
         };
         let _ = writeln!(out, "{level}: {}", self.message);
-        let path = self.path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
+        let path = self
+            .path
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
         let line_text = self
             .span
             .and_then(|s| source.and_then(|src| src.lines().nth(s.line.saturating_sub(1))));
@@ -146,7 +158,12 @@ impl Diagnostic {
             };
             let _ = writeln!(out, "{pad} |");
             let _ = writeln!(out, "{} | {text}", s.line);
-            let _ = writeln!(out, "{pad} | {}{}", " ".repeat(s.column - 1), "^".repeat(width));
+            let _ = writeln!(
+                out,
+                "{pad} | {}{}",
+                " ".repeat(s.column - 1),
+                "^".repeat(width)
+            );
         }
         if let Some(e) = &self.expected {
             let _ = writeln!(out, "{pad} = expected: {e}");
@@ -178,7 +195,12 @@ mod tests {
         let src = "{\n  zone = \"fra9\",\n}";
         let d = Diagnostic::error("unknown-name", "unknown zone `fra9`")
             .at("servers[0].zone")
-            .with_span(Some(Span { line: 2, column: 10, end_line: 2, end_column: 16 }))
+            .with_span(Some(Span {
+                line: 2,
+                column: 10,
+                end_line: 2,
+                end_column: 16,
+            }))
             .expected("one of `de-fra1`")
             .suggest(Some("did you mean `de-fra1`?".into()));
         let text = d.render("x.ncl", Some(src));

@@ -61,7 +61,8 @@ pub(crate) fn find_import(source: &str) -> Option<usize> {
 }
 
 fn is_ident(b: &[u8], i: usize) -> bool {
-    b.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-' || *c == b'\'')
+    b.get(i)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-' || *c == b'\'')
 }
 
 /// Skips string text from `i`; returns where code resumes. On `%{` it records the string on
@@ -75,7 +76,9 @@ fn skip_string(
 ) -> Option<usize> {
     let interp_open = |i: usize| -> Option<usize> {
         let n = kind.unwrap_or(1);
-        (0..n).all(|k| b.get(i + k) == Some(&b'%')).then_some(n)
+        (0..n)
+            .all(|k| b.get(i + k) == Some(&b'%'))
+            .then_some(n)
             .filter(|n| b.get(i + n) == Some(&b'{'))
             .map(|n| i + n + 1)
     };
@@ -88,7 +91,9 @@ fn skip_string(
         match (kind, b[i]) {
             (None, b'\\') => i += 2,
             (None, b'"') => return Some(i + 1),
-            (Some(n), b'"') if (1..=n).all(|k| b.get(i + k) == Some(&b'%')) => return Some(i + 1 + n),
+            (Some(n), b'"') if (1..=n).all(|k| b.get(i + k) == Some(&b'%')) => {
+                return Some(i + 1 + n);
+            }
             _ => i += 1,
         }
     }
@@ -105,8 +110,14 @@ mod tests {
         assert!(find_import(r#"{ a = import "x.ncl" }"#).is_some());
         assert!(find_import(r#"{ a = "%{import "x" as 'Text}" }"#).is_some());
         assert!(find_import("{ a = m%\"text %{import \"x\"}\"% }").is_some());
-        assert_eq!(find_import(r#"{ stage = "import", note = "we import data" }"#), None);
-        assert_eq!(find_import("# import here is a comment\n{ important = 1, reimport = 2 }"), None);
+        assert_eq!(
+            find_import(r#"{ stage = "import", note = "we import data" }"#),
+            None
+        );
+        assert_eq!(
+            find_import("# import here is a comment\n{ important = 1, reimport = 2 }"),
+            None
+        );
         assert_eq!(find_import("{ a = m%\"import %{ \"x\" } import\"% }"), None);
         assert_eq!(find_import(r#"{ a = "esc \" import" }"#), None);
     }

@@ -107,7 +107,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 3, backoff: Backoff::Exponential, initial_delay_ms: 500, max_delay_ms: 30_000 }
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::Exponential,
+            initial_delay_ms: 500,
+            max_delay_ms: 30_000,
+        }
     }
 }
 
@@ -121,6 +126,10 @@ pub struct Workflow {
 
 impl Default for Workflow {
     fn default() -> Self {
-        Workflow { parallel_limit: 4, retry: RetryPolicy::default(), on_failure: OnFailure::Fail }
+        Workflow {
+            parallel_limit: 4,
+            retry: RetryPolicy::default(),
+            on_failure: OnFailure::Fail,
+        }
     }
 }

@@ -46,11 +46,22 @@ pub(crate) struct Placement<'a> {
     pub prefix_len: usize,
 }
 
-pub(crate) fn convert(report: &serde_json::Value, at: &Placement<'_>, catalog: &Catalog) -> Vec<Diagnostic> {
+pub(crate) fn convert(
+    report: &serde_json::Value,
+    at: &Placement<'_>,
+    catalog: &Catalog,
+) -> Vec<Diagnostic> {
     let Ok(report) = Report::deserialize(report) else {
-        return vec![Diagnostic::error("evaluation", "Nickel reported an error that could not be read")];
+        return vec![Diagnostic::error(
+            "evaluation",
+            "Nickel reported an error that could not be read",
+        )];
     };
-    report.diagnostics.iter().map(|d| one(d, at, catalog)).collect()
+    report
+        .diagnostics
+        .iter()
+        .map(|d| one(d, at, catalog))
+        .collect()
 }
 
 fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnostic {
@@ -71,7 +82,9 @@ fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnosti
             got = Some(v.to_owned());
         } else if let Some(v) = note.strip_prefix("@provider ") {
             provider = Some(v.to_owned());
-        } else if !note.starts_with("Have you misspelled") && !note.starts_with("The record contract might") {
+        } else if !note.starts_with("Have you misspelled")
+            && !note.starts_with("The record contract might")
+        {
             notes.push(note.clone());
         }
     }
@@ -79,16 +92,26 @@ fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnosti
         Some((h, rest)) => (h.to_owned(), Some(rest.trim().to_owned())),
         None => (d.message.clone(), None),
     };
-    if path.is_none() && (head.starts_with("contract broken by the value of") || head.starts_with("missing definition for")) {
+    if path.is_none()
+        && (head.starts_with("contract broken by the value of")
+            || head.starts_with("missing definition for"))
+    {
         path = backticked(&head);
     }
     let span = span_of(d, at);
     let at_end = span.is_some_and(|(s, _)| s >= at.user_source.trim_end().len());
-    let (code, message) = classify(&head, custom, span.map(|(s, e)| &at.user_source[s..e]), got.is_some(), at_end);
+    let (code, message) = classify(
+        &head,
+        custom,
+        span.map(|(s, e)| &at.user_source[s..e]),
+        got.is_some(),
+        at_end,
+    );
     let mut diag = Diagnostic::error(code, message);
     diag.path = path;
     diag.span = span.map(|(s, e)| Span::from_offsets(at.user_source, s, e));
-    diag.expected = expected.or_else(|| (code == "syntax").then(|| syntax_expectation(&d.message, at_end)));
+    diag.expected =
+        expected.or_else(|| (code == "syntax").then(|| syntax_expectation(&d.message, at_end)));
     diag.notes = notes;
     if let Some(got) = got {
         diag.suggestion = did_you_mean(&got, candidates.iter().map(String::as_str))
@@ -99,14 +122,30 @@ fn one(d: &NickelDiagnostic, at: &Placement<'_>, catalog: &Catalog) -> Diagnosti
     diag
 }
 
-fn classify(head: &str, custom: Option<String>, token: Option<&str>, named: bool, at_end: bool) -> (&'static str, String) {
+fn classify(
+    head: &str,
+    custom: Option<String>,
+    token: Option<&str>,
+    named: bool,
+    at_end: bool,
+) -> (&'static str, String) {
     if let Some(m) = custom {
-        let code = if named && m.starts_with("unknown ") { "unknown-name" } else { "contract" };
+        let code = if named && m.starts_with("unknown ") {
+            "unknown-name"
+        } else {
+            "contract"
+        };
         return (code, m);
     }
-    if head.starts_with("unexpected") || head.contains("parse error") || head.starts_with("unmatched") {
+    if head.starts_with("unexpected")
+        || head.contains("parse error")
+        || head.starts_with("unmatched")
+    {
         if at_end {
-            return ("syntax", "syntax error: the config ends before its last expression is complete".to_owned());
+            return (
+                "syntax",
+                "syntax error: the config ends before its last expression is complete".to_owned(),
+            );
         }
         let msg = match token.filter(|t| !t.is_empty() && t.len() <= 24 && !t.contains('\n')) {
             Some(t) => format!("syntax error: {head} `{t}`"),
@@ -159,16 +198,22 @@ fn backticked(s: &str) -> Option<String> {
 }
 
 /// A zone named by its city or country (`helsinki` → `hel1`), when exactly one zone matches.
-fn zone_by_place(got: &str, provider: Option<&str>, message: &str, catalog: &Catalog) -> Option<String> {
+fn zone_by_place(
+    got: &str,
+    provider: Option<&str>,
+    message: &str,
+    catalog: &Catalog,
+) -> Option<String> {
     if !message.starts_with("unknown zone") {
         return None;
     }
     let p = catalog.provider(provider?)?;
     let g = got.to_lowercase();
-    let mut hits = p
-        .zones
-        .iter()
-        .filter(|(_, z)| z.city.to_lowercase() == g || z.country.to_lowercase() == g || z.title.to_lowercase().contains(&g));
+    let mut hits = p.zones.iter().filter(|(_, z)| {
+        z.city.to_lowercase() == g
+            || z.country.to_lowercase() == g
+            || z.title.to_lowercase().contains(&g)
+    });
     match (hits.next(), hits.next()) {
         (Some((name, _)), None) => Some(name.clone()),
         _ => None,

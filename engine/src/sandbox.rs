@@ -43,7 +43,10 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub enum Sandbox {
     /// A child process: `program args... __nickel-eval`. The only mode fit for outside input.
-    Subprocess { program: PathBuf, args: Vec<OsString> },
+    Subprocess {
+        program: PathBuf,
+        args: Vec<OsString>,
+    },
     /// A thread of this process with a large stack and a timeout after which its result is
     /// abandoned (the thread is not stopped). For trusted input: tests and benchmarks.
     InProcess,
@@ -52,7 +55,10 @@ pub enum Sandbox {
 impl Sandbox {
     /// The running executable as the sandbox (the `provisioning` binary).
     pub fn current_exe() -> std::io::Result<Sandbox> {
-        Ok(Sandbox::Subprocess { program: std::env::current_exe()?, args: Vec::new() })
+        Ok(Sandbox::Subprocess {
+            program: std::env::current_exe()?,
+            args: Vec::new(),
+        })
     }
 }
 
@@ -88,7 +94,11 @@ pub enum AbortReason {
 }
 
 /// Evaluates `request` in `sandbox` under `limits`.
-pub fn evaluate(sandbox: &Sandbox, limits: &Limits, request: EvalRequest) -> Result<EvalOutcome, EngineError> {
+pub fn evaluate(
+    sandbox: &Sandbox,
+    limits: &Limits,
+    request: EvalRequest,
+) -> Result<EvalOutcome, EngineError> {
     match sandbox {
         Sandbox::InProcess => Ok(in_thread(request, limits.timeout)),
         Sandbox::Subprocess { program, args } => in_child(program, args, limits, &request),
@@ -104,14 +114,18 @@ fn in_thread(request: EvalRequest, timeout: Duration) -> EvalOutcome {
             let _ = tx.send(eval_nickel(&request));
         });
     if let Err(e) = spawned {
-        return aborted(AbortReason::Crash, format!("cannot start the evaluation thread: {e}"));
+        return aborted(
+            AbortReason::Crash,
+            format!("cannot start the evaluation thread: {e}"),
+        );
     }
     match rx.recv_timeout(timeout) {
         Ok(outcome) => outcome,
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => timeout_outcome(timeout),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            aborted(AbortReason::Crash, "the evaluator failed (the evaluation thread panicked)".into())
-        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => aborted(
+            AbortReason::Crash,
+            "the evaluator failed (the evaluation thread panicked)".into(),
+        ),
     }
 }
 
@@ -125,7 +139,10 @@ fn aborted(reason: AbortReason, detail: String) -> EvalOutcome {
 fn timeout_outcome(timeout: Duration) -> EvalOutcome {
     aborted(
         AbortReason::Timeout,
-        format!("evaluation did not finish within the time limit of {:.1} s", timeout.as_secs_f64()),
+        format!(
+            "evaluation did not finish within the time limit of {:.1} s",
+            timeout.as_secs_f64()
+        ),
     )
 }
 
@@ -135,7 +152,10 @@ fn in_child(
     limits: &Limits,
     request: &EvalRequest,
 ) -> Result<EvalOutcome, EngineError> {
-    let spawn_err = |source| EngineError::SandboxSpawn { program: program.display().to_string(), source };
+    let spawn_err = |source| EngineError::SandboxSpawn {
+        program: program.display().to_string(),
+        source,
+    };
     let mut child = Command::new(program)
         .args(args)
         .arg(CHILD_COMMAND)
@@ -145,7 +165,8 @@ fn in_child(
         .env("RUST_BACKTRACE", "0")
         .spawn()
         .map_err(spawn_err)?;
-    let payload = serde_json::to_vec(request).map_err(|e| EngineError::SandboxProtocol(e.to_string()))?;
+    let payload =
+        serde_json::to_vec(request).map_err(|e| EngineError::SandboxProtocol(e.to_string()))?;
     let mut stdin = child.stdin.take();
     let writer = std::thread::spawn(move || {
         if let Some(stdin) = stdin.as_mut() {
@@ -179,16 +200,30 @@ fn in_child(
     let out = out.join().unwrap_or_default();
     let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     if status.success() {
-        return serde_json::from_slice(&out).map_err(|e| EngineError::SandboxProtocol(e.to_string()));
+        return serde_json::from_slice(&out)
+            .map_err(|e| EngineError::SandboxProtocol(e.to_string()));
     }
     let mib = limits.memory_bytes / (1024 * 1024);
     Ok(if err.contains("overflowed its stack") {
-        aborted(AbortReason::StackOverflow, "evaluation recursed too deeply (stack overflow)".into())
+        aborted(
+            AbortReason::StackOverflow,
+            "evaluation recursed too deeply (stack overflow)".into(),
+        )
     } else if err.contains("memory allocation") || err.contains("out of memory") {
-        aborted(AbortReason::Memory, format!("evaluation exceeded the memory limit of {mib} MiB"))
+        aborted(
+            AbortReason::Memory,
+            format!("evaluation exceeded the memory limit of {mib} MiB"),
+        )
     } else {
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-        aborted(AbortReason::Crash, format!("the evaluator stopped ({status}): {last}"))
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        aborted(
+            AbortReason::Crash,
+            format!("the evaluator stopped ({status}): {last}"),
+        )
     })
 }
 
@@ -203,8 +238,16 @@ pub fn child_main() -> std::process::ExitCode {
         return std::process::ExitCode::from(3);
     };
     let request_memory = request.memory_bytes;
-    let _ = rlimit::setrlimit(rlimit::Resource::AS, request.memory_bytes, request.memory_bytes);
-    let _ = rlimit::setrlimit(rlimit::Resource::CPU, request.cpu_seconds, request.cpu_seconds + 1);
+    let _ = rlimit::setrlimit(
+        rlimit::Resource::AS,
+        request.memory_bytes,
+        request.memory_bytes,
+    );
+    let _ = rlimit::setrlimit(
+        rlimit::Resource::CPU,
+        request.cpu_seconds,
+        request.cpu_seconds + 1,
+    );
     let handle = std::thread::Builder::new()
         .name("nickel-eval".into())
         .stack_size(EVAL_STACK)
@@ -212,7 +255,10 @@ pub fn child_main() -> std::process::ExitCode {
     let outcome = match handle.map(|h| h.join()) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => panicked(panic.as_ref(), request_memory),
-        Err(e) => aborted(AbortReason::Crash, format!("cannot start the evaluation thread: {e}")),
+        Err(e) => aborted(
+            AbortReason::Crash,
+            format!("cannot start the evaluation thread: {e}"),
+        ),
     };
     match serde_json::to_writer(std::io::stdout().lock(), &outcome) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -229,9 +275,15 @@ fn panicked(payload: &(dyn std::any::Any + Send), memory_bytes: u64) -> EvalOutc
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".to_owned());
     let lower = text.to_lowercase();
-    if ["memory", "alloc", "capacity"].iter().any(|w| lower.contains(w)) {
+    if ["memory", "alloc", "capacity"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
         let mib = memory_bytes / (1024 * 1024);
-        aborted(AbortReason::Memory, format!("evaluation exceeded the memory limit of {mib} MiB"))
+        aborted(
+            AbortReason::Memory,
+            format!("evaluation exceeded the memory limit of {mib} MiB"),
+        )
     } else {
         aborted(AbortReason::Crash, format!("the evaluator failed: {text}"))
     }
@@ -240,7 +292,9 @@ fn panicked(payload: &(dyn std::any::Any + Send), memory_bytes: u64) -> EvalOutc
 /// Evaluates deeply for export and returns JSON or Nickel's diagnostics.
 fn eval_nickel(request: &EvalRequest) -> EvalOutcome {
     let mut ctx = nickel_lang::Context::new().with_source_name(request.source_name.clone());
-    let result = ctx.eval_deep_for_export(&request.source).and_then(|expr| ctx.expr_to_json(&expr));
+    let result = ctx
+        .eval_deep_for_export(&request.source)
+        .and_then(|expr| ctx.expr_to_json(&expr));
     match result {
         Ok(json) => EvalOutcome::Value { json },
         Err(error) => {
@@ -248,9 +302,15 @@ fn eval_nickel(request: &EvalRequest) -> EvalOutcome {
             match error.format(&mut buf, nickel_lang::ErrorFormat::Json) {
                 Ok(()) => match serde_json::from_slice(&buf) {
                     Ok(diagnostics) => EvalOutcome::NickelError { diagnostics },
-                    Err(e) => aborted(AbortReason::Crash, format!("unreadable Nickel diagnostics: {e}")),
+                    Err(e) => aborted(
+                        AbortReason::Crash,
+                        format!("unreadable Nickel diagnostics: {e}"),
+                    ),
                 },
-                Err(e) => aborted(AbortReason::Crash, format!("cannot format Nickel diagnostics: {e}")),
+                Err(e) => aborted(
+                    AbortReason::Crash,
+                    format!("cannot format Nickel diagnostics: {e}"),
+                ),
             }
         }
     }

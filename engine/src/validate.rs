@@ -37,7 +37,11 @@ impl Validation {
     }
 
     fn failed(diagnostics: Vec<Diagnostic>) -> Self {
-        Validation { config: None, value: None, diagnostics }
+        Validation {
+            config: None,
+            value: None,
+            diagnostics,
+        }
     }
 }
 
@@ -80,16 +84,25 @@ impl Validator {
         let max = self.limits.max_input_bytes;
         if src.len() > max {
             return Ok(Validation::failed(vec![
-                Diagnostic::error("limit", format!("config is {} bytes, over the limit of {max} bytes", src.len()))
-                    .expected(format!("a config of at most {max} bytes")),
+                Diagnostic::error(
+                    "limit",
+                    format!(
+                        "config is {} bytes, over the limit of {max} bytes",
+                        src.len()
+                    ),
+                )
+                .expected(format!("a config of at most {max} bytes")),
             ]));
         }
         if input.imports_from.is_none() {
             if let Some(at) = imports::find_import(src) {
                 return Ok(Validation::failed(vec![
-                    Diagnostic::error("forbidden-import", "`import` is not allowed in configs submitted to the server")
-                        .with_span(Some(Span::from_offsets(src, at, at + "import".len())))
-                        .expected("a self-contained config: inline the imported values"),
+                    Diagnostic::error(
+                        "forbidden-import",
+                        "`import` is not allowed in configs submitted to the server",
+                    )
+                    .with_span(Some(Span::from_offsets(src, at, at + "import".len())))
+                    .expected("a self-contained config: inline the imported values"),
                 ]));
             }
         }
@@ -99,7 +112,10 @@ impl Validator {
             nickel_string(&self.config_contract.to_string_lossy())
         );
         let source_name = match input.imports_from {
-            Some(dir) => dir.join(file_name(input.name)).to_string_lossy().into_owned(),
+            Some(dir) => dir
+                .join(file_name(input.name))
+                .to_string_lossy()
+                .into_owned(),
             None => format!("<input>/{}", file_name(input.name)),
         };
         let request = EvalRequest {
@@ -108,10 +124,17 @@ impl Validator {
             memory_bytes: self.limits.memory_bytes,
             cpu_seconds: self.limits.timeout.as_secs() + 1,
         };
-        let at = Placement { user_source: src, prefix_len: prefix.len() };
+        let at = Placement {
+            user_source: src,
+            prefix_len: prefix.len(),
+        };
         match sandbox::evaluate(&self.sandbox, &self.limits, request)? {
-            EvalOutcome::NickelError { diagnostics } => Ok(Validation::failed(convert(&diagnostics, &at, self.catalog))),
-            EvalOutcome::Aborted { reason, detail } => Ok(Validation::failed(vec![aborted(reason, detail)])),
+            EvalOutcome::NickelError { diagnostics } => {
+                Ok(Validation::failed(convert(&diagnostics, &at, self.catalog)))
+            }
+            EvalOutcome::Aborted { reason, detail } => {
+                Ok(Validation::failed(vec![aborted(reason, detail)]))
+            }
             EvalOutcome::Value { json } => Ok(self.typed(src, &json)),
         }
     }
@@ -119,7 +142,12 @@ impl Validator {
     fn typed(&self, src: &str, json: &str) -> Validation {
         let value: serde_json::Value = match serde_json::from_str(json) {
             Ok(v) => v,
-            Err(e) => return Validation::failed(vec![Diagnostic::error("evaluation", format!("exported value is not JSON: {e}"))]),
+            Err(e) => {
+                return Validation::failed(vec![Diagnostic::error(
+                    "evaluation",
+                    format!("exported value is not JSON: {e}"),
+                )]);
+            }
         };
         let config: Config = match serde_path_to_error::deserialize(&value) {
             Ok(c) => c,
@@ -134,7 +162,11 @@ impl Validator {
         };
         let diagnostics = checks::check(&config, self.catalog, src);
         let ok = !diagnostics.iter().any(Diagnostic::is_error);
-        Validation { config: ok.then_some(config), value: Some(value), diagnostics }
+        Validation {
+            config: ok.then_some(config),
+            value: Some(value),
+            diagnostics,
+        }
     }
 }
 
@@ -149,12 +181,17 @@ fn aborted(reason: AbortReason, detail: String) -> Diagnostic {
 }
 
 fn file_name(name: &str) -> String {
-    Path::new(name).file_name().map_or_else(|| "config.ncl".to_owned(), |n| n.to_string_lossy().into_owned())
+    Path::new(name).file_name().map_or_else(
+        || "config.ncl".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Escapes text for a Nickel string literal.
 fn nickel_string(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "\\%")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "\\%")
 }
 
 #[cfg(test)]
@@ -167,7 +204,13 @@ mod tests {
     }
 
     fn run(src: &str) -> Validation {
-        validator().validate(&Input { source: src, name: "t.ncl", imports_from: None }).unwrap()
+        validator()
+            .validate(&Input {
+                source: src,
+                name: "t.ncl",
+                imports_from: None,
+            })
+            .unwrap()
     }
 
     const OK: &str = r#"{
@@ -185,7 +228,10 @@ mod tests {
         assert!(v.is_valid(), "{:?}", v.diagnostics);
         let c = v.config.unwrap();
         assert_eq!(c.servers[0].taskservs[0].name, "redis");
-        assert_eq!(c.servers[1].taskservs[1].depends_on, ["postgres", "cache-1/redis"]);
+        assert_eq!(
+            c.servers[1].taskservs[1].depends_on,
+            ["postgres", "cache-1/redis"]
+        );
         assert_eq!(c.workflow, crate::Workflow::default());
         assert!(c.clusters.is_empty());
     }

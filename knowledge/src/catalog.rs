@@ -40,12 +40,17 @@ pub struct Plan {
 impl Plan {
     /// Whether this plan can be ordered in `zone`.
     pub fn offered_in(&self, zone: &str) -> bool {
-        self.zones.as_ref().is_none_or(|z| z.iter().any(|z| z == zone))
+        self.zones
+            .as_ref()
+            .is_none_or(|z| z.iter().any(|z| z == zone))
     }
 
     /// Monthly price in `zone`.
     pub fn price_in(&self, zone: &str) -> f64 {
-        self.zone_prices.get(zone).copied().unwrap_or(self.monthly_price)
+        self.zone_prices
+            .get(zone)
+            .copied()
+            .unwrap_or(self.monthly_price)
     }
 }
 
@@ -113,16 +118,18 @@ impl Catalog {
     /// The embedded catalogs, parsed once.
     pub fn embedded() -> Result<&'static Catalog, KnowledgeError> {
         static CELL: OnceLock<Result<Catalog, KnowledgeError>> = OnceLock::new();
-        CELL.get_or_init(Catalog::parse).as_ref().map_err(|e| match e {
-            KnowledgeError::Catalog { path, message } => KnowledgeError::Catalog {
-                path: path.clone(),
-                message: message.clone(),
-            },
-            other => KnowledgeError::Catalog {
-                path: String::new(),
-                message: other.to_string(),
-            },
-        })
+        CELL.get_or_init(Catalog::parse)
+            .as_ref()
+            .map_err(|e| match e {
+                KnowledgeError::Catalog { path, message } => KnowledgeError::Catalog {
+                    path: path.clone(),
+                    message: message.clone(),
+                },
+                other => KnowledgeError::Catalog {
+                    path: String::new(),
+                    message: other.to_string(),
+                },
+            })
     }
 
     fn parse() -> Result<Catalog, KnowledgeError> {
@@ -134,10 +141,12 @@ impl Catalog {
             }
         }
         let get = |name: &str| {
-            CATALOG.get_file(name).ok_or_else(|| KnowledgeError::Catalog {
-                path: name.to_owned(),
-                message: "missing".to_owned(),
-            })
+            CATALOG
+                .get_file(name)
+                .ok_or_else(|| KnowledgeError::Catalog {
+                    path: name.to_owned(),
+                    message: "missing".to_owned(),
+                })
         };
         let catalog = Catalog {
             providers,
@@ -158,23 +167,39 @@ impl Catalog {
             for (plan_name, plan) in &p.plans {
                 for z in plan.zones.iter().flatten().chain(plan.zone_prices.keys()) {
                     if !p.zones.contains_key(z) {
-                        return Err(bad(name, format!("plan `{plan_name}` names unknown zone `{z}`")));
+                        return Err(bad(
+                            name,
+                            format!("plan `{plan_name}` names unknown zone `{z}`"),
+                        ));
                     }
                 }
             }
         }
         for (name, t) in &self.taskservs {
             if !t.versions.contains(&t.default_version) {
-                return Err(bad("taskservs.toml", format!("`{name}` default version not in versions")));
+                return Err(bad(
+                    "taskservs.toml",
+                    format!("`{name}` default version not in versions"),
+                ));
             }
             if let Some(r) = t.requires.iter().find(|r| !self.taskservs.contains_key(*r)) {
-                return Err(bad("taskservs.toml", format!("`{name}` requires unknown `{r}`")));
+                return Err(bad(
+                    "taskservs.toml",
+                    format!("`{name}` requires unknown `{r}`"),
+                ));
             }
         }
         for (name, t) in &self.templates {
             for r in &t.roles {
-                if let Some(ts) = r.taskservs.iter().find(|t| !self.taskservs.contains_key(*t)) {
-                    return Err(bad("templates.toml", format!("`{name}` uses unknown taskserv `{ts}`")));
+                if let Some(ts) = r
+                    .taskservs
+                    .iter()
+                    .find(|t| !self.taskservs.contains_key(*t))
+                {
+                    return Err(bad(
+                        "templates.toml",
+                        format!("`{name}` uses unknown taskserv `{ts}`"),
+                    ));
                 }
             }
         }
@@ -194,12 +219,16 @@ impl Catalog {
     }
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(file: &include_dir::File<'_>) -> Result<T, KnowledgeError> {
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &include_dir::File<'_>,
+) -> Result<T, KnowledgeError> {
     let path = file.path().display().to_string();
-    let text = file.contents_utf8().ok_or_else(|| KnowledgeError::Catalog {
-        path: path.clone(),
-        message: "not UTF-8".to_owned(),
-    })?;
+    let text = file
+        .contents_utf8()
+        .ok_or_else(|| KnowledgeError::Catalog {
+            path: path.clone(),
+            message: "not UTF-8".to_owned(),
+        })?;
     toml::from_str(text).map_err(|e| KnowledgeError::Catalog {
         path,
         message: e.to_string(),
@@ -214,29 +243,55 @@ mod tests {
     fn required_catalog_names_exist() {
         let c = Catalog::embedded().unwrap();
         let must = [
-            ("hetzner", &["cx22", "cx32", "cx42"][..], &["fsn1", "nbg1", "hel1"][..]),
-            ("upcloud", &["1xCPU-2GB", "2xCPU-4GB", "4xCPU-8GB"], &["de-fra1", "fi-hel1", "nl-ams1"]),
-            ("aws", &["t3.micro", "t3.medium", "m6i.large"], &["eu-central-1", "us-east-1"]),
+            (
+                "hetzner",
+                &["cx22", "cx32", "cx42"][..],
+                &["fsn1", "nbg1", "hel1"][..],
+            ),
+            (
+                "upcloud",
+                &["1xCPU-2GB", "2xCPU-4GB", "4xCPU-8GB"],
+                &["de-fra1", "fi-hel1", "nl-ams1"],
+            ),
+            (
+                "aws",
+                &["t3.micro", "t3.medium", "m6i.large"],
+                &["eu-central-1", "us-east-1"],
+            ),
             ("local", &["small", "medium", "large"], &["local"]),
             ("sim", &["small", "medium", "large"], &["sim-1"]),
         ];
         for (p, plans, zones) in must {
             let prov = c.provider(p).unwrap();
             for plan in plans {
-                let plan = prov.plans.get(*plan).unwrap_or_else(|| panic!("{p}: {plan}"));
+                let plan = prov
+                    .plans
+                    .get(*plan)
+                    .unwrap_or_else(|| panic!("{p}: {plan}"));
                 for z in zones {
                     assert!(plan.offered_in(z), "{p}: plan not offered in {z}");
                 }
             }
         }
         for t in [
-            "containerd", "kubernetes", "etcd", "cilium", "coredns", "postgres", "redis", "nginx",
-            "prometheus", "grafana",
+            "containerd",
+            "kubernetes",
+            "etcd",
+            "cilium",
+            "coredns",
+            "postgres",
+            "redis",
+            "nginx",
+            "prometheus",
+            "grafana",
         ] {
             assert!(c.taskserv(t).is_some(), "{t}");
         }
         let k8s = c.taskserv("kubernetes").unwrap();
-        assert!(k8s.requires.contains(&"containerd".to_owned()) && k8s.requires.contains(&"etcd".to_owned()));
+        assert!(
+            k8s.requires.contains(&"containerd".to_owned())
+                && k8s.requires.contains(&"etcd".to_owned())
+        );
         assert_eq!(c.template("k8s-ha").unwrap().roles[0].min, 3);
         for t in ["web", "postgresql"] {
             assert!(c.template(t).is_some());
@@ -248,6 +303,8 @@ mod tests {
         let c = Catalog::embedded().unwrap();
         let t3 = &c.provider("aws").unwrap().plans["t3.medium"];
         assert!(t3.price_in("eu-central-1") > t3.price_in("us-east-1"));
-        assert!((c.provider("hetzner").unwrap().plans["cx22"].price_in("hel1") - 3.79).abs() < 1e-9);
+        assert!(
+            (c.provider("hetzner").unwrap().plans["cx22"].price_in("hel1") - 3.79).abs() < 1e-9
+        );
     }
 }

@@ -51,7 +51,11 @@ pub fn materialize(base: &Path) -> Result<PathBuf, KnowledgeError> {
         let path = path.display().to_string();
         move |source| KnowledgeError::Materialize { path, source }
     };
-    let staging = base.join(format!(".knowledge-{}-{}", std::process::id(), content_hash()));
+    let staging = base.join(format!(
+        ".knowledge-{}-{}",
+        std::process::id(),
+        content_hash()
+    ));
     for (sub, tree) in [("schemas", &SCHEMAS), ("catalog", &CATALOG)] {
         write_tree(tree, &staging.join(sub)).map_err(io(&staging))?;
     }
@@ -86,7 +90,12 @@ fn write_tree(tree: &Dir<'_>, to: &Path) -> std::io::Result<()> {
 fn content_hash() -> u64 {
     fn walk(dir: &Dir<'_>, h: &mut u64) {
         for f in dir.files() {
-            for b in f.path().to_string_lossy().bytes().chain(f.contents().iter().copied()) {
+            for b in f
+                .path()
+                .to_string_lossy()
+                .bytes()
+                .chain(f.contents().iter().copied())
+            {
                 *h = (*h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
             }
         }
@@ -107,7 +116,15 @@ mod tests {
     #[test]
     fn schema_library_is_complete() {
         let names = schema_names();
-        for n in ["catalog", "cluster", "config", "lib", "server", "workflow", "workspace"] {
+        for n in [
+            "catalog",
+            "cluster",
+            "config",
+            "lib",
+            "server",
+            "workflow",
+            "workspace",
+        ] {
             assert!(names.contains(&n), "missing schema {n} in {names:?}");
         }
         assert!(schema("server.ncl").is_some_and(|s| s.source.contains("Zone")));

@@ -7,7 +7,7 @@ mod catalog;
 mod files;
 
 pub use catalog::{Catalog, Plan, Provider, Role, Taskserv, Template, Zone};
-pub use files::{materialize, schema, schema_names, Schema};
+pub use files::{Schema, materialize, schema, schema_names};
 
 /// Errors reading the embedded knowledge.
 #[derive(Debug, thiserror::Error)]

@@ -24,16 +24,33 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Directory for caches (the schema library is unpacked here) [default: $XDG_CACHE_HOME/provisioning or ~/.cache/provisioning]
-    #[arg(long, global = true, env = "PROVISIONING_PATHS_CACHE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_PATHS_CACHE_DIR",
+        value_name = "DIR"
+    )]
     pub cache_dir: Option<PathBuf>,
     /// Largest config accepted, in bytes
     #[arg(long, global = true, env = "PROVISIONING_LIMITS_MAX_INPUT_BYTES", default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_input_bytes: usize,
     /// Time limit for evaluating one config, in milliseconds
-    #[arg(long, global = true, env = "PROVISIONING_LIMITS_EVAL_TIMEOUT_MS", default_value_t = 10_000, value_name = "MS")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_LIMITS_EVAL_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_name = "MS"
+    )]
     pub eval_timeout_ms: u64,
     /// Memory limit for evaluating one config, in MiB
-    #[arg(long, global = true, env = "PROVISIONING_LIMITS_EVAL_MEMORY_MB", default_value_t = 2048, value_name = "MIB")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_LIMITS_EVAL_MEMORY_MB",
+        default_value_t = 2048,
+        value_name = "MIB"
+    )]
     pub eval_memory_mb: u64,
 }
 

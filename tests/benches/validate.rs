@@ -25,29 +25,63 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let runs = if smoke { 1 } else { 7 };
-    let limits = Limits { max_input_bytes: 64 * 1024 * 1024, ..Limits::default() };
+    let limits = Limits {
+        max_input_bytes: 64 * 1024 * 1024,
+        ..Limits::default()
+    };
     let cache = std::env::temp_dir().join("provisioning-bench-cache");
     let program = tests::binary();
-    assert!(program.exists(), "{} not found: build it first (cargo build --release -p server)", program.display());
-    let validator = Validator::new(Sandbox::Subprocess { program, args: Vec::new() }, limits, &cache).unwrap();
+    assert!(
+        program.exists(),
+        "{} not found: build it first (cargo build --release -p server)",
+        program.display()
+    );
+    let validator = Validator::new(
+        Sandbox::Subprocess {
+            program,
+            args: Vec::new(),
+        },
+        limits,
+        &cache,
+    )
+    .unwrap();
 
-    println!("validation benchmark ({} mode, median of {runs} run(s))", if smoke { "smoke" } else { "full" });
-    println!("{:>8}  {:>12}  {:>14}  {:>9}", "servers", "validate", "plain nickel", "ratio");
+    println!(
+        "validation benchmark ({} mode, median of {runs} run(s))",
+        if smoke { "smoke" } else { "full" }
+    );
+    println!(
+        "{:>8}  {:>12}  {:>14}  {:>9}",
+        "servers", "validate", "plain nickel", "ratio"
+    );
     let mut results = Vec::new();
     for n in [10usize, 100, 1000] {
         let src = tests::generated_config(n);
-        let input = Input { source: &src, name: "bench.ncl", imports_from: None };
+        let input = Input {
+            source: &src,
+            name: "bench.ncl",
+            imports_from: None,
+        };
         let mut ours = Vec::new();
         let mut base = Vec::new();
         for _ in 0..runs {
             let t = Instant::now();
             let v = validator.validate(&input).unwrap();
             ours.push(t.elapsed());
-            assert!(v.is_valid(), "generated config invalid: {:?}", v.diagnostics.first());
+            assert!(
+                v.is_valid(),
+                "generated config invalid: {:?}",
+                v.diagnostics.first()
+            );
             assert_eq!(v.config.as_ref().map(|c| c.servers.len()), Some(n));
 
             let t = Instant::now();
-            let req = EvalRequest { source: src.clone(), source_name: "bench.ncl".into(), memory_bytes: 0, cpu_seconds: 0 };
+            let req = EvalRequest {
+                source: src.clone(),
+                source_name: "bench.ncl".into(),
+                memory_bytes: 0,
+                cpu_seconds: 0,
+            };
             let out = sandbox::evaluate(&Sandbox::InProcess, &limits, req).unwrap();
             base.push(t.elapsed());
             assert!(matches!(out, EvalOutcome::Value { .. }));
@@ -65,7 +99,10 @@ fn main() {
     let t1000 = results[2].1.as_secs_f64();
     let ratio = t1000 / t100;
     println!("t(1000)/t(100) = {ratio:.2} (target < 15)");
-    println!("t(100) = {:.1} ms (target < 300 ms in a release build)", t100 * 1e3);
+    println!(
+        "t(100) = {:.1} ms (target < 300 ms in a release build)",
+        t100 * 1e3
+    );
     if !smoke {
         let mut failed = false;
         if ratio >= 15.0 {

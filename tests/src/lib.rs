@@ -6,7 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
 }
 
 /// The `provisioning` binary: `$PROVISIONING_BIN`, else the one next to the running test or
@@ -17,7 +19,11 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     profile_dir.join("provisioning")
 }
 
@@ -29,7 +35,11 @@ pub fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .env_remove("PROVISIONING_LIMITS_MAX_INPUT_BYTES")
         .env_remove("PROVISIONING_LIMITS_EVAL_TIMEOUT_MS")
         .env_remove("PROVISIONING_LIMITS_EVAL_MEMORY_MB")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
@@ -38,7 +48,11 @@ pub fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
             return Output {
                 status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
                 stdout: Vec::new(),
-                stderr: format!("cannot run {}: {e} (build it with `cargo build -p server`)", binary().display()).into_bytes(),
+                stderr: format!(
+                    "cannot run {}: {e} (build it with `cargo build -p server`)",
+                    binary().display()
+                )
+                .into_bytes(),
             };
         }
     };
@@ -56,7 +70,12 @@ pub fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 /// `*.ncl` files of a folder, sorted.
 pub fn ncl_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "ncl")).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "ncl"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -66,7 +85,9 @@ pub fn ncl_files(dir: &Path) -> Vec<PathBuf> {
 /// taskservs, one with a dependency, spread over both zones and all plans.
 pub fn generated_config(n: usize) -> String {
     let plans = ["small", "medium", "large"];
-    let mut s = String::from("{\n  workspace = { name = \"bench\", environment = \"staging\", owner = \"bench@example.com\" },\n  servers = [\n");
+    let mut s = String::from(
+        "{\n  workspace = { name = \"bench\", environment = \"staging\", owner = \"bench@example.com\" },\n  servers = [\n",
+    );
     for i in 0..n {
         s.push_str(&format!(
             "    {{ name = \"srv-{i}\", provider = \"sim\", plan = \"{}\", zone = \"sim-{}\", labels = {{ index = \"{i}\" }},\n      taskservs = [\"redis\", {{ name = \"nginx\", version = \"1.26\", depends_on = [\"redis\"] }}] }},\n",

@@ -13,33 +13,51 @@ pub fn trials() -> Vec<Trial> {
         t("missing_file_is_exit_2", || {
             let out = run(&root(), &["validate", "no/such/file.ncl"], None);
             assert_eq!(out.status.code(), Some(2));
-            assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read `no/such/file.ncl`"));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("cannot read `no/such/file.ncl`")
+            );
         }),
         t("usage_error_is_exit_2", || {
             let out = run(&root(), &["validate"], None);
             assert_eq!(out.status.code(), Some(2));
-            let out = run(&root(), &["export", "examples/local-dev.ncl", "--format", "xml"], None);
+            let out = run(
+                &root(),
+                &["export", "examples/local-dev.ncl", "--format", "xml"],
+                None,
+            );
             assert_eq!(out.status.code(), Some(2));
         }),
         t("validate_reads_stdin", || {
             let src = std::fs::read_to_string(root().join("examples/local-dev.ncl")).unwrap();
             let out = run(&root(), &["validate", "-"], Some(&src));
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
             let bad = src.replace("\"local\",", "\"lokal\",");
             let out = run(&root(), &["validate", "-", "--json"], Some(&bad));
             assert_eq!(out.status.code(), Some(1));
         }),
-        t("export_of_invalid_config_is_exit_1_and_prints_nothing", || {
-            let dir = root().join("tests/fixtures/invalid");
-            let out = run(&dir, &["export", "unknown-zone-typo.ncl"], None);
-            assert_eq!(out.status.code(), Some(1));
-            assert!(out.stdout.is_empty());
-            assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `de-fra1`?"));
-        }),
+        t(
+            "export_of_invalid_config_is_exit_1_and_prints_nothing",
+            || {
+                let dir = root().join("tests/fixtures/invalid");
+                let out = run(&dir, &["export", "unknown-zone-typo.ncl"], None);
+                assert_eq!(out.status.code(), Some(1));
+                assert!(out.stdout.is_empty());
+                assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `de-fra1`?"));
+            },
+        ),
         t("relative_imports_work_for_local_files", || {
             let dir = std::env::temp_dir().join(format!("prov-import-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("common.ncl"), "{ provider = \"sim\", plan = \"small\", zone = \"sim-1\" }").unwrap();
+            std::fs::write(
+                dir.join("common.ncl"),
+                "{ provider = \"sim\", plan = \"small\", zone = \"sim-1\" }",
+            )
+            .unwrap();
             std::fs::write(
                 dir.join("main.ncl"),
                 "let c = import \"common.ncl\" in { workspace = { name = \"w\", environment = \"dev\" }, servers = [c & { name = \"a\" }] }",
@@ -47,7 +65,12 @@ pub fn trials() -> Vec<Trial> {
             .unwrap();
             let out = run(&dir, &["validate", "main.ncl"], None);
             std::fs::remove_dir_all(&dir).unwrap();
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }),
         t("catalog_lists_plans_and_zones", || {
             let out = run(&root(), &["catalog", "plans", "hetzner", "--json"], None);
@@ -56,7 +79,10 @@ pub fn trials() -> Vec<Trial> {
             assert_eq!(plans["cx22"]["cores"], 2);
             let out = run(&root(), &["catalog", "zones", "upcloud"], None);
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(text.contains("de-fra1") && text.contains("Frankfurt"), "{text}");
+            assert!(
+                text.contains("de-fra1") && text.contains("Frankfurt"),
+                "{text}"
+            );
             let out = run(&root(), &["catalog"], None);
             let text = String::from_utf8_lossy(&out.stdout);
             for p in ["aws", "hetzner", "local", "sim", "upcloud"] {
@@ -64,7 +90,10 @@ pub fn trials() -> Vec<Trial> {
             }
             let out = run(&root(), &["catalog", "taskservs", "--json"], None);
             let ts: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(ts["kubernetes"]["requires"], serde_json::json!(["containerd", "etcd"]));
+            assert_eq!(
+                ts["kubernetes"]["requires"],
+                serde_json::json!(["containerd", "etcd"])
+            );
             let out = run(&root(), &["catalog", "templates"], None);
             assert!(String::from_utf8_lossy(&out.stdout).contains("k8s-ha"));
         }),
@@ -76,7 +105,8 @@ pub fn trials() -> Vec<Trial> {
         t("schema_prints_sources", || {
             let out = run(&root(), &["schema", "server"], None);
             assert_eq!(out.status.code(), Some(0));
-            let expected = std::fs::read_to_string(root().join("knowledge/schemas/server.ncl")).unwrap();
+            let expected =
+                std::fs::read_to_string(root().join("knowledge/schemas/server.ncl")).unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
             let out = run(&root(), &["schema"], None);
             assert!(String::from_utf8_lossy(&out.stdout).contains("config"));
@@ -104,14 +134,26 @@ pub fn trials() -> Vec<Trial> {
             assert_eq!(out.status.code(), Some(0));
         }),
         t("evaluation_time_limit", || {
-            let out = run(&root().join("examples"), &["validate", "sim-50.ncl", "--eval-timeout-ms", "1"], None);
+            let out = run(
+                &root().join("examples"),
+                &["validate", "sim-50.ncl", "--eval-timeout-ms", "1"],
+                None,
+            );
             assert_eq!(out.status.code(), Some(1));
-            assert!(String::from_utf8_lossy(&out.stdout).contains("did not finish within the time limit of 0.0 s"));
+            assert!(
+                String::from_utf8_lossy(&out.stdout)
+                    .contains("did not finish within the time limit of 0.0 s")
+            );
         }),
         t("generated_configs_validate", || {
             let src = tests::generated_config(30);
             let out = run(&root(), &["validate", "-", "--json"], Some(&src));
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }),
     ]
 }

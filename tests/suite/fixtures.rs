@@ -18,10 +18,19 @@ struct Fixture {
 
 fn parse(path: &Path) -> Fixture {
     let text = std::fs::read_to_string(path).unwrap();
-    let mut f = Fixture { path: path.to_owned(), header_lines: 0, expect: Vec::new(), args: Vec::new() };
+    let mut f = Fixture {
+        path: path.to_owned(),
+        header_lines: 0,
+        expect: Vec::new(),
+        args: Vec::new(),
+    };
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("# ") else { break };
-        let Some((key, value)) = rest.split_once(": ") else { break };
+        let Some(rest) = line.strip_prefix("# ") else {
+            break;
+        };
+        let Some((key, value)) = rest.split_once(": ") else {
+            break;
+        };
         if let Some(k) = key.strip_prefix("expect-") {
             f.expect.push((k.to_owned(), value.to_owned()));
         } else if let Some(k) = key.strip_prefix("limit-") {
@@ -42,28 +51,47 @@ pub fn trials() -> Vec<Trial> {
         .into_iter()
         .map(|path| {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            Trial::test(format!("fixture::{name}"), move || crate::check(|| run_fixture(&parse(&path))))
+            Trial::test(format!("fixture::{name}"), move || {
+                crate::check(|| run_fixture(&parse(&path)))
+            })
         })
         .collect();
     trials.push(Trial::test("fixture::at_least_25", move || {
-        if count >= 25 { Ok(()) } else { Err(format!("only {count} invalid fixtures").into()) }
+        if count >= 25 {
+            Ok(())
+        } else {
+            Err(format!("only {count} invalid fixtures").into())
+        }
     }));
     trials
 }
 
 fn run_fixture(f: &Fixture) {
-    assert!(!f.expect.is_empty(), "{}: no `# expect-*:` header", f.path.display());
+    assert!(
+        !f.expect.is_empty(),
+        "{}: no `# expect-*:` header",
+        f.path.display()
+    );
     let dir = f.path.parent().unwrap();
     let file = f.path.file_name().unwrap().to_str().unwrap();
     let mut args = vec!["validate", file, "--json"];
     args.extend(f.args.iter().map(String::as_str));
     let out = run(dir, &args, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "exit code; stdout: {stdout}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code; stdout: {stdout}; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["valid"], false);
     let diags = report["diagnostics"].as_array().unwrap();
-    let matching = diags.iter().find(|d| f.expect.iter().all(|(k, v)| matches(d, k, v, f.header_lines)));
+    let matching = diags.iter().find(|d| {
+        f.expect
+            .iter()
+            .all(|(k, v)| matches(d, k, v, f.header_lines))
+    });
     assert!(
         matching.is_some(),
         "no diagnostic satisfies {:?} (line numbers after a {}-line header); got {}",

@@ -14,7 +14,14 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
         CatalogWhat::Providers => (
             serde_json::to_value(&c.providers)?,
             table::render(
-                &["PROVIDER", "TITLE", "CURRENCY", "PLANS", "ZONES", "CREDENTIALS"],
+                &[
+                    "PROVIDER",
+                    "TITLE",
+                    "CURRENCY",
+                    "PLANS",
+                    "ZONES",
+                    "CREDENTIALS",
+                ],
                 &c.providers
                     .values()
                     .map(|p| {
@@ -24,7 +31,11 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
                             p.currency.clone(),
                             p.plans.len().to_string(),
                             p.zones.len().to_string(),
-                            if p.credentials.is_empty() { "none".into() } else { p.credentials.join(", ") },
+                            if p.credentials.is_empty() {
+                                "none".into()
+                            } else {
+                                p.credentials.join(", ")
+                            },
                         ]
                     })
                     .collect::<Vec<_>>(),
@@ -36,27 +47,51 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
                 .plans
                 .iter()
                 .map(|(name, plan)| {
-                    let zones = plan.zones.as_ref().map_or_else(|| "all".to_owned(), |z| z.join(","));
+                    let zones = plan
+                        .zones
+                        .as_ref()
+                        .map_or_else(|| "all".to_owned(), |z| z.join(","));
                     let price = if plan.zone_prices.is_empty() {
                         format!("{:.2}", plan.monthly_price)
                     } else {
-                        plan.zone_prices.iter().map(|(z, p)| format!("{z} {p:.2}")).collect::<Vec<_>>().join(", ")
+                        plan.zone_prices
+                            .iter()
+                            .map(|(z, p)| format!("{z} {p:.2}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     };
                     vec![
                         name.clone(),
                         plan.cores.to_string(),
                         format!("{} GB", plan.memory_gb),
-                        if plan.disk_gb == 0 { "-".into() } else { format!("{} GB", plan.disk_gb) },
+                        if plan.disk_gb == 0 {
+                            "-".into()
+                        } else {
+                            format!("{} GB", plan.disk_gb)
+                        },
                         plan.arch.clone(),
                         price,
                         zones,
                     ]
                 })
                 .collect::<Vec<_>>();
-            let header = ["PLAN", "CORES", "MEMORY", "DISK", "ARCH", &format!("{}/MONTH", p.currency), "ZONES"];
+            let header = [
+                "PLAN",
+                "CORES",
+                "MEMORY",
+                "DISK",
+                "ARCH",
+                &format!("{}/MONTH", p.currency),
+                "ZONES",
+            ];
             (
                 serde_json::to_value(&p.plans)?,
-                format!("{}\nPrices: {}. Source: {}\n", table::render(&header, &rows), p.price_note, p.source),
+                format!(
+                    "{}\nPrices: {}. Source: {}\n",
+                    table::render(&header, &rows),
+                    p.price_note,
+                    p.source
+                ),
             )
         }
         CatalogWhat::Zones { provider } => {
@@ -67,7 +102,14 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
                     &["ZONE", "LOCATION", "COUNTRY", "REGION"],
                     &p.zones
                         .iter()
-                        .map(|(n, z)| vec![n.clone(), z.title.clone(), z.country.clone(), z.region.clone()])
+                        .map(|(n, z)| {
+                            vec![
+                                n.clone(),
+                                z.title.clone(),
+                                z.country.clone(),
+                                z.region.clone(),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 ),
             )
@@ -75,7 +117,9 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
         CatalogWhat::Taskservs => (
             serde_json::to_value(&c.taskservs)?,
             table::render(
-                &["TASKSERV", "CATEGORY", "DEFAULT", "VERSIONS", "REQUIRES", "LOCAL"],
+                &[
+                    "TASKSERV", "CATEGORY", "DEFAULT", "VERSIONS", "REQUIRES", "LOCAL",
+                ],
                 &c.taskservs
                     .iter()
                     .map(|(n, t)| {
@@ -84,7 +128,11 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
                             t.category.clone(),
                             t.default_version.clone(),
                             t.versions.join(", "),
-                            if t.requires.is_empty() { "-".into() } else { t.requires.join(", ") },
+                            if t.requires.is_empty() {
+                                "-".into()
+                            } else {
+                                t.requires.join(", ")
+                            },
                             if t.local { "yes".into() } else { "-".into() },
                         ]
                     })
@@ -101,10 +149,17 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
                         let roles = t
                             .roles
                             .iter()
-                            .map(|r| format!("{} (>= {}: {})", r.name, r.min, r.taskservs.join("+")))
+                            .map(|r| {
+                                format!("{} (>= {}: {})", r.name, r.min, r.taskservs.join("+"))
+                            })
                             .collect::<Vec<_>>()
                             .join("; ");
-                        vec![n.clone(), t.min_servers().to_string(), roles, t.description.clone()]
+                        vec![
+                            n.clone(),
+                            t.min_servers().to_string(),
+                            roles,
+                            t.description.clone(),
+                        ]
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -125,7 +180,11 @@ fn provider_named<'c>(c: &'c Catalog, name: &str) -> anyhow::Result<&'c Provider
             .unwrap_or_default();
         anyhow::anyhow!(
             "unknown provider `{name}`{hint}; expected one of {}",
-            c.providers.keys().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            c.providers
+                .keys()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }

@@ -25,23 +25,46 @@ impl Source {
     pub fn read(file: &Path) -> anyhow::Result<Source> {
         if file == Path::new("-") {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("cannot read the config from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the config from standard input")?;
             let dir = std::env::current_dir().context("cannot determine the current directory")?;
-            return Ok(Source { text, name: "<stdin>".to_owned(), dir });
+            return Ok(Source {
+                text,
+                name: "<stdin>".to_owned(),
+                dir,
+            });
         }
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-        let abs = std::path::absolute(file).with_context(|| format!("cannot resolve `{}`", file.display()))?;
-        let dir = abs.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-        Ok(Source { text, name: file.display().to_string(), dir })
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read `{}`", file.display()))?;
+        let abs = std::path::absolute(file)
+            .with_context(|| format!("cannot resolve `{}`", file.display()))?;
+        let dir = abs
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        Ok(Source {
+            text,
+            name: file.display().to_string(),
+            dir,
+        })
     }
 
     /// The CLI reads the user's own files, so relative imports are allowed.
     pub fn input(&self) -> Input<'_> {
-        Input { source: &self.text, name: &self.name, imports_from: Some(&self.dir) }
+        Input {
+            source: &self.text,
+            name: &self.name,
+            imports_from: Some(&self.dir),
+        }
     }
 }
 
 pub fn validator(settings: &Settings) -> anyhow::Result<Validator> {
-    let sandbox = Sandbox::current_exe().context("cannot locate the provisioning executable for the Nickel sandbox")?;
-    Ok(Validator::new(sandbox, settings.limits, &settings.cache_dir)?)
+    let sandbox = Sandbox::current_exe()
+        .context("cannot locate the provisioning executable for the Nickel sandbox")?;
+    Ok(Validator::new(
+        sandbox,
+        settings.limits,
+        &settings.cache_dir,
+    )?)
 }

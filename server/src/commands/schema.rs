@@ -9,7 +9,12 @@ pub fn run(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
     let Some(name) = &args.name else {
         for n in &names {
             let summary = knowledge::schema(n)
-                .and_then(|s| s.source.lines().next().map(|l| l.trim_start_matches('#').trim().to_owned()))
+                .and_then(|s| {
+                    s.source
+                        .lines()
+                        .next()
+                        .map(|l| l.trim_start_matches('#').trim().to_owned())
+                })
                 .unwrap_or_default();
             println!("{n:<10} {summary}");
         }
@@ -27,7 +32,11 @@ pub fn run(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             anyhow::bail!(
                 "unknown schema `{name}`{hint} expected one of {}",
-                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     }

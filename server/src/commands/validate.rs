@@ -22,7 +22,11 @@ pub fn run(settings: &Settings, args: &ValidateArgs) -> anyhow::Result<ExitCode>
         for d in &v.diagnostics {
             println!("{}", d.render(&source.name, Some(&source.text)));
         }
-        let errors = v.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors = v
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
         let warnings = v.diagnostics.len() - errors;
         match &v.config {
             Some(c) if v.is_valid() => {
@@ -35,11 +39,22 @@ pub fn run(settings: &Settings, args: &ValidateArgs) -> anyhow::Result<ExitCode>
                     c.servers.len(),
                     taskservs,
                     c.clusters.len(),
-                    if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() }
+                    if warnings > 0 {
+                        format!(", {warnings} warning(s)")
+                    } else {
+                        String::new()
+                    }
                 );
             }
-            _ => println!("{} is invalid: {errors} error(s), {warnings} warning(s)", source.name),
+            _ => println!(
+                "{} is invalid: {errors} error(s), {warnings} warning(s)",
+                source.name
+            ),
         }
     }
-    Ok(if v.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if v.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
