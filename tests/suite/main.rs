@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod docs;
 mod examples;
 mod fixtures;
 
@@ -15,6 +16,7 @@ fn main() {
     trials.extend(fixtures::trials());
     trials.extend(examples::trials());
     trials.extend(cli::trials());
+    trials.extend(docs::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
