@@ -146,6 +146,14 @@ fn timeout_outcome(timeout: Duration) -> EvalOutcome {
     )
 }
 
+fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 fn in_child(
     program: &PathBuf,
     args: &[OsString],

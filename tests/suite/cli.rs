@@ -142,7 +142,7 @@ pub fn trials() -> Vec<Trial> {
             assert_eq!(out.status.code(), Some(1));
             assert!(
                 String::from_utf8_lossy(&out.stdout)
-                    .contains("did not finish within the time limit of 0.0 s")
+                    .contains("did not finish within the time limit of 1 ms")
             );
         }),
         t("generated_configs_validate", || {
