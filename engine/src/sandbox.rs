@@ -140,8 +140,8 @@ fn timeout_outcome(timeout: Duration) -> EvalOutcome {
     aborted(
         AbortReason::Timeout,
         format!(
-            "evaluation did not finish within the time limit of {:.1} s",
-            timeout.as_secs_f64()
+            "evaluation did not finish within the time limit of {}",
+            human_duration(timeout)
         ),
     )
 }
