@@ -3,61 +3,45 @@
 
 use libtest_mimic::Trial;
 use serde_json::Value;
-use tests::{ncl_files, root, run};
+use std::path::Path;
+
+use tests::{root, run};
 
 pub fn trials() -> Vec<Trial> {
-    let dir = root().join("examples");
-    let files = ncl_files(&dir);
-    let count = files.len();
-    let mut trials: Vec<Trial> = files
-        .into_iter()
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            Trial::test(format!("example::{name}"), move || {
-                crate::check(|| {
-                    let dir = path.parent().unwrap();
-                    let file = path.file_name().unwrap().to_str().unwrap();
-                    let v = run(dir, &["validate", file, "--json"], None);
-                    let report: Value = serde_json::from_slice(&v.stdout).unwrap();
-                    assert_eq!(v.status.code(), Some(0), "{report:#}");
-                    assert!(
-                        report["diagnostics"].as_array().unwrap().is_empty(),
-                        "warnings in an example: {report:#}"
-                    );
+    crate::file_trials(&root().join("examples"), "example", 5, check_example)
+}
 
-                    let a = run(dir, &["export", file], None);
-                    let b = run(dir, &["export", file, "--format", "json"], None);
-                    assert_eq!(
-                        a.status.code(),
-                        Some(0),
-                        "{}",
-                        String::from_utf8_lossy(&a.stderr)
-                    );
-                    assert_eq!(a.stdout, b.stdout, "export is not stable");
-                    let json: Value = serde_json::from_slice(&a.stdout).unwrap();
-                    assert!(json["servers"].as_array().is_some_and(|s| !s.is_empty()));
-                    assert!(
-                        json["workflow"]["retry"]["max_attempts"].is_u64(),
-                        "defaults are filled in"
-                    );
+fn check_example(path: &Path) {
+    let dir = path.parent().unwrap();
+    let file = path.file_name().unwrap().to_str().unwrap();
+    let v = run(dir, &["validate", file, "--json"], None);
+    let report: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v.status.code(), Some(0), "{report:#}");
+    assert!(
+        report["diagnostics"].as_array().unwrap().is_empty(),
+        "warnings in an example: {report:#}"
+    );
 
-                    let yaml = run(dir, &["export", file, "--format", "yaml"], None);
-                    let from_yaml: Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
-                    assert_eq!(from_yaml, json, "YAML export differs");
-                    let toml_out = run(dir, &["export", file, "--format", "toml"], None);
-                    let from_toml: Value =
-                        toml::from_str(&String::from_utf8_lossy(&toml_out.stdout)).unwrap();
-                    assert_eq!(from_toml, json, "TOML export differs");
-                })
-            })
-        })
-        .collect();
-    trials.push(Trial::test("example::at_least_five", move || {
-        if count >= 5 {
-            Ok(())
-        } else {
-            Err(format!("only {count} examples").into())
-        }
-    }));
-    trials
+    let a = run(dir, &["export", file], None);
+    let b = run(dir, &["export", file, "--format", "json"], None);
+    assert_eq!(
+        a.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert_eq!(a.stdout, b.stdout, "export is not stable");
+    let json: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert!(json["servers"].as_array().is_some_and(|s| !s.is_empty()));
+    assert!(
+        json["workflow"]["retry"]["max_attempts"].is_u64(),
+        "defaults are filled in"
+    );
+
+    let yaml = run(dir, &["export", file, "--format", "yaml"], None);
+    let from_yaml: Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(from_yaml, json, "YAML export differs");
+    let toml_out = run(dir, &["export", file, "--format", "toml"], None);
+    let from_toml: Value = toml::from_str(&String::from_utf8_lossy(&toml_out.stdout)).unwrap();
+    assert_eq!(from_toml, json, "TOML export differs");
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::Trial;
 use serde_json::Value;
-use tests::{ncl_files, root, run};
+use tests::{root, run};
 
 struct Fixture {
     path: PathBuf,
@@ -44,26 +44,12 @@ fn parse(path: &Path) -> Fixture {
 }
 
 pub fn trials() -> Vec<Trial> {
-    let dir = root().join("tests/fixtures/invalid");
-    let files = ncl_files(&dir);
-    let count = files.len();
-    let mut trials: Vec<Trial> = files
-        .into_iter()
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            Trial::test(format!("fixture::{name}"), move || {
-                crate::check(|| run_fixture(&parse(&path)))
-            })
-        })
-        .collect();
-    trials.push(Trial::test("fixture::at_least_25", move || {
-        if count >= 25 {
-            Ok(())
-        } else {
-            Err(format!("only {count} invalid fixtures").into())
-        }
-    }));
-    trials
+    crate::file_trials(
+        &root().join("tests/fixtures/invalid"),
+        "fixture",
+        25,
+        |path| run_fixture(&parse(path)),
+    )
 }
 
 fn run_fixture(f: &Fixture) {

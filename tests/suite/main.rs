@@ -20,6 +20,34 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
+/// One trial `PREFIX::STEM` per `*.ncl` file of `dir`, running `f` on its path, plus a trial
+/// `PREFIX::at_least_MIN` that fails when the folder holds fewer than `min` files.
+pub fn file_trials(
+    dir: &std::path::Path,
+    prefix: &str,
+    min: usize,
+    f: fn(&std::path::Path),
+) -> Vec<Trial> {
+    let files = tests::ncl_files(dir);
+    let count = files.len();
+    let mut trials: Vec<Trial> = files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            Trial::test(format!("{prefix}::{name}"), move || check(move || f(&path)))
+        })
+        .collect();
+    let label = format!("{prefix}::at_least_{min}");
+    trials.push(Trial::test(label, move || {
+        if count >= min {
+            Ok(())
+        } else {
+            Err(format!("only {count} files, expected at least {min}").into())
+        }
+    }));
+    trials
+}
+
 /// Turns a closure that panics on failure into a trial outcome.
 pub fn check(f: impl FnOnce() + std::panic::UnwindSafe) -> Result<(), libtest_mimic::Failed> {
     std::panic::catch_unwind(f).map_err(|e| {
