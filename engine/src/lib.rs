@@ -1,13 +1,20 @@
 //! The Provisioning engine: Nickel evaluation in a sandbox, structured diagnostics, the typed
-//! configuration model and validation. Planning, execution and state arrive with later issues.
+//! configuration model, validation, the planner, the durable DAG executor, providers and the
+//! SurrealDB state store.
 
 mod checks;
 mod diagnostic;
 mod error;
+pub mod exec;
 mod imports;
 mod model;
 mod nickel_diag;
+pub mod plan;
+pub mod policy_seam;
+pub mod provider;
+pub mod runtime;
 pub mod sandbox;
+pub mod state;
 mod suggest;
 mod validate;
 

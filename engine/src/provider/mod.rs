@@ -1,0 +1,146 @@
+//! Providers: where servers and taskservs actually come into being. The executor talks to them
+//! only through [`Provider`]; every mutating call carries an idempotency key so that a step
+//! repeated after a crash or a retry does its side effect at most once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub mod local;
+pub mod sim;
+
+/// A stable key for one side effect: the same step of the same workflow always presents the
+/// same key, on every attempt and after every restart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(pub String);
+
+impl std::fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a server should be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    pub workspace: String,
+    pub name: String,
+    pub provider: String,
+    pub plan: String,
+    pub zone: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a taskserv on a server should be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskservSpec {
+    pub workspace: String,
+    pub server: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub config: serde_json::Map<String, Value>,
+}
+
+/// What the provider reports about a resource it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Observed {
+    /// The provider's own id (an instance id, a directory, a process group).
+    pub provider_id: String,
+    /// Attributes worth recording: address, ports, pid, plan, zone...
+    #[serde(default)]
+    pub attrs: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum Health {
+    Healthy,
+    Unhealthy(String),
+    Missing,
+}
+
+/// Why a provider call failed. Only [`ProviderError::Transient`] is retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ProviderError {
+    /// Worth retrying: a timeout, a rate limit, a flaky network.
+    #[error("{0} (transient)")]
+    Transient(String),
+    /// Retrying will not help: bad request, quota, missing binary.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl ProviderError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, ProviderError::Transient(_))
+    }
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// One cloud (or this machine). Implementations must make every mutating call idempotent
+/// under its key: calling it again with the same key after it succeeded changes nothing and
+/// returns the same result.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+    async fn create_server(&self, key: &IdempotencyKey, spec: &ServerSpec)
+    -> ProviderResult<Observed>;
+    /// Change what can change in place (plan, labels).
+    async fn update_server(&self, key: &IdempotencyKey, spec: &ServerSpec)
+    -> ProviderResult<Observed>;
+    /// `None` when the provider has no such server.
+    async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>>;
+    async fn delete_server(&self, key: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<()>;
+    /// Install and start the taskserv, or bring a running one to `spec` (version, config).
+    /// Returns once it passes its health check.
+    async fn install_taskserv(
+        &self,
+        key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<Observed>;
+    async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health>;
+    async fn remove_taskserv(&self, key: &IdempotencyKey, spec: &TaskservSpec)
+    -> ProviderResult<()>;
+}
+
+/// The providers a workflow may use, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_name: BTreeMap<String, Arc<dyn Provider>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+impl Providers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.by_name.insert(provider.name().to_string(), provider);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> ProviderResult<&Arc<dyn Provider>> {
+        self.by_name.get(name).ok_or_else(|| {
+            ProviderError::Permanent(format!(
+                "provider `{name}` is not available in this build (available: {})",
+                self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,248 @@
+//! A plain in-process store: maps behind a mutex. For unit tests of the code around the store
+//! and for measuring the executor without storage; never the store a user runs on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{
+    Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError, StateResult, StateStore,
+    StepRecord, WorkflowRecord,
+};
+use crate::plan::Plan;
+
+#[derive(Debug, Default)]
+struct Inner {
+    resources: BTreeMap<(String, String), Resource>,
+    versions: HashMap<String, u64>,
+    plans: HashMap<String, Plan>,
+    workflows: BTreeMap<String, WorkflowRecord>,
+    steps: HashMap<String, Vec<StepRecord>>,
+    events: HashMap<String, Vec<Event>>,
+    locks: HashMap<String, LockHolder>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> StateResult<T>) -> StateResult<T> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| StateError::Backend("memory store mutex poisoned".into()))?;
+        f(&mut inner)
+    }
+}
+
+fn apply_change(inner: &mut Inner, change: &ResourceChange) {
+    match change {
+        ResourceChange::Put(resource) => {
+            inner.resources.insert(
+                (resource.workspace.clone(), resource.key.clone()),
+                resource.clone(),
+            );
+            *inner.versions.entry(resource.workspace.clone()).or_default() += 1;
+        }
+        ResourceChange::Delete { workspace, key } => {
+            if inner
+                .resources
+                .remove(&(workspace.clone(), key.clone()))
+                .is_some()
+            {
+                *inner.versions.entry(workspace.clone()).or_default() += 1;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for MemStore {
+    async fn resources(&self, workspace: &str) -> StateResult<Vec<Resource>> {
+        self.with(|i| {
+            Ok(i.resources
+                .iter()
+                .filter(|((ws, _), _)| ws == workspace)
+                .map(|(_, r)| r.clone())
+                .collect())
+        })
+    }
+
+    async fn resource(&self, workspace: &str, key: &str) -> StateResult<Option<Resource>> {
+        self.with(|i| {
+            Ok(i.resources
+                .get(&(workspace.to_string(), key.to_string()))
+                .cloned())
+        })
+    }
+
+    async fn state_version(&self, workspace: &str) -> StateResult<u64> {
+        self.with(|i| Ok(i.versions.get(workspace).copied().unwrap_or(0)))
+    }
+
+    async fn workspaces(&self) -> StateResult<Vec<String>> {
+        self.with(|i| {
+            let mut all: Vec<String> = i
+                .resources
+                .keys()
+                .map(|(ws, _)| ws.clone())
+                .chain(i.workflows.values().map(|w| w.workspace.clone()))
+                .collect();
+            all.sort();
+            all.dedup();
+            Ok(all)
+        })
+    }
+
+    async fn save_plan(&self, plan: &Plan) -> StateResult<()> {
+        self.with(|i| {
+            i.plans.insert(plan.id.clone(), plan.clone());
+            Ok(())
+        })
+    }
+
+    async fn plan(&self, id: &str) -> StateResult<Option<Plan>> {
+        self.with(|i| Ok(i.plans.get(id).cloned()))
+    }
+
+    async fn create_workflow(
+        &self,
+        workflow: &WorkflowRecord,
+        steps: &[StepRecord],
+    ) -> StateResult<()> {
+        self.with(|i| {
+            i.workflows.insert(workflow.id.clone(), workflow.clone());
+            i.steps.insert(workflow.id.clone(), steps.to_vec());
+            Ok(())
+        })
+    }
+
+    async fn update_workflow(
+        &self,
+        workflow: &WorkflowRecord,
+        event: Option<&Event>,
+    ) -> StateResult<()> {
+        self.with(|i| {
+            i.workflows.insert(workflow.id.clone(), workflow.clone());
+            if let Some(event) = event {
+                i.events
+                    .entry(workflow.id.clone())
+                    .or_default()
+                    .push(event.clone());
+            }
+            Ok(())
+        })
+    }
+
+    async fn workflow(&self, id: &str) -> StateResult<Option<WorkflowRecord>> {
+        self.with(|i| Ok(i.workflows.get(id).cloned()))
+    }
+
+    async fn workflows(&self, workspace: Option<&str>) -> StateResult<Vec<WorkflowRecord>> {
+        self.with(|i| {
+            let mut all: Vec<WorkflowRecord> = i
+                .workflows
+                .values()
+                .filter(|w| workspace.is_none_or(|ws| w.workspace == ws))
+                .cloned()
+                .collect();
+            all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            Ok(all)
+        })
+    }
+
+    async fn steps(&self, workflow: &str) -> StateResult<Vec<StepRecord>> {
+        self.with(|i| Ok(i.steps.get(workflow).cloned().unwrap_or_default()))
+    }
+
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> StateResult<()> {
+        self.with(|i| {
+            let step = &checkpoint.step;
+            let steps = i.steps.entry(step.workflow.clone()).or_default();
+            match steps.get_mut(step.index) {
+                Some(slot) => *slot = step.clone(),
+                None => {
+                    return Err(StateError::Backend(format!(
+                        "checkpoint for unknown step {} of {}",
+                        step.index, step.workflow
+                    )));
+                }
+            }
+            if let Some(change) = &checkpoint.resource {
+                apply_change(i, change);
+            }
+            i.events
+                .entry(step.workflow.clone())
+                .or_default()
+                .push(checkpoint.event.clone());
+            Ok(())
+        })
+    }
+
+    async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>> {
+        self.with(|i| {
+            let mut events: Vec<Event> = i
+                .events
+                .get(workflow)
+                .map(|e| e.iter().filter(|e| e.seq > after_seq).cloned().collect())
+                .unwrap_or_default();
+            events.sort_by_key(|e| e.seq);
+            Ok(events)
+        })
+    }
+
+    async fn request_cancel(&self, workflow: &str) -> StateResult<bool> {
+        self.with(|i| match i.workflows.get_mut(workflow) {
+            Some(w) => {
+                w.cancel_requested = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    async fn acquire_lock(
+        &self,
+        holder: &LockHolder,
+        now: u64,
+    ) -> StateResult<Result<(), LockHolder>> {
+        self.with(|i| match i.locks.get(&holder.workspace) {
+            Some(current) if current.id != holder.id && current.lease_until > now => {
+                Ok(Err(current.clone()))
+            }
+            _ => {
+                i.locks.insert(holder.workspace.clone(), holder.clone());
+                Ok(Ok(()))
+            }
+        })
+    }
+
+    async fn renew_lock(&self, holder: &LockHolder) -> StateResult<()> {
+        self.with(|i| {
+            if i.locks.get(&holder.workspace).is_some_and(|l| l.id == holder.id) {
+                i.locks.insert(holder.workspace.clone(), holder.clone());
+            }
+            Ok(())
+        })
+    }
+
+    async fn release_lock(&self, workspace: &str, lock_id: &str) -> StateResult<()> {
+        self.with(|i| {
+            if i.locks.get(workspace).is_some_and(|l| l.id == lock_id) {
+                i.locks.remove(workspace);
+            }
+            Ok(())
+        })
+    }
+
+    async fn lock(&self, workspace: &str) -> StateResult<Option<LockHolder>> {
+        self.with(|i| Ok(i.locks.get(workspace).cloned()))
+    }
+}

@@ -1,0 +1,551 @@
+//! The SurrealDB state store. One record per resource, plan, workflow, step, event and
+//! checkpoint, with graph edges (`runs_on`, `member_of`) between resources. Each checkpoint is
+//! one transaction; the embedded surrealkv engine syncs every commit to disk.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use surrealdb::Surreal;
+use surrealdb::engine::any::{self, Any};
+
+use super::{
+    Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError, StateResult, StateStore,
+    StepRecord, WorkflowRecord,
+};
+use crate::plan::Plan;
+
+const NAMESPACE: &str = "provisioning";
+const DATABASE: &str = "state";
+
+/// Where the state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An embedded surrealkv database in this directory (the default: `<data dir>/state`).
+    Embedded(PathBuf),
+    /// In memory; gone when the process ends. For tests.
+    Memory,
+    /// A SurrealDB server, `ws://host:port` or `http://host:port`, shared by a team.
+    Remote {
+        url: String,
+        user: Option<String>,
+        pass: Option<String>,
+    },
+}
+
+impl StoreLocation {
+    /// `mem://`, `surrealkv://PATH`, `ws://...`, `wss://...`, `http(s)://...`, or a bare path.
+    pub fn parse(text: &str) -> Result<StoreLocation, String> {
+        if text == "mem://" || text == "memory" {
+            return Ok(StoreLocation::Memory);
+        }
+        if let Some(path) = text.strip_prefix("surrealkv://") {
+            return Ok(StoreLocation::Embedded(PathBuf::from(path)));
+        }
+        for scheme in ["ws://", "wss://", "http://", "https://"] {
+            if text.starts_with(scheme) {
+                return Ok(StoreLocation::Remote {
+                    url: text.to_string(),
+                    user: std::env::var("PROVISIONING_STATE_USER").ok(),
+                    pass: std::env::var("PROVISIONING_STATE_PASS").ok(),
+                });
+            }
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "unsupported state location `{text}`: expected a directory, surrealkv://PATH, mem://, or ws://HOST:PORT"
+            ));
+        }
+        Ok(StoreLocation::Embedded(PathBuf::from(text)))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Embedded(path) => format!("surrealkv://{}", path.display()),
+            StoreLocation::Memory => "mem://".into(),
+            StoreLocation::Remote { url, .. } => url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SurrealStore {
+    db: Surreal<Any>,
+    location: StoreLocation,
+}
+
+fn backend(err: surrealdb::Error) -> StateError {
+    StateError::Backend(err.to_string())
+}
+
+fn to_json<T: Serialize>(value: &T) -> StateResult<Value> {
+    serde_json::to_value(value).map_err(|e| StateError::Backend(format!("encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, value: Value) -> StateResult<T> {
+    serde_json::from_value(value).map_err(|e| StateError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn decode_all<T: DeserializeOwned>(what: &str, values: Vec<Value>) -> StateResult<Vec<T>> {
+    values.into_iter().map(|v| decode(what, v)).collect()
+}
+
+/// The pid written in surrealkv's LOCK file, and what that process is, for the "busy" error.
+fn lock_holder_description(dir: &Path) -> String {
+    let Ok(pid) = std::fs::read_to_string(dir.join("LOCK")) else {
+        return String::new();
+    };
+    let pid = pid.trim();
+    if pid.is_empty() {
+        return String::new();
+    }
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| !c.is_empty());
+    match command {
+        Some(command) => format!(" (pid {pid}: `{command}`)"),
+        None => format!(" (pid {pid})"),
+    }
+}
+
+impl SurrealStore {
+    pub async fn open(location: StoreLocation) -> StateResult<SurrealStore> {
+        let db = match &location {
+            StoreLocation::Memory => any::connect("mem://").await.map_err(backend)?,
+            StoreLocation::Embedded(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StateError::Backend(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                // Sync every commit: a checkpoint that returned is on disk.
+                let url = format!("surrealkv://{}?sync=every", dir.display());
+                match any::connect(url).await {
+                    Ok(db) => db,
+                    Err(err) => {
+                        let text = err.to_string();
+                        if text.contains("already in use")
+                            || text.contains("lock")
+                            || text.contains("Lock")
+                        {
+                            return Err(StateError::Busy {
+                                path: dir.display().to_string(),
+                                holder: lock_holder_description(dir),
+                            });
+                        }
+                        return Err(backend(err));
+                    }
+                }
+            }
+            StoreLocation::Remote { url, user, pass } => {
+                let db = any::connect(url.as_str()).await.map_err(backend)?;
+                if let (Some(user), Some(pass)) = (user, pass) {
+                    db.signin(surrealdb::opt::auth::Root {
+                        username: user.clone(),
+                        password: pass.clone(),
+                    })
+                    .await
+                    .map_err(backend)?;
+                }
+                db
+            }
+        };
+        db.use_ns(NAMESPACE)
+            .use_db(DATABASE)
+            .await
+            .map_err(backend)?;
+        let store = SurrealStore { db, location };
+        store.define_schema().await?;
+        Ok(store)
+    }
+
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
+    }
+
+    async fn define_schema(&self) -> StateResult<()> {
+        self.run(
+            "DEFINE INDEX IF NOT EXISTS resource_ws ON resource FIELDS ws;
+             DEFINE INDEX IF NOT EXISTS workflow_ws ON workflow FIELDS ws;
+             DEFINE INDEX IF NOT EXISTS step_wf ON step FIELDS wf;
+             DEFINE INDEX IF NOT EXISTS event_wf ON event FIELDS wf;
+             DEFINE INDEX IF NOT EXISTS checkpoint_wf ON checkpoint FIELDS wf;",
+            json!({}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn run(&self, query: &str, vars: Value) -> StateResult<surrealdb::IndexedResults> {
+        let response = self
+            .db
+            .query(query)
+            .bind(vars)
+            .await
+            .map_err(backend)?;
+        response.check().map_err(backend)
+    }
+
+    /// `SELECT VALUE data ...` → the decoded records.
+    async fn select<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &str,
+        vars: Value,
+    ) -> StateResult<Vec<T>> {
+        let mut response = self.run(query, vars).await?;
+        let values: Vec<Value> = response.take(0).map_err(backend)?;
+        decode_all(what, values.into_iter().filter(|v| !v.is_null()).collect())
+    }
+
+    /// A query whose first statement yields one value (`... FROM ONLY record`) or nothing.
+    async fn select_one<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &str,
+        vars: Value,
+    ) -> StateResult<Option<T>> {
+        let mut response = self.run(query, vars).await?;
+        let value: surrealdb::types::Value = response.take(0).map_err(backend)?;
+        let value = value.into_json_value();
+        let value = match value {
+            Value::Array(items) => items.into_iter().next().unwrap_or(Value::Null),
+            other => other,
+        };
+        if value.is_null() {
+            return Ok(None);
+        }
+        decode(what, value).map(Some)
+    }
+}
+
+/// The statements that apply one resource change, with its edges and the version bump.
+fn resource_change_statements(change: &ResourceChange) -> StateResult<(String, Value)> {
+    match change {
+        ResourceChange::Put(resource) => {
+            let mut query = String::from(
+                "LET $rid = type::record('resource', [$r_ws, $r_key]);
+                 UPSERT $rid CONTENT { ws: $r_ws, key: $r_key, kind: $r_kind, data: $r_data };
+                 DELETE runs_on WHERE in = $rid;
+                 DELETE member_of WHERE in = $rid;
+                 UPSERT type::record('version', $r_ws) SET n = (n ?? 0) + 1;",
+            );
+            for (i, edge) in resource.edges.iter().enumerate() {
+                let table = match edge.relation.as_str() {
+                    "runs_on" => "runs_on",
+                    _ => "member_of",
+                };
+                query.push_str(&format!(
+                    "RELATE $rid->{table}->(type::record('resource', [$r_ws, $r_edge{i}]));"
+                ));
+            }
+            let mut vars = json!({
+                "r_ws": resource.workspace,
+                "r_key": resource.key,
+                "r_kind": resource.kind,
+                "r_data": to_json(resource)?,
+            });
+            for (i, edge) in resource.edges.iter().enumerate() {
+                vars[format!("r_edge{i}")] = Value::String(edge.to.clone());
+            }
+            Ok((query, vars))
+        }
+        ResourceChange::Delete { workspace, key } => Ok((
+            "LET $rid = type::record('resource', [$r_ws, $r_key]);
+             IF (SELECT VALUE id FROM ONLY $rid) != NONE {
+                 UPSERT type::record('version', $r_ws) SET n = (n ?? 0) + 1;
+             };
+             DELETE runs_on WHERE in = $rid OR out = $rid;
+             DELETE member_of WHERE in = $rid OR out = $rid;
+             DELETE $rid;"
+                .to_string(),
+            json!({ "r_ws": workspace, "r_key": key }),
+        )),
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        into.extend(from);
+    }
+}
+
+#[async_trait]
+impl StateStore for SurrealStore {
+    async fn resources(&self, workspace: &str) -> StateResult<Vec<Resource>> {
+        self.select(
+            "resource",
+            "SELECT VALUE data FROM resource WHERE ws = $ws ORDER BY key",
+            json!({ "ws": workspace }),
+        )
+        .await
+    }
+
+    async fn resource(&self, workspace: &str, key: &str) -> StateResult<Option<Resource>> {
+        self.select_one(
+            "resource",
+            "SELECT VALUE data FROM ONLY type::record('resource', [$ws, $key])",
+            json!({ "ws": workspace, "key": key }),
+        )
+        .await
+    }
+
+    async fn state_version(&self, workspace: &str) -> StateResult<u64> {
+        let version: Option<u64> = self
+            .select_one(
+                "version",
+                "SELECT VALUE n FROM ONLY type::record('version', $ws)",
+                json!({ "ws": workspace }),
+            )
+            .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn workspaces(&self) -> StateResult<Vec<String>> {
+        let mut names: Vec<String> = self
+            .select(
+                "workspace",
+                "array::distinct(array::concat((SELECT VALUE ws FROM resource), (SELECT VALUE ws FROM workflow)))",
+                json!({}),
+            )
+            .await?;
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn save_plan(&self, plan: &Plan) -> StateResult<()> {
+        self.run(
+            "UPSERT type::record('plan', $id) CONTENT { ws: $ws, created_at: $at, data: $data }",
+            json!({ "id": plan.id, "ws": plan.workspace, "at": plan.created_at, "data": to_json(plan)? }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn plan(&self, id: &str) -> StateResult<Option<Plan>> {
+        self.select_one(
+            "plan",
+            "SELECT VALUE data FROM ONLY type::record('plan', $id)",
+            json!({ "id": id }),
+        )
+        .await
+    }
+
+    async fn create_workflow(
+        &self,
+        workflow: &WorkflowRecord,
+        steps: &[StepRecord],
+    ) -> StateResult<()> {
+        let steps: Vec<Value> = steps
+            .iter()
+            .map(|s| {
+                Ok(json!({
+                    "id": [s.workflow, s.index],
+                    "wf": s.workflow,
+                    "idx": s.index,
+                    "data": to_json(s)?,
+                }))
+            })
+            .collect::<StateResult<_>>()?;
+        self.run(
+            "BEGIN TRANSACTION;
+             CREATE type::record('workflow', $id) CONTENT { ws: $ws, created_at: $at, data: $data };
+             FOR $s IN $steps {
+                 CREATE type::record('step', $s.id) CONTENT { wf: $s.wf, idx: $s.idx, data: $s.data };
+             };
+             COMMIT TRANSACTION;",
+            json!({
+                "id": workflow.id,
+                "ws": workflow.workspace,
+                "at": workflow.created_at,
+                "data": to_json(workflow)?,
+                "steps": steps,
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_workflow(
+        &self,
+        workflow: &WorkflowRecord,
+        event: Option<&Event>,
+    ) -> StateResult<()> {
+        let mut query = String::from(
+            "BEGIN TRANSACTION;
+             UPDATE type::record('workflow', $id) SET data = $data;",
+        );
+        let mut vars = json!({ "id": workflow.id, "data": to_json(workflow)? });
+        if let Some(event) = event {
+            query.push_str(
+                "CREATE type::record('event', [$e_wf, $e_seq]) CONTENT { wf: $e_wf, seq: $e_seq, data: $e_data };",
+            );
+            merge(
+                &mut vars,
+                json!({ "e_wf": event.workflow, "e_seq": event.seq, "e_data": to_json(event)? }),
+            );
+        }
+        query.push_str("COMMIT TRANSACTION;");
+        self.run(&query, vars).await.map(|_| ())
+    }
+
+    async fn workflow(&self, id: &str) -> StateResult<Option<WorkflowRecord>> {
+        self.select_one(
+            "workflow",
+            "SELECT VALUE data FROM ONLY type::record('workflow', $id)",
+            json!({ "id": id }),
+        )
+        .await
+    }
+
+    async fn workflows(&self, workspace: Option<&str>) -> StateResult<Vec<WorkflowRecord>> {
+        match workspace {
+            Some(ws) => {
+                self.select(
+                    "workflow",
+                    "SELECT VALUE data FROM workflow WHERE ws = $ws ORDER BY created_at DESC",
+                    json!({ "ws": ws }),
+                )
+                .await
+            }
+            None => {
+                self.select(
+                    "workflow",
+                    "SELECT VALUE data FROM workflow ORDER BY created_at DESC",
+                    json!({}),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn steps(&self, workflow: &str) -> StateResult<Vec<StepRecord>> {
+        self.select(
+            "step",
+            "SELECT VALUE data FROM step WHERE wf = $wf ORDER BY idx",
+            json!({ "wf": workflow }),
+        )
+        .await
+    }
+
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> StateResult<()> {
+        let step = &checkpoint.step;
+        let event = &checkpoint.event;
+        let mut query = String::from(
+            "BEGIN TRANSACTION;
+             UPDATE type::record('step', [$wf, $idx]) SET data = $step;
+             CREATE type::record('checkpoint', [$wf, $seq]) CONTENT { wf: $wf, step: $idx, status: $status, attempts: $attempts, at: $at };
+             CREATE type::record('event', [$wf, $seq]) CONTENT { wf: $wf, seq: $seq, data: $event };",
+        );
+        let mut vars = json!({
+            "wf": step.workflow,
+            "idx": step.index,
+            "step": to_json(step)?,
+            "status": step.status.as_str(),
+            "attempts": step.attempts,
+            "at": event.at,
+            "seq": event.seq,
+            "event": to_json(event)?,
+        });
+        if let Some(change) = &checkpoint.resource {
+            let (statements, change_vars) = resource_change_statements(change)?;
+            query.push_str(&statements);
+            merge(&mut vars, change_vars);
+        }
+        query.push_str("COMMIT TRANSACTION;");
+        self.run(&query, vars).await.map(|_| ())
+    }
+
+    async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>> {
+        self.select(
+            "event",
+            "SELECT VALUE data FROM event WHERE wf = $wf AND seq > $after ORDER BY seq",
+            json!({ "wf": workflow, "after": after_seq }),
+        )
+        .await
+    }
+
+    async fn request_cancel(&self, workflow: &str) -> StateResult<bool> {
+        let mut response = self
+            .run(
+                "UPDATE type::record('workflow', $id) SET data.cancel_requested = true RETURN VALUE id",
+                json!({ "id": workflow }),
+            )
+            .await?;
+        let updated: Vec<Value> = response.take(0).map_err(backend)?;
+        Ok(!updated.is_empty())
+    }
+
+    async fn acquire_lock(
+        &self,
+        holder: &LockHolder,
+        now: u64,
+    ) -> StateResult<Result<(), LockHolder>> {
+        let mut response = self
+            .run(
+                "BEGIN TRANSACTION;
+                 LET $cur = (SELECT VALUE data FROM ONLY type::record('lock', $ws));
+                 IF $cur = NONE OR $cur.lease_until <= $now OR $cur.id = $id {
+                     UPSERT type::record('lock', $ws) CONTENT { data: $holder };
+                 };
+                 SELECT VALUE data FROM ONLY type::record('lock', $ws);
+                 COMMIT TRANSACTION;",
+                json!({
+                    "ws": holder.workspace,
+                    "id": holder.id,
+                    "now": now,
+                    "holder": to_json(holder)?,
+                }),
+            )
+            .await?;
+        let last = response.num_statements().saturating_sub(1);
+        let current: surrealdb::types::Value = response.take(last).map_err(backend)?;
+        let current = current.into_json_value();
+        let current: Option<LockHolder> = match current {
+            Value::Null => None,
+            v => Some(decode("lock", v)?),
+        };
+        match current {
+            Some(current) if current.id != holder.id => Ok(Err(current)),
+            _ => Ok(Ok(())),
+        }
+    }
+
+    async fn renew_lock(&self, holder: &LockHolder) -> StateResult<()> {
+        self.run(
+            "UPDATE type::record('lock', $ws) SET data = $holder WHERE data.id = $id",
+            json!({ "ws": holder.workspace, "id": holder.id, "holder": to_json(holder)? }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn release_lock(&self, workspace: &str, lock_id: &str) -> StateResult<()> {
+        self.run(
+            "DELETE type::record('lock', $ws) WHERE data.id = $id",
+            json!({ "ws": workspace, "id": lock_id }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn lock(&self, workspace: &str) -> StateResult<Option<LockHolder>> {
+        self.select_one(
+            "lock",
+            "SELECT VALUE data FROM ONLY type::record('lock', $ws)",
+            json!({ "ws": workspace }),
+        )
+        .await
+    }
+}
