@@ -420,6 +420,8 @@ impl Engine {
             retry: wf.settings.retry.clone(),
             actions: plan.actions.clone(),
             stopping: AtomicBool::new(false),
+            on_failure: wf.settings.on_failure,
+            gate: std::sync::Mutex::new(()),
         });
         let resumed = wf.status != WorkflowStatus::Pending;
         let rolling_back = wf.status == WorkflowStatus::RollingBack;
@@ -479,6 +481,25 @@ impl Engine {
             .filter(|s| s.status == StepStatus::Failed || s.error.is_some() && rollback)
             .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.key)))
             .collect();
+        // A step left running or pending although nothing failed or cancelled: the run was
+        // cut short (a store write failed). It stays resumable.
+        let interrupted = !cancelled
+            && !rollback
+            && steps.iter().any(|s| {
+                matches!(
+                    s.status,
+                    StepStatus::Running | StepStatus::Retrying | StepStatus::Pending
+                )
+            });
+        let failures: Vec<String> = if interrupted && failures.is_empty() {
+            steps
+                .iter()
+                .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.key)))
+                .collect()
+        } else {
+            failures
+        };
+        let failed_any = failed_any || interrupted;
         let still_failed = steps
             .iter()
             .any(|s| matches!(s.status, StepStatus::Failed | StepStatus::Compensating));
@@ -795,6 +816,10 @@ struct StepContext {
     /// The plan's changing actions, by step index.
     actions: Vec<plan::Action>,
     stopping: AtomicBool,
+    on_failure: OnFailure,
+    /// Orders "a step starts" against "a step fails for good": a step whose start event comes
+    /// after a stopping failure does not start at all.
+    gate: std::sync::Mutex<()>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -824,8 +849,20 @@ impl StepContext {
         resource: Option<ResourceChange>,
         kind: EventKind,
     ) -> Result<(), ExecError> {
-        let message = describe_event(kind, step);
-        let event = self.event(kind, Some(step.index), message);
+        let event = self.step_event(kind, step);
+        self.write(step, resource, event).await
+    }
+
+    fn step_event(&self, kind: EventKind, step: &StepRecord) -> Event {
+        self.event(kind, Some(step.index), describe_event(kind, step))
+    }
+
+    async fn write(
+        &self,
+        step: &StepRecord,
+        resource: Option<ResourceChange>,
+        event: Event,
+    ) -> Result<(), ExecError> {
         let checkpoint = Checkpoint {
             step: step.clone(),
             resource,
@@ -847,11 +884,25 @@ impl StepContext {
         };
         let mut failures = 0u32;
         loop {
-            step.status = StepStatus::Running;
-            step.attempts += 1;
-            step.started_at.get_or_insert(self.engine.clock.now_ms());
+            let mut next = step.clone();
+            next.status = StepStatus::Running;
+            next.attempts += 1;
+            next.started_at.get_or_insert(self.engine.clock.now_ms());
+            let started = {
+                let _gate = self.gate.lock();
+                if self.stopping.load(Ordering::SeqCst) && failures == 0 {
+                    None
+                } else {
+                    Some(self.step_event(EventKind::StepStarted, &next))
+                }
+            };
+            let Some(started) = started else {
+                // The workflow is stopping: this step does not start.
+                return step;
+            };
+            step = next;
             faults.point(&format!("step {}:before-checkpoint", step.index));
-            if let Err(err) = self.checkpoint(&step, None, EventKind::StepStarted).await {
+            if let Err(err) = self.write(&step, None, started).await {
                 step.status = StepStatus::Pending;
                 step.error = Some(err.to_string());
                 return step;
@@ -909,7 +960,14 @@ impl StepContext {
                     }
                     step.status = StepStatus::Failed;
                     step.finished_at = Some(self.engine.clock.now_ms());
-                    let _ = self.checkpoint(&step, None, EventKind::StepFailed).await;
+                    let failed = {
+                        let _gate = self.gate.lock();
+                        if self.on_failure != OnFailure::Continue {
+                            self.stopping.store(true, Ordering::SeqCst);
+                        }
+                        self.step_event(EventKind::StepFailed, &step)
+                    };
+                    let _ = self.write(&step, None, failed).await;
                     return step;
                 }
             }

@@ -175,7 +175,17 @@ impl SurrealStore {
 
     async fn define_schema(&self) -> StateResult<()> {
         self.run(
-            "DEFINE INDEX IF NOT EXISTS resource_ws ON resource FIELDS ws;
+            "DEFINE TABLE IF NOT EXISTS resource SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS version SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS plan SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS workflow SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS step SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS event SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS checkpoint SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS lock SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS runs_on TYPE RELATION SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS member_of TYPE RELATION SCHEMALESS;
+             DEFINE INDEX IF NOT EXISTS resource_ws ON resource FIELDS ws;
              DEFINE INDEX IF NOT EXISTS workflow_ws ON workflow FIELDS ws;
              DEFINE INDEX IF NOT EXISTS step_wf ON step FIELDS wf;
              DEFINE INDEX IF NOT EXISTS event_wf ON event FIELDS wf;
@@ -186,14 +196,50 @@ impl SurrealStore {
         .map(|_| ())
     }
 
+    /// Runs a query. Transactions are optimistic: one that lost a write conflict against a
+    /// concurrent one (parallel steps bump the same version record) is retried.
     async fn run(&self, query: &str, vars: Value) -> StateResult<surrealdb::IndexedResults> {
-        let response = self
-            .db
-            .query(query)
-            .bind(vars)
-            .await
-            .map_err(backend)?;
-        response.check().map_err(backend)
+        let mut attempt = 0u32;
+        loop {
+            let result = match self.db.query(query).bind(vars.clone()).await {
+                Ok(mut response) => {
+                    let mut errors: Vec<(usize, String)> = response
+                        .take_errors()
+                        .into_iter()
+                        .map(|(i, e)| (i, e.to_string()))
+                        .collect();
+                    errors.sort();
+                    // In a failed transaction every statement reports that it was not run;
+                    // the one that says why is the interesting one.
+                    let cause = errors
+                        .iter()
+                        .find(|(_, e)| !e.contains("due to a failed transaction"))
+                        .or(errors.first())
+                        .map(|(_, e)| e.clone());
+                    match cause {
+                        None => Ok(response),
+                        Some(cause) => Err(cause),
+                    }
+                }
+                Err(err) => Err(err.to_string()),
+            };
+            match result {
+                Ok(response) => return Ok(response),
+                Err(err) if attempt < 50 && err.contains("can be retried") => {
+                    attempt += 1;
+                    let pause = 1 + u64::from(attempt) * u64::from(std::process::id() % 7 + 1);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause.min(50))).await;
+                }
+                Err(err) => return Err(StateError::Backend(err)),
+            }
+        }
+    }
+
+    /// A read-only query for diagnostics and tests; rows as JSON.
+    pub async fn raw_query(&self, query: &str) -> StateResult<Vec<Value>> {
+        let mut response = self.run(query, json!({})).await?;
+        let values: Vec<Value> = response.take(0).map_err(backend)?;
+        Ok(values)
     }
 
     /// `SELECT VALUE data ...` → the decoded records.
@@ -237,17 +283,20 @@ fn resource_change_statements(change: &ResourceChange) -> StateResult<(String, V
                 "LET $rid = type::record('resource', [$r_ws, $r_key]);
                  UPSERT $rid CONTENT { ws: $r_ws, key: $r_key, kind: $r_kind, data: $r_data };
                  DELETE runs_on WHERE in = $rid;
-                 DELETE member_of WHERE in = $rid;
+                 DELETE member_of WHERE out = $rid;
                  UPSERT type::record('version', $r_ws) SET n = (n ?? 0) + 1;",
             );
             for (i, edge) in resource.edges.iter().enumerate() {
-                let table = match edge.relation.as_str() {
-                    "runs_on" => "runs_on",
-                    _ => "member_of",
-                };
-                query.push_str(&format!(
-                    "RELATE $rid->{table}->(type::record('resource', [$r_ws, $r_edge{i}]));"
-                ));
+                // `runs_on`: this taskserv runs on a server. `member`: that server is a
+                // member of this cluster.
+                query.push_str(&match edge.relation.as_str() {
+                    "runs_on" => format!(
+                        "RELATE $rid->runs_on->(type::record('resource', [$r_ws, $r_edge{i}]));"
+                    ),
+                    _ => format!(
+                        "RELATE (type::record('resource', [$r_ws, $r_edge{i}]))->member_of->$rid;"
+                    ),
+                });
             }
             let mut vars = json!({
                 "r_ws": resource.workspace,
