@@ -447,7 +447,11 @@ fn diff(before: &ResourceSpec, after: &ResourceSpec) -> (Vec<Change>, bool) {
         }
         (ResourceSpec::Taskserv { spec: a, .. }, ResourceSpec::Taskserv { spec: b, .. }) => {
             if a.version != b.version {
-                changes.push(field("version", a.version.clone().into(), b.version.clone().into()));
+                changes.push(field(
+                    "version",
+                    a.version.clone().into(),
+                    b.version.clone().into(),
+                ));
             }
             if a.config != b.config {
                 changes.push(field(
@@ -459,7 +463,11 @@ fn diff(before: &ResourceSpec, after: &ResourceSpec) -> (Vec<Change>, bool) {
         }
         (ResourceSpec::Cluster(a), ResourceSpec::Cluster(b)) => {
             if a.template != b.template {
-                changes.push(field("template", a.template.clone().into(), b.template.clone().into()));
+                changes.push(field(
+                    "template",
+                    a.template.clone().into(),
+                    b.template.clone().into(),
+                ));
                 replace = true;
             }
             if a.servers != b.servers {
@@ -478,7 +486,11 @@ fn diff(before: &ResourceSpec, after: &ResourceSpec) -> (Vec<Change>, bool) {
             }
         }
         _ => {
-            changes.push(field("kind", before.kind().as_str().into(), after.kind().as_str().into()));
+            changes.push(field(
+                "kind",
+                before.kind().as_str().into(),
+                after.kind().as_str().into(),
+            ));
             replace = true;
         }
     }
@@ -544,7 +556,12 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
         let key = spec.key();
         let provider = provider_of(spec, &server_provider);
         let (action, changes, reason, before) = match recorded_specs.get(&key) {
-            None => (ActionKind::Create, Vec::new(), "not in recorded state".to_string(), None),
+            None => (
+                ActionKind::Create,
+                Vec::new(),
+                "not in recorded state".to_string(),
+                None,
+            ),
             Some(before) => {
                 let (changes, replace) = diff(before, spec);
                 let forced = matches!(spec, ResourceSpec::Taskserv { spec: t, .. } if replaced_servers.contains(&t.server));
@@ -649,7 +666,10 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
             .collect(),
         prod,
         prod_resources_touched: if prod {
-            actions.iter().filter(|a| a.action != ActionKind::NoOp).count()
+            actions
+                .iter()
+                .filter(|a| a.action != ActionKind::NoOp)
+                .count()
         } else {
             0
         },
@@ -748,7 +768,9 @@ fn wire_dependencies(actions: &mut [Action]) {
     for a in actions.iter().filter(|a| a.action == ActionKind::Delete) {
         let Some(spec) = &a.before else { continue };
         for other in actions.iter().filter(|o| o.action == ActionKind::Delete) {
-            let Some(other_spec) = &other.before else { continue };
+            let Some(other_spec) = &other.before else {
+                continue;
+            };
             let uses = match (spec, other_spec) {
                 (ResourceSpec::Server(s), ResourceSpec::Taskserv { spec: t, .. }) => {
                     t.server == s.name

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Provision infrastructure safely: validate, plan, authorize and apply Nickel configs",
     long_about = "Provision infrastructure safely.\n\nA config is a plain Nickel record (see `provisioning schema config` and the files in examples/). \
 `validate` checks it against the contracts and catalogs, `export` prints the checked value, \
-`catalog` lists providers, plans, zones, taskservs and cluster templates."
+`catalog` lists providers, plans, zones, taskservs and cluster templates. \
+`plan` compares a config with recorded state; `apply` runs the plan as a durable workflow; \
+`status`, `resume`, `cancel`, `destroy`, `drift` and `state` follow up."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -31,6 +33,22 @@ pub struct Global {
         value_name = "DIR"
     )]
     pub cache_dir: Option<PathBuf>,
+    /// Directory for state, the local provider's hosts and the sim ledger [default: $XDG_DATA_HOME/provisioning or ~/.local/share/provisioning]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_PATHS_DATA_DIR",
+        value_name = "DIR"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Where state lives: surrealkv://PATH, mem://, or ws://HOST:PORT for a SurrealDB server (user and password from PROVISIONING_STATE_USER/PASS) [default: surrealkv://DATA_DIR/state]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_STATE_URL",
+        value_name = "URL"
+    )]
+    pub state: Option<String>,
     /// Largest config accepted, in bytes
     #[arg(long, global = true, env = "PROVISIONING_LIMITS_MAX_INPUT_BYTES", default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_input_bytes: usize,
@@ -64,6 +82,101 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// Print the Nickel contract source (without NAME: list the schema files)
     Schema(SchemaArgs),
+    /// Compare a config with recorded state: actions, diff, blast radius, cost; stores the plan
+    Plan(PlanArgs),
+    /// Run a plan as a workflow (from a config file, or a stored plan with --plan ID)
+    Apply(ApplyArgs),
+    /// Remove everything recorded for the config's workspace
+    Destroy(DestroyArgs),
+    /// Workflows: without an id the recent ones, with an id its steps and events
+    Status(StatusArgs),
+    /// Continue an interrupted, failed or cancelled workflow where it stopped
+    Resume(WorkflowArgs),
+    /// Ask a running workflow to stop: no new steps start, running ones finish
+    Cancel(WorkflowArgs),
+    /// Ask the providers about every recorded resource and report differences
+    Drift(DriftArgs),
+    /// Recorded resources
+    State(StateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The Nickel config file (`-` reads standard input)
+    pub file: PathBuf,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["file", "plan"])))]
+pub struct ApplyArgs {
+    /// The Nickel config file: planned and applied in one go
+    pub file: Option<PathBuf>,
+    /// A plan stored by `provisioning plan` (refused if state changed since)
+    #[arg(long, value_name = "ID", conflicts_with = "file")]
+    pub plan: Option<String>,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the outcome as JSON on stdout (progress still goes to stderr)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The Nickel config file whose workspace is destroyed
+    pub file: PathBuf,
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A workflow id (`wf-...`)
+    pub workflow: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// A workflow id (`wf-...`)
+    pub workflow: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Only this workspace (default: every workspace with recorded resources)
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[command(subcommand)]
+    pub what: Option<StateWhat>,
+    /// Only this workspace
+    #[arg(long, global = true)]
+    pub workspace: Option<String>,
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum StateWhat {
+    /// Every recorded resource (the default)
+    List,
+    /// One resource by key, e.g. `server/web-1` or `taskserv/web-1/nginx`
+    Show { key: String },
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,14 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::Export(args) => commands::export::run(&settings, &args),
         cli::Command::Catalog(args) => commands::catalog::run(&args),
         cli::Command::Schema(args) => commands::schema::run(&args),
+        cli::Command::Plan(args) => commands::plan::run(&settings, &args),
+        cli::Command::Apply(args) => commands::apply::apply(&settings, &args),
+        cli::Command::Destroy(args) => commands::apply::destroy(&settings, &args),
+        cli::Command::Resume(args) => commands::apply::resume(&settings, &args),
+        cli::Command::Status(args) => commands::status::status(&settings, &args),
+        cli::Command::Cancel(args) => commands::status::cancel(&settings, &args),
+        cli::Command::Drift(args) => commands::state::drift(&settings, &args),
+        cli::Command::State(args) => commands::state::state(&settings, &args),
     };
     match result {
         Ok(code) => code,

@@ -10,5 +10,14 @@ fn main() -> ExitCode {
     {
         return engine::sandbox::child_main();
     }
+    // The supervisor of a local taskserv process: outlives the command that started it.
+    let args: Vec<String> = std::env::args().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == engine::provider::local::SUPERVISE_COMMAND)
+    {
+        let code = engine::provider::local::supervise_main(&args[2..]);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     server::run(server::cli::parse())
 }

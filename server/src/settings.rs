@@ -11,6 +11,9 @@ use crate::cli::Global;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub cache_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// `surrealkv://PATH`, `mem://` or `ws://HOST:PORT`; `None` means `<data_dir>/state`.
+    pub state: Option<String>,
     pub limits: Limits,
 }
 
@@ -18,6 +21,8 @@ impl Settings {
     pub fn from_cli(g: &Global) -> Settings {
         Settings {
             cache_dir: g.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            data_dir: g.data_dir.clone().unwrap_or_else(default_data_dir),
+            state: g.state.clone(),
             limits: Limits {
                 max_input_bytes: g.max_input_bytes,
                 timeout: Duration::from_millis(g.eval_timeout_ms),
@@ -31,6 +36,14 @@ fn default_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("provisioning")
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("provisioning")
 }

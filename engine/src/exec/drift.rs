@@ -77,9 +77,7 @@ impl Engine {
                                     items.push(DriftItem {
                                         key: resource.key.clone(),
                                         kind: DriftKind::Changed,
-                                        detail: format!(
-                                            "{field} is {have}, recorded {want}"
-                                        ),
+                                        detail: format!("{field} is {have}, recorded {want}"),
                                     });
                                 }
                             }

@@ -210,7 +210,10 @@ impl Engine {
         match &decision {
             Decision::Allow { .. } => {}
             Decision::Deny { reasons } => {
-                return Err(ExecError::NotAllowed(format!("denied: {}", reasons.join("; "))));
+                return Err(ExecError::NotAllowed(format!(
+                    "denied: {}",
+                    reasons.join("; ")
+                )));
             }
             Decision::NeedsApproval { gates } => {
                 return Err(ExecError::NotAllowed(format!(
@@ -654,8 +657,10 @@ impl Engine {
                                     ready.remove(&j);
                                     let mut skipped = steps[j].clone();
                                     skipped.status = StepStatus::Skipped;
-                                    skipped.error =
-                                        Some(format!("skipped: depends on failed {}", steps[i].key));
+                                    skipped.error = Some(format!(
+                                        "skipped: depends on failed {}",
+                                        steps[i].key
+                                    ));
                                     ctx.checkpoint(&skipped, None, EventKind::StepSkipped)
                                         .await?;
                                     steps[j] = skipped;
@@ -762,7 +767,10 @@ impl Engine {
     }
 
     /// Recorded workflow and its steps.
-    pub async fn status(&self, workflow_id: &str) -> Result<(WorkflowRecord, Vec<StepRecord>), ExecError> {
+    pub async fn status(
+        &self,
+        workflow_id: &str,
+    ) -> Result<(WorkflowRecord, Vec<StepRecord>), ExecError> {
         let wf = self.workflow(workflow_id).await?;
         let steps = self.store.steps(&wf.id).await?;
         Ok((wf, steps))
@@ -952,9 +960,7 @@ impl StepContext {
                     if err.retryable() && failures < self.retry.max_attempts && !stop {
                         step.status = StepStatus::Retrying;
                         let delay = backoff_delay(&self.retry, failures, self.engine.rng.as_ref());
-                        let _ = self
-                            .checkpoint(&step, None, EventKind::StepRetrying)
-                            .await;
+                        let _ = self.checkpoint(&step, None, EventKind::StepRetrying).await;
                         self.engine.clock.sleep(delay).await;
                         continue;
                     }
@@ -1161,10 +1167,7 @@ fn describe_event(kind: EventKind, step: &StepRecord) -> String {
             "{what}: failed: {}",
             step.error.as_deref().unwrap_or("unknown error")
         ),
-        EventKind::StepSkipped => format!(
-            "{what}: {}",
-            step.error.as_deref().unwrap_or("skipped")
-        ),
+        EventKind::StepSkipped => format!("{what}: {}", step.error.as_deref().unwrap_or("skipped")),
         EventKind::StepCompensating => format!("{what}: rolling back"),
         EventKind::StepCompensated => format!("{what}: rolled back"),
         _ => what,

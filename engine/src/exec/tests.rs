@@ -13,7 +13,7 @@ use crate::model::{Environment, Server, TaskservRef, Workspace};
 use crate::provider::sim::{SimOptions, SimProvider};
 use crate::provider::{Health, Provider, ProviderResult, ServerSpec, TaskservSpec};
 use crate::runtime::ManualClock;
-use crate::state::{MemStore, SurrealStore, StoreLocation};
+use crate::state::{MemStore, StoreLocation, SurrealStore};
 
 fn config(workspace: &str, servers: usize, taskservs: &[&str]) -> Config {
     Config {
@@ -47,12 +47,9 @@ fn config(workspace: &str, servers: usize, taskservs: &[&str]) -> Config {
 
 fn engine_with(sim: Arc<SimProvider>) -> (Engine, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::starting_at(1_000_000));
-    let engine = Engine::new(
-        Arc::new(MemStore::new()),
-        Providers::new().with(sim),
-    )
-    .with_clock(clock.clone())
-    .with_rng(Arc::new(SeededRng::new(7)));
+    let engine = Engine::new(Arc::new(MemStore::new()), Providers::new().with(sim))
+        .with_clock(clock.clone())
+        .with_rng(Arc::new(SeededRng::new(7)));
     (engine, clock)
 }
 
@@ -87,7 +84,9 @@ async fn apply_then_plan_again_is_a_noop_and_destroy_empties_state() {
     assert!(again.is_noop(), "{}", again.render());
     assert_eq!(
         engine.apply(&again.id, &caller()).await.unwrap(),
-        ApplyResult::NoChanges { plan: again.id.clone() }
+        ApplyResult::NoChanges {
+            plan: again.id.clone()
+        }
     );
 
     let destroy = engine.plan_destroy(&cfg).await.unwrap();
@@ -96,7 +95,12 @@ async fn apply_then_plan_again_is_a_noop_and_destroy_empties_state() {
     for a in destroy.changes().filter(|a| a.kind == ResourceKind::Server) {
         let taskservs: Vec<usize> = destroy
             .changes()
-            .filter(|t| t.key.starts_with(&format!("taskserv/{}/", a.key.trim_start_matches("server/"))))
+            .filter(|t| {
+                t.key.starts_with(&format!(
+                    "taskserv/{}/",
+                    a.key.trim_start_matches("server/")
+                ))
+            })
             .map(|t| t.index)
             .collect();
         for t in taskservs {
@@ -120,12 +124,21 @@ async fn stale_and_unknown_plans_are_refused_and_change_nothing() {
     ran(&engine, &second).await;
     let version = engine.store.state_version("ws").await.unwrap();
     let err = engine.apply(&first.id, &caller()).await.unwrap_err();
-    assert!(matches!(err, ExecError::StalePlan { planned: 0, .. }), "{err}");
-    assert!(err.to_string().contains("run `provisioning plan` again"), "{err}");
+    assert!(
+        matches!(err, ExecError::StalePlan { planned: 0, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("run `provisioning plan` again"),
+        "{err}"
+    );
     assert_eq!(engine.store.state_version("ws").await.unwrap(), version);
     assert_eq!(sim.server_count(), 2);
 
-    let err = engine.apply("plan-doesnotexist", &caller()).await.unwrap_err();
+    let err = engine
+        .apply("plan-doesnotexist", &caller())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ExecError::PlanNotFound { .. }), "{err}");
     assert_eq!(engine.store.workflows(None).await.unwrap().len(), 1);
 }
@@ -155,7 +168,10 @@ async fn a_second_apply_on_a_locked_workspace_fails_fast_and_names_the_holder() 
     let err = engine.apply(&plan.id, &caller()).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ExecError::LockHeld(_)), "{text}");
-    assert!(text.contains("alice@elsewhere pid 1") && text.contains("wf-other"), "{text}");
+    assert!(
+        text.contains("alice@elsewhere pid 1") && text.contains("wf-other"),
+        "{text}"
+    );
     assert!(engine.store.workflows(None).await.unwrap().is_empty());
     assert_eq!(sim.server_count(), 0);
 
@@ -163,10 +179,18 @@ async fn a_second_apply_on_a_locked_workspace_fails_fast_and_names_the_holder() 
     let mut dead = holder.clone();
     dead.pid = u32::MAX - 7;
     engine.store.release_lock("ws", "lock-other").await.unwrap();
-    engine.store.acquire_lock(&dead, clock.now_ms()).await.unwrap().unwrap();
+    engine
+        .store
+        .acquire_lock(&dead, clock.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
     let outcome = ran(&engine, &plan).await;
     assert_eq!(outcome.status, WorkflowStatus::Succeeded);
-    assert!(engine.store.lock("ws").await.unwrap().is_none(), "lock released");
+    assert!(
+        engine.store.lock("ws").await.unwrap().is_none(),
+        "lock released"
+    );
 }
 
 fn failing(names: &[&str]) -> SimOptions {
@@ -178,18 +202,40 @@ fn failing(names: &[&str]) -> SimOptions {
 
 #[tokio::test]
 async fn rollback_after_a_failure_leaves_nothing_behind() {
-    for (seed, victim) in [(1u64, "node-3"), (2, "node-0/nginx"), (3, "node-5/redis"), (4, "node-7")] {
-        let sim = Arc::new(SimProvider::in_memory(SimOptions { seed, ..failing(&[victim]) }));
+    for (seed, victim) in [
+        (1u64, "node-3"),
+        (2, "node-0/nginx"),
+        (3, "node-5/redis"),
+        (4, "node-7"),
+    ] {
+        let sim = Arc::new(SimProvider::in_memory(SimOptions {
+            seed,
+            ..failing(&[victim])
+        }));
         let (engine, _) = engine_with(sim.clone());
         let mut cfg = config("ws", 8, &["redis", "nginx"]);
         cfg.workflow.on_failure = OnFailure::Rollback;
         cfg.workflow.parallel_limit = 3;
         let plan = engine.plan(&cfg).await.unwrap();
         let outcome = ran(&engine, &plan).await;
-        assert_eq!(outcome.status, WorkflowStatus::RolledBack, "{victim}: {outcome:?}");
-        assert!(outcome.error.as_deref().unwrap_or("").contains(victim), "{outcome:?}");
-        assert_eq!((sim.server_count(), sim.taskserv_count()), (0, 0), "{victim}");
-        assert!(engine.store.resources("ws").await.unwrap().is_empty(), "{victim}");
+        assert_eq!(
+            outcome.status,
+            WorkflowStatus::RolledBack,
+            "{victim}: {outcome:?}"
+        );
+        assert!(
+            outcome.error.as_deref().unwrap_or("").contains(victim),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            (sim.server_count(), sim.taskserv_count()),
+            (0, 0),
+            "{victim}"
+        );
+        assert!(
+            engine.store.resources("ws").await.unwrap().is_empty(),
+            "{victim}"
+        );
     }
 }
 
@@ -230,8 +276,15 @@ async fn fail_mode_records_exactly_the_completed_steps_and_starts_nothing_after(
         .filter(|e| e.kind == EventKind::StepStarted && e.seq < failed_at)
         .map(|e| e.step)
         .collect();
-    for e in events.iter().filter(|e| e.kind == EventKind::StepStarted && e.seq > failed_at) {
-        assert!(started_before.contains(&e.step), "step {:?} started after the failure", e.step);
+    for e in events
+        .iter()
+        .filter(|e| e.kind == EventKind::StepStarted && e.seq > failed_at)
+    {
+        assert!(
+            started_before.contains(&e.step),
+            "step {:?} started after the failure",
+            e.step
+        );
     }
 }
 
@@ -250,7 +303,12 @@ async fn continue_mode_skips_only_what_depends_on_the_failure() {
         steps.iter().map(|s| (s.key.as_str(), s.status)).collect();
     assert_eq!(by_key["server/node-1"], StepStatus::Failed);
     assert_eq!(by_key["taskserv/node-1/redis"], StepStatus::Skipped);
-    for ok in ["server/node-0", "server/node-2", "taskserv/node-0/redis", "taskserv/node-2/redis"] {
+    for ok in [
+        "server/node-0",
+        "server/node-2",
+        "taskserv/node-0/redis",
+        "taskserv/node-2/redis",
+    ] {
         assert_eq!(by_key[ok], StepStatus::Succeeded, "{ok}");
     }
 }
@@ -272,12 +330,18 @@ async fn transient_failures_are_retried_with_capped_jittered_backoff_and_no_dupl
     let outcome = ran(&engine, &plan).await;
     assert_eq!(outcome.status, WorkflowStatus::Succeeded, "{outcome:?}");
     assert_eq!((sim.server_count(), sim.taskserv_count()), (10, 10));
-    assert!(sim.replays() > 0, "lost responses must have been retried with the same key");
+    assert!(
+        sim.replays() > 0,
+        "lost responses must have been retried with the same key"
+    );
     let sleeps = clock.sleeps();
     assert!(!sleeps.is_empty());
     for d in &sleeps {
         let ms = d.as_millis() as u64;
-        assert!((50..=1_000).contains(&ms), "delay {ms} ms outside [initial/2, max]");
+        assert!(
+            (50..=1_000).contains(&ms),
+            "delay {ms} ms outside [initial/2, max]"
+        );
     }
     // Exponential: the n-th retry waits at least half of min(100 * 2^(n-1), 1000).
     let rng = SeededRng::new(3);
@@ -285,7 +349,11 @@ async fn transient_failures_are_retried_with_capped_jittered_backoff_and_no_dupl
     for n in 1..8 {
         let d = backoff_delay(retry, n, &rng).as_millis() as u64;
         let full = (100u64 << (n - 1)).min(1_000);
-        assert!(d >= full / 2 && d <= full, "retry {n}: {d} not in [{}, {full}]", full / 2);
+        assert!(
+            d >= full / 2 && d <= full,
+            "retry {n}: {d} not in [{}, {full}]",
+            full / 2
+        );
     }
 }
 
@@ -295,7 +363,10 @@ async fn cancel_stops_new_steps_and_resume_finishes_the_rest() {
         latency_ms: (20, 20),
         ..SimOptions::default()
     }));
-    let engine = Engine::new(Arc::new(MemStore::new()), Providers::new().with(sim.clone()));
+    let engine = Engine::new(
+        Arc::new(MemStore::new()),
+        Providers::new().with(sim.clone()),
+    );
     let mut cfg = config("ws", 6, &[]);
     cfg.workflow.parallel_limit = 1;
     let plan = engine.plan(&cfg).await.unwrap();
@@ -317,7 +388,10 @@ async fn cancel_stops_new_steps_and_resume_finishes_the_rest() {
     engine.cancel(&started.workflow).await.unwrap();
     let outcome = runner.await.unwrap().unwrap();
     assert_eq!(outcome.status, WorkflowStatus::Cancelled);
-    assert!(outcome.succeeded >= 1 && outcome.succeeded < 6, "{outcome:?}");
+    assert!(
+        outcome.succeeded >= 1 && outcome.succeeded < 6,
+        "{outcome:?}"
+    );
     let resumed = engine.run(&started.workflow).await.unwrap();
     assert_eq!(resumed.status, WorkflowStatus::Succeeded);
     assert_eq!(resumed.succeeded, 6);
@@ -338,7 +412,11 @@ impl Provider for Probe {
     fn name(&self) -> &str {
         "sim"
     }
-    async fn create_server(&self, _: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<Observed> {
+    async fn create_server(
+        &self,
+        _: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed> {
         {
             let mut f = self.in_flight.lock().unwrap();
             f.0 += 1;
@@ -362,7 +440,11 @@ impl Provider for Probe {
     async fn delete_server(&self, _: &IdempotencyKey, _: &ServerSpec) -> ProviderResult<()> {
         Ok(())
     }
-    async fn install_taskserv(&self, _: &IdempotencyKey, _: &TaskservSpec) -> ProviderResult<Observed> {
+    async fn install_taskserv(
+        &self,
+        _: &IdempotencyKey,
+        _: &TaskservSpec,
+    ) -> ProviderResult<Observed> {
         Ok(Observed::default())
     }
     async fn taskserv_health(&self, _: &TaskservSpec) -> ProviderResult<Health> {
@@ -435,7 +517,9 @@ async fn surreal_store_keeps_checkpoints_resources_edges_and_locks_across_reopen
     let sim = Arc::new(SimProvider::in_memory(SimOptions::default()));
     let workflow_id;
     {
-        let store = SurrealStore::open(StoreLocation::Embedded(dir.clone())).await.unwrap();
+        let store = SurrealStore::open(StoreLocation::Embedded(dir.clone()))
+            .await
+            .unwrap();
         let engine = Engine::new(Arc::new(store), Providers::new().with(sim.clone()));
         let mut cfg = config("ws", 2, &["redis"]);
         cfg.clusters.push(crate::model::Cluster {
@@ -467,7 +551,11 @@ async fn surreal_store_keeps_checkpoints_resources_edges_and_locks_across_reopen
     let store = reopened.expect("store reopened");
     let resources = store.resources("ws").await.unwrap();
     assert_eq!(resources.len(), 5, "{resources:#?}");
-    let redis = store.resource("ws", "taskserv/node-0/redis").await.unwrap().unwrap();
+    let redis = store
+        .resource("ws", "taskserv/node-0/redis")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(redis.edges[0].to, "server/node-0");
     assert_eq!(store.state_version("ws").await.unwrap(), 5);
     let steps = store.steps(&workflow_id).await.unwrap();

@@ -89,11 +89,17 @@ pub type ProviderResult<T> = Result<T, ProviderError>;
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
-    async fn create_server(&self, key: &IdempotencyKey, spec: &ServerSpec)
-    -> ProviderResult<Observed>;
+    async fn create_server(
+        &self,
+        key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed>;
     /// Change what can change in place (plan, labels).
-    async fn update_server(&self, key: &IdempotencyKey, spec: &ServerSpec)
-    -> ProviderResult<Observed>;
+    async fn update_server(
+        &self,
+        key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed>;
     /// `None` when the provider has no such server.
     async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>>;
     async fn delete_server(&self, key: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<()>;
@@ -105,8 +111,11 @@ pub trait Provider: Send + Sync {
         spec: &TaskservSpec,
     ) -> ProviderResult<Observed>;
     async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health>;
-    async fn remove_taskserv(&self, key: &IdempotencyKey, spec: &TaskservSpec)
-    -> ProviderResult<()>;
+    async fn remove_taskserv(
+        &self,
+        key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<()>;
 }
 
 /// The providers a workflow may use, by name.

@@ -46,7 +46,9 @@ impl SimOptions {
         if let Some(text) = var("PROVISIONING_SIM_LATENCY_MS") {
             let parse = |s: &str| {
                 s.trim().parse::<u64>().map_err(|_| {
-                    format!("PROVISIONING_SIM_LATENCY_MS: `{text}` is not N or MIN-MAX milliseconds")
+                    format!(
+                        "PROVISIONING_SIM_LATENCY_MS: `{text}` is not N or MIN-MAX milliseconds"
+                    )
                 })
             };
             options.latency_ms = match text.split_once('-') {
@@ -358,8 +360,14 @@ impl Provider for SimProvider {
         spec: &ServerSpec,
     ) -> ProviderResult<Observed> {
         let resource = format!("{}/{}", spec.workspace, spec.name);
-        self.mutate(key, SimOp::CreateServer, resource, &spec.name, server_attrs(spec))
-            .await
+        self.mutate(
+            key,
+            SimOp::CreateServer,
+            resource,
+            &spec.name,
+            server_attrs(spec),
+        )
+        .await
     }
 
     async fn update_server(
@@ -368,8 +376,14 @@ impl Provider for SimProvider {
         spec: &ServerSpec,
     ) -> ProviderResult<Observed> {
         let resource = format!("{}/{}", spec.workspace, spec.name);
-        self.mutate(key, SimOp::UpdateServer, resource, &spec.name, server_attrs(spec))
-            .await
+        self.mutate(
+            key,
+            SimOp::UpdateServer,
+            resource,
+            &spec.name,
+            server_attrs(spec),
+        )
+        .await
     }
 
     async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>> {
@@ -383,9 +397,15 @@ impl Provider for SimProvider {
 
     async fn delete_server(&self, key: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<()> {
         let resource = format!("{}/{}", spec.workspace, spec.name);
-        self.mutate(key, SimOp::DeleteServer, resource, &spec.name, BTreeMap::new())
-            .await
-            .map(|_| ())
+        self.mutate(
+            key,
+            SimOp::DeleteServer,
+            resource,
+            &spec.name,
+            BTreeMap::new(),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn install_taskserv(

@@ -49,7 +49,10 @@ fn apply_change(inner: &mut Inner, change: &ResourceChange) {
                 (resource.workspace.clone(), resource.key.clone()),
                 resource.clone(),
             );
-            *inner.versions.entry(resource.workspace.clone()).or_default() += 1;
+            *inner
+                .versions
+                .entry(resource.workspace.clone())
+                .or_default() += 1;
         }
         ResourceChange::Delete { workspace, key } => {
             if inner
@@ -226,7 +229,10 @@ impl StateStore for MemStore {
 
     async fn renew_lock(&self, holder: &LockHolder) -> StateResult<()> {
         self.with(|i| {
-            if i.locks.get(&holder.workspace).is_some_and(|l| l.id == holder.id) {
+            if i.locks
+                .get(&holder.workspace)
+                .is_some_and(|l| l.id == holder.id)
+            {
                 i.locks.insert(holder.workspace.clone(), holder.clone());
             }
             Ok(())

@@ -15,7 +15,7 @@ mod mem;
 mod surreal;
 
 pub use mem::MemStore;
-pub use surreal::{SurrealStore, StoreLocation};
+pub use surreal::{StoreLocation, SurrealStore};
 
 /// A resource the engine created and still holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,10 +72,7 @@ impl WorkflowStatus {
 
     /// Finished for good: nothing to resume.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            WorkflowStatus::Succeeded | WorkflowStatus::RolledBack
-        )
+        matches!(self, WorkflowStatus::Succeeded | WorkflowStatus::RolledBack)
     }
 }
 
@@ -243,8 +240,11 @@ pub trait StateStore: Send + Sync {
         workflow: &WorkflowRecord,
         steps: &[StepRecord],
     ) -> StateResult<()>;
-    async fn update_workflow(&self, workflow: &WorkflowRecord, event: Option<&Event>)
-    -> StateResult<()>;
+    async fn update_workflow(
+        &self,
+        workflow: &WorkflowRecord,
+        event: Option<&Event>,
+    ) -> StateResult<()>;
     async fn workflow(&self, id: &str) -> StateResult<Option<WorkflowRecord>>;
     /// Newest first.
     async fn workflows(&self, workspace: Option<&str>) -> StateResult<Vec<WorkflowRecord>>;
@@ -255,7 +255,11 @@ pub trait StateStore: Send + Sync {
 
     /// Takes the workspace's apply lock, or returns who holds it. A lock whose lease ran out
     /// is taken over.
-    async fn acquire_lock(&self, holder: &LockHolder, now: u64) -> StateResult<Result<(), LockHolder>>;
+    async fn acquire_lock(
+        &self,
+        holder: &LockHolder,
+        now: u64,
+    ) -> StateResult<Result<(), LockHolder>>;
     async fn renew_lock(&self, holder: &LockHolder) -> StateResult<()>;
     async fn release_lock(&self, workspace: &str, lock_id: &str) -> StateResult<()>;
     async fn lock(&self, workspace: &str) -> StateResult<Option<LockHolder>>;

@@ -1,9 +1,14 @@
 //! The CLI commands, one file each, and what they share: reading a config and building the
 //! validator.
 
+pub mod apply;
 pub mod catalog;
+mod engine_setup;
 pub mod export;
+pub mod plan;
 pub mod schema;
+pub mod state;
+pub mod status;
 pub mod validate;
 
 use std::io::Read;

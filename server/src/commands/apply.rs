@@ -1,0 +1,100 @@
+//! `provisioning apply FILE|--plan ID`, `provisioning destroy FILE`, `provisioning resume WF`.
+
+use std::process::ExitCode;
+
+use engine::exec::{ApplyResult, Engine};
+use engine::plan::Plan;
+use engine::policy_seam::Caller;
+
+use super::engine_setup::{
+    confirm, load_config, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
+};
+use crate::Settings;
+use crate::cli::{ApplyArgs, DestroyArgs, WorkflowArgs};
+
+pub fn apply(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.file {
+        Some(file) => match load_config(settings, file)? {
+            Some(config) => Some(config),
+            None => return Ok(ExitCode::from(1)),
+        },
+        None => None,
+    };
+    runtime()?.block_on(async {
+        let engine = open_engine(settings).await?;
+        let plan = match (&config, &args.plan) {
+            (Some(config), _) => engine.plan(config).await?,
+            (None, Some(id)) => engine.load_plan(id).await?,
+            (None, None) => anyhow::bail!("give a config file or --plan ID"),
+        };
+        run_plan(&engine, &plan, args.yes, args.json, "Apply").await
+    })
+}
+
+pub fn destroy(settings: &Settings, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load_config(settings, &args.file)? else {
+        return Ok(ExitCode::from(1));
+    };
+    runtime()?.block_on(async {
+        let engine = open_engine(settings).await?;
+        let plan = engine.plan_destroy(&config).await?;
+        run_plan(&engine, &plan, args.yes, args.json, "Destroy").await
+    })
+}
+
+async fn run_plan(
+    engine: &Engine,
+    plan: &Plan,
+    yes: bool,
+    json: bool,
+    verb: &str,
+) -> anyhow::Result<ExitCode> {
+    if !json {
+        print!("{}", plan.render());
+    }
+    if plan.is_noop() {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ApplyResult::NoChanges {
+                    plan: plan.id.clone()
+                })?
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let question = format!(
+        "{verb} these {} change(s) to workspace `{}`?",
+        plan.changes().count(),
+        plan.workspace
+    );
+    if !confirm(yes, &question)? {
+        eprintln!("Nothing was changed.");
+        return Ok(ExitCode::from(1));
+    }
+    let started = match engine.start(&plan.id, &Caller::local_user()).await? {
+        ApplyResult::Ran(started) => started,
+        ApplyResult::NoChanges { .. } => return Ok(ExitCode::SUCCESS),
+    };
+    eprintln!(
+        "Workflow {} started ({} steps).",
+        started.workflow, started.not_started
+    );
+    let progress = spawn_progress(engine, started.not_started);
+    let outcome = engine.run(&started.workflow).await?;
+    let _ = progress.await;
+    print_outcome(&outcome, json)?;
+    Ok(outcome_code(&outcome))
+}
+
+pub fn resume(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let engine = open_engine(settings).await?;
+        let (_, steps) = engine.status(&args.workflow).await?;
+        let progress = spawn_progress(&engine, steps.len());
+        let outcome = engine.run(&args.workflow).await?;
+        let _ = progress.await;
+        print_outcome(&outcome, args.json)?;
+        Ok(outcome_code(&outcome))
+    })
+}

@@ -1,0 +1,181 @@
+//! What the engine commands share: opening the state store and providers, loading a config
+//! (stopping with its diagnostics when invalid), the live progress display and confirmation.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use engine::exec::{Engine, RunOutcome};
+use engine::provider::Providers;
+use engine::provider::local::{LocalProvider, Supervisor};
+use engine::provider::sim::{SimOptions, SimProvider};
+use engine::runtime::KillAt;
+use engine::state::{EventKind, StateError, StoreLocation, SurrealStore, WorkflowStatus};
+use engine::{Config, Severity};
+
+use super::{Source, validator};
+use crate::Settings;
+
+/// A tokio runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn store_location(settings: &Settings) -> anyhow::Result<StoreLocation> {
+    match &settings.state {
+        Some(text) => StoreLocation::parse(text).map_err(anyhow::Error::msg),
+        None => Ok(StoreLocation::Embedded(settings.data_dir.join("state"))),
+    }
+}
+
+/// The engine with the real state store and providers, as configured.
+pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
+    let location = store_location(settings)?;
+    let store = match SurrealStore::open(location.clone()).await {
+        Ok(store) => store,
+        Err(err @ StateError::Busy { .. }) => bail!("{err}"),
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("cannot open state at {}", location.describe()));
+        }
+    };
+    let sim_options = SimOptions::from_env().map_err(anyhow::Error::msg)?;
+    let sim = SimProvider::with_ledger(sim_options, settings.data_dir.join("sim/ledger.jsonl"))
+        .context("cannot open the sim provider's ledger")?;
+    let exe = std::env::current_exe().context("cannot locate the provisioning executable")?;
+    let local = LocalProvider::new(settings.data_dir.join("local"), Supervisor::binary(exe));
+    let providers = Providers::new().with(Arc::new(sim)).with(Arc::new(local));
+    let mut engine = Engine::new(Arc::new(store), providers);
+    // Crash tests: die like `kill -9` at the n-th fault point.
+    if let Ok(text) = std::env::var("PROVISIONING_FAULT_KILL_AT") {
+        let at: u64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("PROVISIONING_FAULT_KILL_AT: `{text}` is not a number"))?;
+        engine = engine.with_faults(Arc::new(KillAt::new(at)));
+    }
+    Ok(engine)
+}
+
+/// Validates a config file; on errors prints the diagnostics and returns `None` (exit 1).
+pub fn load_config(settings: &Settings, file: &Path) -> anyhow::Result<Option<Config>> {
+    let source = Source::read(file)?;
+    let v = validator(settings)?.validate(&source.input())?;
+    for d in &v.diagnostics {
+        eprintln!("{}", d.render(&source.name, Some(&source.text)));
+    }
+    if !v.is_valid() {
+        let errors = v
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        eprintln!(
+            "{} is invalid: {errors} error(s); nothing was planned",
+            source.name
+        );
+        return Ok(None);
+    }
+    Ok(v.config)
+}
+
+/// Asks before changing anything, unless `--yes`. Refuses when nobody can answer.
+pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Refusing without a terminal to ask on; pass --yes to confirm");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Prints each step's progress to stderr as it happens, until the workflow finishes.
+pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<()> {
+    let mut events = engine.subscribe();
+    tokio::spawn(async move {
+        let mut done = 0usize;
+        let width = total.to_string().len();
+        let mut started: std::collections::HashMap<usize, u64> = Default::default();
+        while let Ok(event) = events.recv().await {
+            let elapsed =
+                |step: Option<usize>, at: u64, started: &std::collections::HashMap<usize, u64>| {
+                    step.and_then(|s| started.get(&s))
+                        .map(|t0| format!(" ({:.1} s)", at.saturating_sub(*t0) as f64 / 1000.0))
+                        .unwrap_or_default()
+                };
+            let line = match event.kind {
+                EventKind::StepStarted => {
+                    if let Some(s) = event.step {
+                        started.entry(s).or_insert(event.at);
+                    }
+                    format!("[{done:>width$}/{total}] ... {}", event.message)
+                }
+                EventKind::StepSucceeded | EventKind::StepCompensated => {
+                    done += 1;
+                    format!(
+                        "[{done:>width$}/{total}] ok  {}{}",
+                        event.message,
+                        elapsed(event.step, event.at, &started)
+                    )
+                }
+                EventKind::StepFailed => format!("[{done:>width$}/{total}] ERR {}", event.message),
+                EventKind::StepRetrying => {
+                    format!("[{done:>width$}/{total}] ..  {}", event.message)
+                }
+                EventKind::WorkflowFinished => {
+                    eprintln!("{}", event.message);
+                    break;
+                }
+                _ => event.message.clone(),
+            };
+            eprintln!("{line}");
+        }
+    })
+}
+
+/// Exit code for a finished run: 0 only when it succeeded.
+pub fn outcome_code(outcome: &RunOutcome) -> std::process::ExitCode {
+    if outcome.status == WorkflowStatus::Succeeded {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}
+
+pub fn print_outcome(outcome: &RunOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(outcome)?);
+        return Ok(());
+    }
+    println!(
+        "Workflow {} {}: {} succeeded, {} failed, {} skipped, {} rolled back, {} not started.",
+        outcome.workflow,
+        outcome.status.as_str(),
+        outcome.succeeded,
+        outcome.failed,
+        outcome.skipped,
+        outcome.compensated,
+        outcome.not_started
+    );
+    if let Some(error) = &outcome.error {
+        println!("Errors: {error}");
+    }
+    match outcome.status {
+        WorkflowStatus::Failed | WorkflowStatus::Cancelled => println!(
+            "Resume with `provisioning resume {}`; inspect with `provisioning status {}`.",
+            outcome.workflow, outcome.workflow
+        ),
+        _ => {}
+    }
+    Ok(())
+}
