@@ -98,3 +98,44 @@ pub fn generated_config(n: usize) -> String {
     s.push_str("  ],\n  workflow = { parallel_limit = 8 },\n}\n");
     s
 }
+
+/// Runs the binary with extra environment variables, no stdin.
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+        stdout: Vec::new(),
+        stderr: format!("cannot run {}: {e}", binary().display()).into_bytes(),
+    })
+}
+
+/// A fresh, empty directory under the system temp dir, unique to this process and `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("provisioning-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Copies a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}

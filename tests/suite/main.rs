@@ -5,6 +5,7 @@
 
 mod cli;
 mod docs;
+mod engine;
 mod examples;
 mod fixtures;
 
@@ -17,6 +18,7 @@ fn main() {
     trials.extend(examples::trials());
     trials.extend(cli::trials());
     trials.extend(docs::trials());
+    trials.extend(engine::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -95,16 +95,12 @@ fn decode_all<T: DeserializeOwned>(what: &str, values: Vec<Value>) -> StateResul
     values.into_iter().map(|v| decode(what, v)).collect()
 }
 
-/// The pid written in surrealkv's LOCK file, and what that process is, for the "busy" error.
-fn lock_holder_description(dir: &Path) -> String {
-    let Ok(pid) = std::fs::read_to_string(dir.join("LOCK")) else {
-        return String::new();
-    };
-    let pid = pid.trim();
-    if pid.is_empty() {
-        return String::new();
-    }
-    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+/// The file where the process that has an embedded store open says who it is. (surrealkv's
+/// own LOCK file cannot tell: a second opener truncates it before finding it locked.)
+const HOLDER_FILE: &str = "holder";
+
+fn command_line(pid: &str) -> Option<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
         .map(|raw| {
             raw.split(|b| *b == 0)
@@ -113,10 +109,18 @@ fn lock_holder_description(dir: &Path) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         })
-        .filter(|c| !c.is_empty());
-    match command {
+        .filter(|c| !c.is_empty())
+}
+
+/// ` (pid N: `command`)` for the "busy" error, when the holder is still alive.
+fn lock_holder_description(dir: &Path) -> String {
+    let Ok(pid) = std::fs::read_to_string(dir.join(HOLDER_FILE)) else {
+        return String::new();
+    };
+    let pid = pid.trim();
+    match command_line(pid) {
         Some(command) => format!(" (pid {pid}: `{command}`)"),
-        None => format!(" (pid {pid})"),
+        None => String::new(),
     }
 }
 
@@ -131,7 +135,11 @@ impl SurrealStore {
                 // Sync every commit: a checkpoint that returned is on disk.
                 let url = format!("surrealkv://{}?sync=every", dir.display());
                 match any::connect(url).await {
-                    Ok(db) => db,
+                    Ok(db) => {
+                        let _ =
+                            std::fs::write(dir.join(HOLDER_FILE), std::process::id().to_string());
+                        db
+                    }
                     Err(err) => {
                         let text = err.to_string();
                         if text.contains("already in use")
