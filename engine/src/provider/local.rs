@@ -5,9 +5,9 @@
 //! `workspace/server` (from port 20000 on, skipping blocks other servers hold or that are in use).
 //! Taskservs (`redis`, `nginx`, `postgres`) are real processes from the system's packages, each
 //! in `root/<workspace>/<server>/taskservs/<name>/` with its `taskserv.json`, its log
-//! (`service.log`) and its data, listening on 127.0.0.1 at the server's port base + 0 (redis),
-//! + 1 (nginx) and + 2 (postgres). Each runs under a supervisor process (see [`supervise_main`])
-//! that outlives the engine, restarts the service when it dies and stops it on SIGTERM.
+//! (`service.log`) and its data, listening on 127.0.0.1 at the server's port base plus 0 (redis),
+//! 1 (nginx) or 2 (postgres). Each runs under a supervisor process (see [`supervise_main`]) that
+//! outlives the engine, restarts the service when it dies and stops it on SIGTERM.
 //!
 //! Every process started for a taskserv carries `PROVISIONING_LOCAL_TSDIR=<taskserv dir>` in its
 //! environment and runs in the supervisor's process group, so removal finds and stops all of

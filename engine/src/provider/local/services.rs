@@ -145,7 +145,7 @@ impl Binaries {
                         Some((major, e.path().join("bin")))
                     })
                     .collect();
-                versioned.sort_by(|a, b| b.0.cmp(&a.0));
+                versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
                 dirs.extend(versioned.into_iter().map(|(_, d)| d));
                 for dir in dirs {
                     let (main, initdb) = (dir.join("postgres"), dir.join("initdb"));
