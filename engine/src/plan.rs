@@ -565,9 +565,7 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
             Some(before) => {
                 let (changes, replace) = diff(before, spec);
                 let forced = matches!(spec, ResourceSpec::Taskserv { spec: t, .. } if replaced_servers.contains(&t.server));
-                let action = if replace {
-                    ActionKind::Replace
-                } else if forced {
+                let action = if replace || forced {
                     ActionKind::Replace
                 } else if !changes.is_empty() {
                     ActionKind::Update

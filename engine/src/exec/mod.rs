@@ -1119,7 +1119,7 @@ impl StepContext {
                             (action.provider.clone(), observed, edges)
                         }
                     };
-                    Ok(Some(ResourceChange::Put(Resource {
+                    Ok(Some(ResourceChange::Put(Box::new(Resource {
                         key: spec.key(),
                         workspace: ws,
                         kind: spec.kind(),
@@ -1130,7 +1130,7 @@ impl StepContext {
                         observed: observed.attrs,
                         edges,
                         updated_at: now,
-                    })))
+                    }))))
                 }
             }
         })

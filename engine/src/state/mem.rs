@@ -47,7 +47,7 @@ fn apply_change(inner: &mut Inner, change: &ResourceChange) {
         ResourceChange::Put(resource) => {
             inner.resources.insert(
                 (resource.workspace.clone(), resource.key.clone()),
-                resource.clone(),
+                (**resource).clone(),
             );
             *inner
                 .versions

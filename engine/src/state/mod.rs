@@ -180,7 +180,7 @@ pub enum EventKind {
 /// What a checkpoint does to the resource table, in the same transaction as the step update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ResourceChange {
-    Put(Resource),
+    Put(Box<Resource>),
     Delete { workspace: String, key: String },
 }
 
