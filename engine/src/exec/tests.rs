@@ -578,3 +578,69 @@ async fn surreal_store_keeps_checkpoints_resources_edges_and_locks_across_reopen
 async fn store_query(store: &SurrealStore, q: &str) -> Vec<serde_json::Value> {
     store.raw_query(q).await.unwrap()
 }
+
+#[tokio::test]
+async fn a_step_slower_than_its_timeout_fails_as_retryable_and_is_retried() {
+    let sim = Arc::new(SimProvider::in_memory(SimOptions {
+        latency_ms: (300, 300),
+        ..SimOptions::default()
+    }));
+    let mut engine = Engine::new(
+        Arc::new(MemStore::new()),
+        Providers::new().with(sim.clone()),
+    );
+    engine.step_timeout = Duration::from_millis(30);
+    let mut cfg = config("ws", 1, &[]);
+    cfg.workflow.retry.max_attempts = 2;
+    cfg.workflow.retry.initial_delay_ms = 1;
+    let plan = engine.plan(&cfg).await.unwrap();
+    let outcome = ran(&engine, &plan).await;
+    assert_eq!(outcome.status, WorkflowStatus::Failed);
+    let (_, steps) = engine.status(&outcome.workflow).await.unwrap();
+    assert_eq!(steps[0].attempts, 2, "a timeout is retryable");
+    assert!(
+        steps[0].error.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        steps[0].error
+    );
+}
+
+#[tokio::test]
+async fn drift_reports_what_the_provider_lost_without_changing_state() {
+    let sim = Arc::new(SimProvider::in_memory(SimOptions::default()));
+    // The real SurrealDB engine, in memory (`mem://`).
+    let store = SurrealStore::open(StoreLocation::Memory).await.unwrap();
+    let engine = Engine::new(Arc::new(store), Providers::new().with(sim.clone()));
+    let cfg = config("ws", 2, &["redis"]);
+    let plan = engine.plan(&cfg).await.unwrap();
+    assert_eq!(ran(&engine, &plan).await.status, WorkflowStatus::Succeeded);
+    assert!(engine.drift("ws").await.unwrap().items.is_empty());
+    // Someone deletes a server behind our back.
+    let gone = ServerSpec {
+        workspace: "ws".into(),
+        name: "node-1".into(),
+        provider: "sim".into(),
+        plan: "small".into(),
+        zone: "sim-1".into(),
+        labels: BTreeMap::new(),
+    };
+    sim.delete_server(&IdempotencyKey("out-of-band".into()), &gone)
+        .await
+        .unwrap();
+    let version = engine.store.state_version("ws").await.unwrap();
+    let report = engine.drift("ws").await.unwrap();
+    let found: BTreeMap<&str, DriftKind> = report
+        .items
+        .iter()
+        .map(|i| (i.key.as_str(), i.kind))
+        .collect();
+    assert_eq!(
+        found,
+        BTreeMap::from([
+            ("server/node-1", DriftKind::Missing),
+            ("taskserv/node-1/redis", DriftKind::Missing),
+        ])
+    );
+    assert_eq!(report.checked, 4);
+    assert_eq!(engine.store.state_version("ws").await.unwrap(), version);
+}
