@@ -10,8 +10,11 @@
 //! outlives the engine, restarts the service when it dies and stops it on SIGTERM.
 //!
 //! Every process started for a taskserv carries `PROVISIONING_LOCAL_TSDIR=<taskserv dir>` in its
-//! environment and runs in the supervisor's process group, so removal finds and stops all of
-//! them, even after the engine restarted; destroy leaves no process and no file behind.
+//! environment and starts in the process group of the process we spawned; `taskserv.json`
+//! records that pid with its start time. Removal stops the supervisor (which stops the service),
+//! then kills whatever is left of the family: the group, the descendants (postgres children open
+//! sessions of their own) and the marked processes. The supervisor is a child subreaper, so it
+//! also cleans up orphans when the service dies. Destroy leaves no process and no file behind.
 //!
 //! As root, postgres runs as `nobody` (it refuses to run as root); when the taskserv dir is not
 //! reachable by other users (a data dir under `/root`), its data and socket live in
@@ -125,6 +128,9 @@ struct TaskservRecord {
     /// The pid of the process we started (the supervisor, or the service itself without one);
     /// it leads its own process group.
     pgid: u32,
+    /// Its start time (see `procs::Proc::start`), so that a reused pid is not taken for it.
+    #[serde(default)]
+    start: Option<u64>,
     supervised: bool,
     installed_version: String,
     /// Data that had to live outside the taskserv dir (postgres as root, see the module docs).
@@ -231,6 +237,13 @@ fn log_tail(tsdir: &Path, n: usize) -> String {
     out
 }
 
+/// What the log at `path` gained after its first `from` bytes.
+fn log_since(path: &Path, from: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
 fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind((ADDRESS, port)).is_ok()
 }
@@ -242,7 +255,7 @@ fn hash64(text: &str) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-/// Sends `SIGTERM`/`SIGKILL` until no process of the taskserv is left.
+/// Waits until `pid` is gone (zombies count as gone); false when `limit` ran out first.
 async fn wait_gone(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while procs::alive(pid) {
@@ -403,50 +416,65 @@ impl LocalProvider {
 
     /// Whether the process we started for the taskserv is still there.
     fn running(&self, tsdir: &Path, rec: &TaskservRecord) -> bool {
-        let Some(tsdir_s) = tsdir.to_str() else {
-            return false;
-        };
-        let aux = rec.aux_dir.as_ref().and_then(|p| p.to_str());
-        procs::alive(rec.pgid)
-            && procs::is_ours(rec.pgid, tsdir_s, &aux.into_iter().collect::<Vec<_>>())
+        match rec.start {
+            Some(start) => procs::same_process(rec.pgid, start),
+            None => {
+                procs::alive(rec.pgid)
+                    && tsdir
+                        .to_str()
+                        .is_some_and(|t| procs::has_marker(rec.pgid, t))
+            }
+        }
     }
 
-    /// Stops every process of the taskserv in `tsdir` (keeping its files).
+    /// Stops every process of the taskserv in `tsdir` (keeping its files): asks the process we
+    /// started to stop (the supervisor stops the service), then kills whatever of the family is
+    /// left.
     async fn stop_processes(
         &self,
         tsdir: &Path,
         rec: Option<&TaskservRecord>,
     ) -> ProviderResult<()> {
         let tsdir_s = path_str(tsdir)?;
-        let aux: Vec<&str> = rec
-            .and_then(|r| r.aux_dir.as_ref())
-            .and_then(|p| p.to_str())
-            .into_iter()
-            .collect();
         let pgid = rec
             .map(|r| r.pgid)
             .or_else(|| read_pid(&tsdir.join(SUPERVISOR_PID)));
-        let mut trusted = false;
-        if let Some(pid) = pgid {
-            if procs::alive(pid) && procs::is_ours(pid, tsdir_s, &aux) {
-                trusted = true;
-                let supervised = rec.is_none_or(|r| r.supervised);
-                let (sig, wait) = if supervised {
-                    (Signal::SIGTERM, SUPERVISOR_STOP_WAIT)
-                } else {
-                    let kind = rec.and_then(|r| Kind::parse(&r.spec.name));
-                    (
-                        kind.map_or(Signal::SIGTERM, Kind::stop_signal),
-                        DIRECT_STOP_WAIT,
-                    )
-                };
-                procs::signal(pid, sig);
-                wait_gone(pid, wait).await;
-            }
+        let start = rec.and_then(|r| r.start);
+        // Who is there now, descendants included: some leave the group and lose the marker.
+        let before = procs::family(pgid, start, tsdir_s);
+        let leader = match (rec, pgid) {
+            (Some(r), _) if self.running(tsdir, r) => Some(r.pgid),
+            (None, Some(pid)) if procs::alive(pid) && procs::has_marker(pid, tsdir_s) => Some(pid),
+            _ => None,
+        };
+        if let Some(pid) = leader {
+            let supervised = rec.is_none_or(|r| r.supervised);
+            let (sig, wait) = if supervised {
+                (Signal::SIGTERM, SUPERVISOR_STOP_WAIT)
+            } else {
+                let kind = rec.and_then(|r| Kind::parse(&r.spec.name));
+                (
+                    kind.map_or(Signal::SIGTERM, Kind::stop_signal),
+                    DIRECT_STOP_WAIT,
+                )
+            };
+            procs::signal(pid, sig);
+            wait_gone(pid, wait).await;
         }
         let deadline = Instant::now() + KILL_WAIT;
         loop {
-            let left = procs::ours(tsdir_s, &aux, pgid, trusted);
+            let family = procs::family(pgid, start, tsdir_s);
+            // `family` only counts group members when the group is ours.
+            let group = pgid.filter(|g| family.iter().any(|p| p.pgrp == *g));
+            let mut left: Vec<u32> = family.iter().map(|p| p.pid).collect();
+            left.extend(
+                before
+                    .iter()
+                    .filter(|p| procs::same_process(p.pid, p.start))
+                    .map(|p| p.pid),
+            );
+            left.sort_unstable();
+            left.dedup();
             if left.is_empty() {
                 break;
             }
@@ -456,11 +484,11 @@ impl LocalProvider {
                     tsdir.display()
                 )));
             }
+            if let Some(g) = group {
+                procs::signal_group(g, Signal::SIGKILL);
+            }
             for pid in &left {
                 procs::signal(*pid, Signal::SIGKILL);
-            }
-            if let (true, Some(g)) = (trusted, pgid) {
-                procs::signal_group(g, Signal::SIGKILL);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -507,7 +535,8 @@ impl LocalProvider {
     }
 
     /// Starts the detached process (the supervisor, or the service itself) and returns its pid.
-    fn spawn_detached(&self, tsdir: &Path, launch: &Launch) -> ProviderResult<u32> {
+    /// Returns its pid and start time.
+    fn spawn_detached(&self, tsdir: &Path, launch: &Launch) -> ProviderResult<(u32, Option<u64>)> {
         let log_path = tsdir.join(LOG_FILE);
         let log = OpenOptions::new()
             .create(true)
@@ -545,6 +574,8 @@ impl LocalProvider {
             .spawn()
             .map_err(|e| permanent(format!("cannot start {}: {e}", program.display())))?;
         let pid = child.id();
+        // Read before the reaper thread can reap it, so that the pid is still ours.
+        let start = procs::start_time(pid);
         // Reap it when it exits, so that it does not linger as a zombie of this process.
         std::thread::spawn(move || {
             let _ = child.wait();
@@ -553,16 +584,20 @@ impl LocalProvider {
         if self.supervisor.is_none() {
             let _ = std::fs::write(tsdir.join(CHILD_PID), format!("{pid}\n"));
         }
-        Ok(pid)
+        Ok((pid, start))
     }
 
     /// Polls `check` until it passes, the process we started is gone, or `limit` runs out.
+    /// Polls `check` until it passes, the process we started is gone, or `limit` runs out. With
+    /// `log_from` (the log's length before the start), it also gives up once the supervisor has
+    /// had to restart the service twice: a service that keeps crashing will not get healthy.
     async fn wait_healthy(
         &self,
         tsdir: &Path,
         rec: &TaskservRecord,
         check: &Check,
         limit: Duration,
+        log_from: Option<u64>,
     ) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
@@ -572,6 +607,14 @@ impl LocalProvider {
             };
             if !self.running(tsdir, rec) {
                 return Err(format!("the process exited ({last})"));
+            }
+            if let Some(from) = log_from {
+                let restarts = log_since(&tsdir.join(LOG_FILE), from)
+                    .matches(supervise::RESTART_MESSAGE)
+                    .count();
+                if restarts >= 2 {
+                    return Err(format!("it keeps exiting ({restarts} restarts; {last})"));
+                }
             }
             if Instant::now() >= deadline {
                 return Err(format!("not healthy after {limit:?}: {last}"));
@@ -815,11 +858,13 @@ impl LocalProvider {
                 )
             }
         };
-        let pgid = self.spawn_detached(tsdir, &launch)?;
+        let log_from = std::fs::metadata(tsdir.join(LOG_FILE)).map_or(0, |m| m.len());
+        let (pgid, start) = self.spawn_detached(tsdir, &launch)?;
         let rec = TaskservRecord {
             spec: spec.clone(),
             port,
             pgid,
+            start,
             supervised: !self.supervisor.is_none(),
             installed_version,
             aux_dir,
@@ -827,7 +872,10 @@ impl LocalProvider {
             key: key.0.clone(),
         };
         write_json(&tsdir.join(TASKSERV_FILE), &rec)?;
-        if let Err(why) = self.wait_healthy(tsdir, &rec, &check, HEALTH_TIMEOUT).await {
+        if let Err(why) = self
+            .wait_healthy(tsdir, &rec, &check, HEALTH_TIMEOUT, Some(log_from))
+            .await
+        {
             let tail = log_tail(tsdir, 20);
             self.stop_processes(tsdir, Some(&rec)).await?;
             return Err(transient(format!(
@@ -956,7 +1004,7 @@ impl Provider for LocalProvider {
                 let bin = Binaries::resolve(kind, &spec.version).map_err(permanent)?;
                 let check = Check::for_kind(kind, rec.port, &bin).map_err(permanent)?;
                 if self
-                    .wait_healthy(&tsdir, &rec, &check, RUNNING_GRACE)
+                    .wait_healthy(&tsdir, &rec, &check, RUNNING_GRACE, None)
                     .await
                     .is_ok()
                 {

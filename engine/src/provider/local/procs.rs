@@ -1,34 +1,79 @@
-//! Processes as seen through `/proc`: liveness that ignores zombies, "is this one of ours", the
-//! effective user, and the unprivileged account postgres runs as when we are root.
+//! Processes as seen through `/proc`: liveness that ignores zombies, identity by (pid, start
+//! time), the family of processes that belong to one taskserv, the effective user, and the
+//! unprivileged account postgres runs as when we are root.
+//!
+//! Why not just the environment marker: redis, nginx workers and postgres children rewrite their
+//! process title over their original argv and environment block, so `/proc/<pid>/environ` of
+//! those shows nothing useful. Families are therefore found from the process group of the
+//! process we started, the parent links below it, and the marker where it survived.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// The environment variable every process we start carries (it is inherited by the service and
-/// its children, and nginx is told to keep it in its workers); its value is the taskserv dir.
+/// The environment variable every process we start carries; its value is the taskserv dir.
 pub(crate) const MARKER_ENV: &str = "PROVISIONING_LOCAL_TSDIR";
 
-fn to_pid(pid: u32) -> Option<Pid> {
+pub(crate) fn to_pid(pid: u32) -> Option<Pid> {
     i32::try_from(pid)
         .ok()
         .filter(|p| *p > 0)
         .map(Pid::from_raw)
 }
 
-/// The state letter from `/proc/<pid>/stat` and the process group, or `None` when there is no
-/// such process.
-fn stat(pid: u32) -> Option<(char, u32)> {
+/// One line of `/proc/<pid>/stat`, the fields we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Proc {
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) pgrp: u32,
+    pub(crate) state: char,
+    /// Clock ticks after boot; with the pid, it identifies a process for good.
+    pub(crate) start: u64,
+}
+
+impl Proc {
+    pub(crate) fn zombie(&self) -> bool {
+        self.state == 'Z' || self.state == 'X'
+    }
+}
+
+pub(crate) fn read(pid: u32) -> Option<Proc> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid pgrp ...`; comm may contain spaces and parentheses.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    // `pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
+    // stime cutime cstime priority nice threads itrealvalue starttime ...`; comm may hold
+    // spaces and parentheses.
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Proc {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process (zombies included, this process excluded).
+pub(crate) fn all() -> Vec<Proc> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(read)
+        .collect()
+}
+
+/// The start time of `pid`, when it exists.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    read(pid).map(|p| p.start)
 }
 
 /// Whether `pid` is a live (non-zombie) process.
@@ -38,84 +83,57 @@ pub(crate) fn alive(pid: u32) -> bool {
         Ok(()) | Err(Errno::EPERM) => {}
         Err(_) => return false,
     }
-    match stat(pid) {
-        Some((state, _)) => state != 'Z' && state != 'X',
+    match read(pid) {
+        Some(proc_) => !proc_.zombie(),
         // No /proc (unusual): trust kill(2).
         None => !Path::new("/proc/self").exists(),
     }
 }
 
-/// Whether the process carries our marker for `tsdir`, or names one of `paths` on its command
-/// line (postgres rewrites its title over its original environment block, so the marker alone
-/// is not enough for every process).
-pub(crate) fn is_ours(pid: u32, tsdir: &str, paths: &[&str]) -> bool {
+/// Whether `pid` is alive and is the very process that started at `start`.
+pub(crate) fn same_process(pid: u32, start: u64) -> bool {
+    alive(pid) && start_time(pid) == Some(start)
+}
+
+/// Whether the process carries our marker for `tsdir` in its environment.
+pub(crate) fn has_marker(pid: u32, tsdir: &str) -> bool {
     let marker = format!("{MARKER_ENV}={tsdir}");
-    if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-        if env
-            .split(|b| *b == 0)
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+        env.split(|b| *b == 0)
             .any(|entry| entry == marker.as_bytes())
-        {
-            return true;
-        }
-    }
-    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        return paths
-            .iter()
-            .chain(std::iter::once(&tsdir))
-            .any(|p| args.iter().any(|a| contains(a, p.as_bytes())));
-    }
-    false
+    })
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Live processes that belong to the taskserv in `tsdir`: those carrying its marker (or naming
-/// its paths) and, when the group is known to be ours, every member of process group `pgid`.
-pub(crate) fn ours(
-    tsdir: &str,
-    paths: &[&str],
-    pgid: Option<u32>,
-    group_trusted: bool,
-) -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut marked = Vec::new();
-    let mut grouped = Vec::new();
-    let mut group_has_marked = false;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
+/// The live processes of one taskserv: the members of process group `pgid` (unless its leader
+/// is alive but is not the process that started at `leader_start`, that is the pid was reused),
+/// every process carrying the marker for `tsdir`, and all their descendants.
+pub(crate) fn family(pgid: Option<u32>, leader_start: Option<u64>, tsdir: &str) -> Vec<Proc> {
+    let procs: Vec<Proc> = all().into_iter().filter(|p| !p.zombie()).collect();
+    let group = pgid.filter(|g| {
+        match (procs.iter().find(|p| p.pid == *g), leader_start) {
+            (Some(leader), Some(start)) => leader.start == start,
+            (Some(leader), None) => has_marker(leader.pid, tsdir),
+            // Its members keep the group id from being reused.
+            (None, _) => true,
         }
-        let Some((state, pgrp)) = stat(pid) else {
-            continue;
-        };
-        if state == 'Z' || state == 'X' {
-            continue;
+    });
+    let mut set: BTreeSet<u32> = procs
+        .iter()
+        .filter(|p| group == Some(p.pgrp) || has_marker(p.pid, tsdir))
+        .map(|p| p.pid)
+        .collect();
+    loop {
+        let before = set.len();
+        for p in &procs {
+            if set.contains(&p.ppid) {
+                set.insert(p.pid);
+            }
         }
-        let in_group = pgid.is_some_and(|g| g == pgrp);
-        if is_ours(pid, tsdir, paths) {
-            group_has_marked |= in_group;
-            marked.push(pid);
-        } else if in_group {
-            grouped.push(pid);
+        if set.len() == before {
+            break;
         }
     }
-    if group_trusted || group_has_marked {
-        marked.extend(grouped);
-    }
-    marked
+    procs.into_iter().filter(|p| set.contains(&p.pid)).collect()
 }
 
 pub(crate) fn signal(pid: u32, sig: Signal) {
@@ -175,9 +193,63 @@ mod tests {
 
     #[test]
     fn self_is_alive_and_bogus_pids_are_not() {
-        assert!(alive(std::process::id()));
+        let me = std::process::id();
+        assert!(alive(me));
+        assert!(same_process(me, start_time(me).unwrap()));
+        assert!(!same_process(me, start_time(me).unwrap() + 1));
         assert!(!alive(0));
         assert!(!alive(u32::MAX));
+    }
+
+    #[test]
+    fn stat_is_parsed() {
+        let me = read(std::process::id()).unwrap();
+        assert!(!me.zombie());
+        assert!(me.ppid > 0 && me.start > 0);
+    }
+
+    #[test]
+    fn families_follow_groups_markers_and_children() {
+        use std::os::unix::process::CommandExt;
+        let tsdir = format!("/nonexistent/family-test-{}", std::process::id());
+        // sh (group leader, marked) starts a sleep in a new session: still family by parent.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "setsid sleep 30 & sleep 30; wait"])
+            .env(MARKER_ENV, &tsdir)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let leader = child.id();
+        let start = start_time(leader).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let fam = loop {
+            let fam = family(Some(leader), Some(start), &tsdir);
+            if fam.len() >= 3 || std::time::Instant::now() > deadline {
+                break fam;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(fam.len() >= 3, "{fam:?}");
+        assert!(
+            fam.iter().any(|p| p.pgrp != leader),
+            "the setsid one is found too: {fam:?}"
+        );
+        // A wrong start time means a reused pid: the group alone does not count then, but the
+        // marker still does.
+        assert!(
+            !family(Some(leader), Some(start + 1), "/elsewhere")
+                .iter()
+                .any(|p| p.pid == leader)
+        );
+        for p in &fam {
+            signal(p.pid, Signal::SIGKILL);
+        }
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !family(Some(leader), Some(start), &tsdir).is_empty() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ use tokio::signal::unix::{SignalKind, signal};
 pub(crate) const SUPERVISOR_PID: &str = "supervisor.pid";
 pub(crate) const CHILD_PID: &str = "child.pid";
 
+/// What the supervisor logs when it restarts the service (the engine counts these).
+pub(crate) const RESTART_MESSAGE: &str = "; restarting in ";
 /// Restarts allowed within [`RESTART_WINDOW`] before the supervisor gives up.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
@@ -144,6 +146,38 @@ pub fn supervise_main(args: &[String]) -> i32 {
     runtime.block_on(supervise(opts))
 }
 
+/// Kills and reaps what the child left behind: the rest of our process group, and the orphans
+/// the kernel handed to us as their subreaper (postgres children live in sessions of their own).
+async fn sweep() {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mine: Vec<super::procs::Proc> = super::procs::all()
+            .into_iter()
+            .filter(|p| p.ppid == me || p.pgrp == me)
+            .collect();
+        for p in mine.iter().filter(|p| p.ppid == me && p.zombie()) {
+            if let Some(pid) = super::procs::to_pid(p.pid) {
+                let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            }
+        }
+        let live: Vec<u32> = mine.iter().filter(|p| !p.zombie()).map(|p| p.pid).collect();
+        if live.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log(&format!("processes {live:?} outlive SIGKILL"));
+            return;
+        }
+        log(&format!("killing leftover processes {live:?}"));
+        for pid in live {
+            super::procs::signal(pid, Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn remove_pid_files(opts: &Opts) {
     let _ = std::fs::remove_file(opts.dir.join(CHILD_PID));
     let _ = std::fs::remove_file(opts.dir.join(SUPERVISOR_PID));
@@ -224,6 +258,7 @@ async fn supervise(opts: Opts) -> i32 {
                             let _ = child.wait().await;
                         }
                     }
+                    sweep().await;
                     remove_pid_files(&opts);
                     return 0;
                 }
@@ -235,6 +270,7 @@ async fn supervise(opts: Opts) -> i32 {
         let Event::Exited(status) = event else {
             continue;
         };
+        sweep().await;
         let now = Instant::now();
         restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         if restarts.len() >= MAX_RESTARTS {
@@ -249,7 +285,7 @@ async fn supervise(opts: Opts) -> i32 {
         let backoff = opts.backoff.saturating_mul(1 << exp).min(MAX_BACKOFF);
         restarts.push(now);
         log(&format!(
-            "`{}` exited ({status}); restarting in {backoff:?}",
+            "`{}` exited ({status}){RESTART_MESSAGE}{backoff:?}",
             opts.command[0]
         ));
         tokio::select! {
