@@ -222,6 +222,8 @@ async fn bad_names_and_unknown_taskservs_are_permanent() {
 
 #[tokio::test]
 async fn taken_port_is_transient() {
+    // Its own workspace name, so that concurrent runs pick different port blocks.
+    let ws = format!("ws{}", std::process::id());
     if !available("redis") {
         return;
     }
@@ -229,13 +231,13 @@ async fn taken_port_is_transient() {
     let _cleanup = Cleanup(root.clone());
     let p = LocalProvider::new(root.clone(), Supervisor::none());
     let obs = p
-        .create_server(&key("k"), &server("ws", "busy"))
+        .create_server(&key("k"), &server(&ws, "busy"))
         .await
         .unwrap();
     let port = u16::try_from(obs.attrs["port_base"].as_u64().unwrap()).unwrap();
     let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let err = p
-        .install_taskserv(&key("k"), &taskserv("ws", "busy", "redis", "7.2"))
+        .install_taskserv(&key("k"), &taskserv(&ws, "busy", "redis", "7.2"))
         .await
         .unwrap_err();
     assert!(
@@ -243,7 +245,7 @@ async fn taken_port_is_transient() {
         "{err}"
     );
     drop(squatter);
-    p.delete_server(&key("k"), &server("ws", "busy"))
+    p.delete_server(&key("k"), &server(&ws, "busy"))
         .await
         .unwrap();
     std::fs::remove_dir_all(&root).unwrap();
@@ -253,6 +255,8 @@ async fn taken_port_is_transient() {
 /// keeps running; removal cleans up.
 #[tokio::test]
 async fn crashing_service_fails_fast_with_its_log() {
+    // Its own workspace name, so that concurrent runs pick different port blocks.
+    let ws = format!("ws{}", std::process::id());
     if !available("redis") {
         return;
     }
@@ -260,9 +264,9 @@ async fn crashing_service_fails_fast_with_its_log() {
     let _cleanup = Cleanup(root.clone());
     for (name, supervisor) in [("none", Supervisor::none()), ("sup", test_supervisor())] {
         let p = LocalProvider::new(root.clone(), supervisor);
-        let srv = server("ws", name);
+        let srv = server(&ws, name);
         p.create_server(&key("c"), &srv).await.unwrap();
-        let mut redis = taskserv("ws", name, "redis", "7.2");
+        let mut redis = taskserv(&ws, name, "redis", "7.2");
         redis.config.insert("maxmemory".into(), json!("lots"));
         let started = Instant::now();
         let err = p.install_taskserv(&key("i"), &redis).await.unwrap_err();
@@ -290,18 +294,76 @@ async fn crashing_service_fails_fast_with_its_log() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// The `provisioning` binary next to this test binary (`target/debug/provisioning`), if built.
+fn provisioning_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("provisioning");
+    bin.is_file().then_some(bin)
+}
+
+/// The real supervisor: `provisioning __supervise ...` keeps redis running and stops it.
+#[tokio::test]
+async fn real_provisioning_binary_supervises() {
+    // Its own workspace name, so that concurrent runs pick different port blocks.
+    let ws = format!("ws{}", std::process::id());
+    let Some(bin) = provisioning_binary() else {
+        eprintln!(
+            "note: target/debug/provisioning is not built (cargo build -p server --bin \
+             provisioning); skipping the test of the real supervisor"
+        );
+        return;
+    };
+    if !available("redis") {
+        return;
+    }
+    let root = temp_root("real");
+    let _cleanup = Cleanup(root.clone());
+    let p = LocalProvider::new(root.clone(), Supervisor::binary(bin.clone()));
+    let srv = server(&ws, "real");
+    p.create_server(&key("c"), &srv).await.unwrap();
+    let redis = taskserv(&ws, "real", "redis", "7.2");
+    let obs = p.install_taskserv(&key("i"), &redis).await.unwrap();
+    let sup = u32::try_from(obs.attrs["pid"].as_u64().unwrap()).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{sup}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(bin.to_str().unwrap().as_bytes()));
+    let (_, child) = p.taskserv_pids(&redis).unwrap();
+    let child = child.unwrap();
+    procs::signal(child, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((s, Some(c))) = p.taskserv_pids(&redis) {
+            if c != child && p.taskserv_health(&redis).await.unwrap() == Health::Healthy {
+                assert_eq!(s, sup);
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the real supervisor did not restart redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, child) = p.taskserv_pids(&redis).unwrap();
+    p.delete_server(&key("d"), &srv).await.unwrap();
+    eventually_dead(&[sup, child.unwrap()]).await;
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// Without a supervisor: the service runs detached, and removal stops it.
 #[tokio::test]
 async fn unsupervised_redis_lifecycle() {
+    // Its own workspace name, so that concurrent runs pick different port blocks.
+    let ws = format!("ws{}", std::process::id());
     if !available("redis") {
         return;
     }
     let root = temp_root("direct");
     let _cleanup = Cleanup(root.clone());
     let p = LocalProvider::new(root.clone(), Supervisor::none());
-    let srv = server("ws", "direct");
+    let srv = server(&ws, "direct");
     p.create_server(&key("c"), &srv).await.unwrap();
-    let redis = taskserv("ws", "direct", "redis", "7.2");
+    let redis = taskserv(&ws, "direct", "redis", "7.2");
     let obs = p.install_taskserv(&key("i"), &redis).await.unwrap();
     assert_eq!(obs.attrs["supervised"], false);
     let pid = u32::try_from(obs.attrs["pid"].as_u64().unwrap()).unwrap();
@@ -323,7 +385,7 @@ async fn unsupervised_redis_lifecycle() {
     eventually_dead(&[pid2]).await;
     assert_eq!(p.taskserv_health(&redis).await.unwrap(), Health::Missing);
     p.delete_server(&key("d"), &srv).await.unwrap();
-    assert!(!root.join("ws").exists());
+    assert!(!root.join(&ws).exists());
     std::fs::remove_dir_all(&root).unwrap();
 }
 
@@ -332,22 +394,24 @@ async fn unsupervised_redis_lifecycle() {
 /// process and no file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn supervised_taskservs_full_lifecycle() {
+    // Its own workspace name, so that concurrent runs pick different port blocks.
+    let ws = format!("dev{}", std::process::id());
     let root = temp_root("full");
     let _cleanup = Cleanup(root.clone());
     let p = LocalProvider::new(root.clone(), test_supervisor());
-    let srv = server("dev", "box-1");
+    let srv = server(&ws, "box-1");
     let obs = p.create_server(&key("create"), &srv).await.unwrap();
     let base = u16::try_from(obs.attrs["port_base"].as_u64().unwrap()).unwrap();
 
     let mut specs = Vec::new();
     if available("redis") {
-        specs.push(taskserv("dev", "box-1", "redis", "7.2"));
+        specs.push(taskserv(&ws, "box-1", "redis", "7.2"));
     }
     if available("nginx") {
-        specs.push(taskserv("dev", "box-1", "nginx", "1.26"));
+        specs.push(taskserv(&ws, "box-1", "nginx", "1.26"));
     }
     if available("postgres") {
-        specs.push(taskserv("dev", "box-1", "postgres", "15"));
+        specs.push(taskserv(&ws, "box-1", "postgres", "15"));
     }
     let started = Instant::now();
     let keys: Vec<IdempotencyKey> = specs
@@ -381,7 +445,7 @@ async fn supervised_taskservs_full_lifecycle() {
             spec.name
         );
         assert_eq!(obs.attrs["supervised"], true);
-        assert_eq!(obs.provider_id, format!("local:dev/box-1/{}", spec.name));
+        assert_eq!(obs.provider_id, format!("local:{ws}/box-1/{}", spec.name));
         assert!(!obs.attrs["installed_version"].as_str().unwrap().is_empty());
         assert_eq!(
             p.taskserv_health(spec).await.unwrap(),
@@ -391,7 +455,7 @@ async fn supervised_taskservs_full_lifecycle() {
         );
         let (sup, child) = p.taskserv_pids(spec).unwrap();
         assert_eq!(obs.attrs["pid"].as_u64(), Some(u64::from(sup)));
-        let tsdir = p.taskserv_dir("dev", "box-1", &spec.name);
+        let tsdir = p.taskserv_dir(&ws, "box-1", &spec.name);
         assert_eq!(read_pid(&tsdir.join(SUPERVISOR_PID)), Some(sup));
         all_pids.push(sup);
         all_pids.extend(child);
@@ -452,9 +516,8 @@ async fn supervised_taskservs_full_lifecycle() {
             started.elapsed()
         );
         all_pids.push(child2);
-        let log =
-            std::fs::read_to_string(p.taskserv_dir("dev", "box-1", &spec.name).join(LOG_FILE))
-                .unwrap();
+        let log = std::fs::read_to_string(p.taskserv_dir(&ws, "box-1", &spec.name).join(LOG_FILE))
+            .unwrap();
         assert!(log.contains("restarting in"), "{log}");
     }
 
@@ -483,13 +546,13 @@ async fn supervised_taskservs_full_lifecycle() {
     if let Some(first) = specs.first() {
         p.remove_taskserv(&key("remove"), first).await.unwrap();
         assert_eq!(p.taskserv_health(first).await.unwrap(), Health::Missing);
-        assert!(!p.taskserv_dir("dev", "box-1", &first.name).exists());
+        assert!(!p.taskserv_dir(&ws, "box-1", &first.name).exists());
         p.remove_taskserv(&key("remove"), first).await.unwrap(); // idempotent
     }
     p.delete_server(&key("delete"), &srv).await.unwrap();
     eventually_dead(&all_pids).await;
     eprintln!("removed everything at {:?}", started.elapsed());
-    assert!(!root.join("dev").exists(), "nothing left under the root");
+    assert!(!root.join(&ws).exists(), "nothing left under the root");
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
     for aux in &aux_dirs {
         assert!(!aux.exists(), "{} is left behind", aux.display());
