@@ -224,7 +224,9 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let fam = loop {
             let fam = family(Some(leader), Some(start), &tsdir);
-            if fam.len() >= 3 || std::time::Instant::now() > deadline {
+            // Forked children run `setsid` a moment later: wait until it has.
+            let settled = fam.len() >= 3 && fam.iter().any(|p| p.pgrp != leader);
+            if settled || std::time::Instant::now() > deadline {
                 break fam;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
