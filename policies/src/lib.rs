@@ -34,7 +34,9 @@ pub enum PolicyError {
     Schema(String),
     #[error("{file}: policy does not parse: {message}")]
     Parse { file: String, message: String },
-    #[error("{file}: a policy has no @id annotation; every policy needs @id(\"...\") and @description(\"...\")")]
+    #[error(
+        "{file}: a policy has no @id annotation; every policy needs @id(\"...\") and @description(\"...\")"
+    )]
     MissingId { file: String },
     #[error("{file}: policy `{id}` has no @description annotation")]
     MissingDescription { file: String, id: String },
@@ -258,7 +260,10 @@ pub enum PolicySource {
 }
 
 fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    let text = format!("{NS}::{kind}::{}", serde_json::to_string(id).unwrap_or_default());
+    let text = format!(
+        "{NS}::{kind}::{}",
+        serde_json::to_string(id).unwrap_or_default()
+    );
     EntityUid::from_str(&text).map_err(|e| PolicyError::Request(format!("bad id `{id}`: {e}")))
 }
 
@@ -337,8 +342,7 @@ impl PolicyEngine {
                 let Some(id) = policy.annotation("id").map(str::to_string) else {
                     return Err(PolicyError::MissingId { file: file.clone() });
                 };
-                let Some(description) = policy.annotation("description").map(str::to_string)
-                else {
+                let Some(description) = policy.annotation("description").map(str::to_string) else {
                     return Err(PolicyError::MissingDescription {
                         file: file.clone(),
                         id,
@@ -443,7 +447,9 @@ impl PolicyEngine {
         }
         if let Some(requester) = &request.facts.requester {
             if users.insert(requester.clone()) {
-                out.push(json!({ "uid": entity_ref("User", requester), "attrs": {}, "parents": [] }));
+                out.push(
+                    json!({ "uid": entity_ref("User", requester), "attrs": {}, "parents": [] }),
+                );
             }
         }
         let r = &request.resource;
@@ -491,7 +497,10 @@ impl PolicyEngine {
             Principal::Agent { id, .. } => uid("Agent", id)?,
         };
         let action = uid("Action", request.action.as_str())?;
-        let resource = uid(resource_type_name(request.resource.kind), &request.resource.id)?;
+        let resource = uid(
+            resource_type_name(request.resource.kind),
+            &request.resource.id,
+        )?;
         let f = &request.facts;
         let mut context = json!({
             "authenticated": f.authenticated,

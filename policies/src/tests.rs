@@ -10,7 +10,11 @@ fn the_default_set_loads_and_every_policy_has_an_id_and_description() {
     let engine = PolicyEngine::defaults().unwrap();
     let policies = engine.policies();
     assert!(policies.len() >= 12, "{policies:?}");
-    assert!(policies.iter().all(|(id, d, _, _)| !id.is_empty() && !d.is_empty()));
+    assert!(
+        policies
+            .iter()
+            .all(|(id, d, _, _)| !id.is_empty() && !d.is_empty())
+    );
     let gates: Vec<&str> = policies
         .iter()
         .filter(|p| p.2)
@@ -36,7 +40,10 @@ permit (principal, action, resource) when { resource.enviroment == "dev" };
 "#;
     let err = PolicyEngine::from_files(&[("mine.cedar".into(), bad.into())]).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("`typo`") && text.contains("mine.cedar"), "{text}");
+    assert!(
+        text.contains("`typo`") && text.contains("mine.cedar"),
+        "{text}"
+    );
     let no_id = r#"permit (principal, action, resource);"#;
     let err = PolicyEngine::from_files(&[("x.cedar".into(), no_id.into())]).unwrap_err();
     assert!(err.to_string().contains("@id"), "{err}");
@@ -118,10 +125,15 @@ fn reference(r: &AuthRequest) -> &'static str {
     if r.action == Action::Apply && env == "prod" && f.deletes > 0 && f.approvals < 2 {
         gated = true;
     }
-    let supports_budget = matches!(r.resource.kind, ResourceType::Workspace | ResourceType::Plan);
+    let supports_budget = matches!(
+        r.resource.kind,
+        ResourceType::Workspace | ResourceType::Plan
+    );
     if r.action == Action::Apply
         && supports_budget
-        && r.resource.budget_cents.is_some_and(|b| f.cost_delta_cents > b)
+        && r.resource
+            .budget_cents
+            .is_some_and(|b| f.cost_delta_cents > b)
         && f.approvals < 1
     {
         gated = true;
@@ -169,7 +181,11 @@ fn arb_request() -> impl Strategy<Value = AuthRequest> {
                 environment: env.into(),
                 owner: None,
                 budget_cents: if plan_like { budget } else { None },
-                forbidden_zones: if plan_like { forbidden.map(|z| z.into_iter().map(String::from).collect()) } else { None },
+                forbidden_zones: if plan_like {
+                    forbidden.map(|z| z.into_iter().map(String::from).collect())
+                } else {
+                    None
+                },
                 hash: (kind == ResourceType::Plan).then(|| "h".to_string()),
                 zone: (kind == ResourceType::Server).then(|| "hel1".to_string()),
             }
@@ -179,29 +195,38 @@ fn arb_request() -> impl Strategy<Value = AuthRequest> {
         -2_000i64..10_000,
         0i64..3,
         0i64..3,
-        prop::collection::vec(prop::sample::select(vec!["hel1", "fsn1", "us-east-1"]), 0..2),
+        prop::collection::vec(
+            prop::sample::select(vec!["hel1", "fsn1", "us-east-1"]),
+            0..2,
+        ),
         prop::option::of(prop::sample::select(vec!["alice", "bob", "carol"])),
     )
-        .prop_map(|(authenticated, cost, deletes, approvals, zones, requester)| Facts {
-            authenticated,
-            channel: "api".into(),
-            mfa: false,
-            cost_delta_cents: cost,
-            deletes,
-            replacements: 0,
-            prod_resources_touched: deletes,
-            zones: zones.into_iter().map(String::from).collect(),
-            approvals,
-            requester: requester.map(String::from),
-        });
-    (principal, prop::sample::select(Action::ALL.to_vec()), resource, facts).prop_map(
-        |(principal, action, resource, facts)| AuthRequest {
+        .prop_map(
+            |(authenticated, cost, deletes, approvals, zones, requester)| Facts {
+                authenticated,
+                channel: "api".into(),
+                mfa: false,
+                cost_delta_cents: cost,
+                deletes,
+                replacements: 0,
+                prod_resources_touched: deletes,
+                zones: zones.into_iter().map(String::from).collect(),
+                approvals,
+                requester: requester.map(String::from),
+            },
+        );
+    (
+        principal,
+        prop::sample::select(Action::ALL.to_vec()),
+        resource,
+        facts,
+    )
+        .prop_map(|(principal, action, resource, facts)| AuthRequest {
             principal,
             action,
             resource,
             facts,
-        },
-    )
+        })
 }
 
 proptest! {
@@ -227,7 +252,7 @@ fn approvals_count_only_for_this_hash_unexpired_unused_and_not_by_the_requester(
     };
     let records = vec![
         rec("1", "h", "bob", 2_000, false),
-        rec("2", "h", "bob", 2_000, false),   // same approver twice counts once
+        rec("2", "h", "bob", 2_000, false), // same approver twice counts once
         rec("3", "other", "carol", 2_000, false),
         rec("4", "h", "dave", 900, false),    // expired
         rec("5", "h", "erin", 2_000, true),   // already used

@@ -8,6 +8,7 @@ mod docs;
 mod engine;
 mod examples;
 mod fixtures;
+mod policies;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -19,6 +20,7 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(docs::trials());
     trials.extend(engine::trials());
+    trials.extend(policies::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
