@@ -98,6 +98,44 @@ pub enum Command {
     Drift(DriftArgs),
     /// Recorded resources
     State(StateArgs),
+    /// Cedar policies: validate a policy directory, list the policies, or check what a config
+    /// would meet
+    Policy(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub what: PolicyWhat,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PolicyWhat {
+    /// Validate policies against the schema: the defaults, or DIR (replacing them, or with
+    /// --extend added to them)
+    Validate {
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        extend: bool,
+    },
+    /// List the policies with their ids, descriptions and gates
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What would happen if PRINCIPAL applied (or destroyed) this config, and why
+    Check {
+        /// The Nickel config file
+        file: PathBuf,
+        /// `user:NAME[:ROLE,ROLE]` or `agent:NAME@USER[:ROLE,ROLE]`
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+        /// apply or destroy
+        #[arg(long, default_value = "apply")]
+        action: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ fn main() {
     trials.extend(docs::trials());
     trials.extend(engine::trials());
     trials.extend(policies::trials());
+    trials.extend(policies::cli_trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

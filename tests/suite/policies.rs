@@ -127,3 +127,70 @@ pub fn trials() -> Vec<Trial> {
     ));
     trials
 }
+
+/// `provisioning policy check` and `policy validate` through the real binary.
+pub fn cli_trials() -> Vec<Trial> {
+    vec![
+        Trial::test("policy::cli_check_prod_apply_stops_at_the_gate", || {
+            check(|| {
+                let data = tests::scratch("policy-check");
+                let data_env = data.display().to_string();
+                let env = [("PROVISIONING_PATHS_DATA_DIR", data_env.as_str())];
+                let args = [
+                    "policy",
+                    "check",
+                    "examples/prod-k8s-ha-upcloud.ncl",
+                    "--json",
+                ];
+                let out = tests::run_env(
+                    &root(),
+                    &[&args[..], &["--as", "user:olga:operator"]].concat(),
+                    &env,
+                );
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["decision"]["decision"], "needs_approval", "{v}");
+                assert_eq!(
+                    v["decision"]["gates"][0]["id"], "prod-apply-needs-approval",
+                    "{v}"
+                );
+                let out = tests::run_env(
+                    &root(),
+                    &[&args[..], &["--as", "user:vic:viewer"]].concat(),
+                    &env,
+                );
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["decision"]["decision"], "deny", "{v}");
+                assert_eq!(v["decision"]["reasons"][0]["id"], "viewer-read-only", "{v}");
+                let _ = std::fs::remove_dir_all(&data);
+            })
+        }),
+        Trial::test("policy::cli_validate_names_the_bad_policy_and_file", || {
+            check(|| {
+                let dir = tests::scratch("policy-bad");
+                std::fs::write(
+                    dir.join("typo.cedar"),
+                    "@id(\"typo\")\n@description(\"misspelt attribute\")\npermit (principal, action, resource) when { resource.enviroment == \"dev\" };\n",
+                )
+                .unwrap();
+                let out =
+                    tests::run_env(&root(), &["policy", "validate", dir.to_str().unwrap()], &[]);
+                assert_eq!(out.status.code(), Some(1));
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    err.contains("`typo`")
+                        && err.contains("typo.cedar")
+                        && err.contains("enviroment"),
+                    "{err}"
+                );
+                let out = tests::run_env(&root(), &["policy", "validate"], &[]);
+                assert!(out.status.success());
+                let _ = std::fs::remove_dir_all(&dir);
+            })
+        }),
+    ]
+}

@@ -6,6 +6,7 @@ pub mod catalog;
 mod engine_setup;
 pub mod export;
 pub mod plan;
+pub mod policy;
 pub mod schema;
 pub mod state;
 pub mod status;
