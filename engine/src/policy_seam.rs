@@ -19,7 +19,23 @@ pub struct Caller {
 impl Caller {
     /// The person at this terminal: `$USER@host`.
     pub fn local_user() -> Caller {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                // No login name in the environment: the numeric uid says who it was.
+                std::fs::read_to_string("/proc/self/status")
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("Uid:"))
+                            .and_then(|rest| {
+                                rest.split_whitespace().next().map(|u| format!("uid-{u}"))
+                            })
+                    })
+            })
+            .unwrap_or_else(|| "unknown".into());
         Caller {
             principal: format!("user:{user}"),
             channel: "cli".into(),

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod approvals;
+pub mod audit;
 pub use approvals::{ApprovalRecord, count_valid};
 
 static DEFAULT_POLICIES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/default");

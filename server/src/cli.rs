@@ -101,6 +101,23 @@ pub enum Command {
     /// Cedar policies: validate a policy directory, list the policies, or check what a config
     /// would meet
     Policy(PolicyArgs),
+    /// The hash-chained audit log: export it as JSON lines, or verify that nothing in it was
+    /// edited or removed (exit 1 naming the first broken entry)
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub what: AuditWhat,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditWhat {
+    /// Every entry as one JSON object per line, oldest first
+    Export,
+    /// Recompute the chain and compare it with the recorded head
+    Verify,
 }
 
 #[derive(Debug, Args)]

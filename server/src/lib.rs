@@ -30,6 +30,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::Drift(args) => commands::state::drift(&settings, &args),
         cli::Command::State(args) => commands::state::state(&settings, &args),
         cli::Command::Policy(args) => commands::policy::run(&settings, &args),
+        cli::Command::Audit(args) => commands::audit::run(&settings, &args),
     };
     match result {
         Ok(code) => code,

@@ -42,6 +42,10 @@ pub fn trials() -> Vec<Trial> {
     trials.push(Trial::test("engine::local_dev_stack_end_to_end", || {
         check(local_dev_stack)
     }));
+    trials.push(Trial::test(
+        "engine::audit_verify_detects_edits_and_removals",
+        || check(audit_tampering),
+    ));
     trials
 }
 
@@ -459,4 +463,81 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Runs SurrealQL against a data dir's embedded store (the CLI must not be running), and
+/// waits until the store has let go of its file lock again.
+fn tamper(data: &Path, query: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = engine::state::SurrealStore::open(engine::state::StoreLocation::Embedded(
+            data.join("state"),
+        ))
+        .await
+        .unwrap();
+        store.raw_query(query).await.unwrap();
+        drop(store);
+        // The embedded engine shuts down in the background, on this runtime.
+        let lock = std::fs::File::open(data.join("state/LOCK")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while lock.try_lock().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store stayed locked"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = lock.unlock();
+    });
+}
+
+fn audit_tampering() {
+    let dir = scratch("audit");
+    let config = dir.join("c.ncl");
+    std::fs::write(&config, sim_config("aud", 3, "fail", 2)).unwrap();
+    let data = dir.join("data");
+    let out = cli(&data, &["apply", config.to_str().unwrap(), "--yes"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cli(&data, &["audit", "verify"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    // decision + 6 steps + workflow
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("intact: 8 entries"),
+        "{}",
+        text(&out)
+    );
+    let export = cli(&data, &["audit", "export"], &[]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    assert_eq!(lines[0]["kind"], "decision");
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+
+    let copy = dir.join("copy");
+    copy_tree(&data, &copy).unwrap();
+    // Edit one entry in place.
+    tamper(&data, "UPDATE audit:3 SET data.actor = 'user:mallory'");
+    let out = cli(&data, &["audit", "verify"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("broken at entry 3"),
+        "{}",
+        text(&out)
+    );
+    // Remove one entry.
+    tamper(&copy, "DELETE audit:5");
+    let out = cli(&copy, &["audit", "verify"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("entry 5 is missing"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,8 +22,8 @@ use crate::policy_seam::{Authorizer, Caller, Decision};
 use crate::provider::{IdempotencyKey, Observed, ProviderError, Providers};
 use crate::runtime::{Clock, Faults, NoFaults, Rng, SeededRng, SystemClock, new_id};
 use crate::state::{
-    Checkpoint, Edge, Event, EventKind, LockHolder, Resource, ResourceChange, StateError,
-    StateStore, StepRecord, StepStatus, WorkflowRecord, WorkflowStatus,
+    AuditRecord, Checkpoint, Edge, Event, EventKind, LockHolder, Resource, ResourceChange,
+    StateError, StateStore, StepRecord, StepStatus, WorkflowRecord, WorkflowStatus,
 };
 
 mod drift;
@@ -207,6 +207,24 @@ impl Engine {
             return Ok(ApplyResult::NoChanges { plan: plan.id });
         }
         let decision = self.authorizer.decide_apply(caller, &plan).await;
+        let kind = if decision.is_allow() {
+            "decision"
+        } else {
+            "denial"
+        };
+        self.audit(
+            kind,
+            &caller.principal,
+            &plan.id,
+            serde_json::json!({
+                "action": "apply",
+                "plan_hash": plan.hash,
+                "workspace": plan.workspace,
+                "channel": caller.channel,
+                "decision": decision,
+            }),
+        )
+        .await?;
         match &decision {
             Decision::Allow { .. } => {}
             Decision::Deny { reasons } => {
@@ -274,6 +292,26 @@ impl Engine {
             not_started: steps.len(),
             error: None,
         }))
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(
+        &self,
+        kind: &str,
+        actor: &str,
+        subject: &str,
+        data: serde_json::Value,
+    ) -> Result<(), ExecError> {
+        self.store
+            .append_audit(AuditRecord {
+                at: self.clock.now_ms(),
+                kind: kind.to_string(),
+                actor: actor.to_string(),
+                subject: subject.to_string(),
+                data,
+            })
+            .await?;
+        Ok(())
     }
 
     /// `start` then `run`.
@@ -551,6 +589,21 @@ impl Engine {
         );
         self.faults.point("workflow:before-finish");
         self.store.update_workflow(wf, Some(&event)).await?;
+        self.audit(
+            "workflow",
+            &wf.requested_by,
+            &wf.id,
+            serde_json::json!({
+                "status": wf.status.as_str(),
+                "plan": wf.plan_id,
+                "plan_hash": wf.plan_hash,
+                "succeeded": outcome.succeeded,
+                "failed": outcome.failed,
+                "compensated": outcome.compensated,
+                "not_started": outcome.not_started,
+            }),
+        )
+        .await?;
         let _ = self.events.send(event);
         Ok(outcome)
     }
@@ -877,6 +930,27 @@ impl StepContext {
             event: event.clone(),
         };
         self.engine.store.checkpoint(&checkpoint).await?;
+        if matches!(
+            checkpoint.event.kind,
+            EventKind::StepSucceeded | EventKind::StepFailed | EventKind::StepCompensated
+        ) {
+            self.engine
+                .audit(
+                    "step",
+                    "engine",
+                    &self.workflow,
+                    serde_json::json!({
+                        "step": step.index,
+                        "resource": step.key,
+                        "action": step.action.as_str(),
+                        "status": step.status.as_str(),
+                        "attempts": step.attempts,
+                        "idempotency_key": step.idempotency_key,
+                        "error": step.error,
+                    }),
+                )
+                .await?;
+        }
         let _ = self.engine.events.send(event);
         Ok(())
     }

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError, StateResult, StateStore,
-    StepRecord, WorkflowRecord,
+    AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError,
+    StateResult, StateStore, StepRecord, WorkflowRecord,
 };
 use crate::plan::Plan;
 
@@ -21,6 +21,7 @@ struct Inner {
     steps: HashMap<String, Vec<StepRecord>>,
     events: HashMap<String, Vec<Event>>,
     locks: HashMap<String, LockHolder>,
+    audit: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -250,5 +251,20 @@ impl StateStore for MemStore {
 
     async fn lock(&self, workspace: &str) -> StateResult<Option<LockHolder>> {
         self.with(|i| Ok(i.locks.get(workspace).cloned()))
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> StateResult<AuditEntry> {
+        self.with(|i| {
+            let entry = record.entry_after(i.audit.last().map(|e| (e.seq, e.hash.as_str())));
+            i.audit.push(entry.clone());
+            Ok(entry)
+        })
+    }
+
+    async fn audit_log(&self) -> StateResult<(Vec<AuditEntry>, Option<(u64, String)>)> {
+        self.with(|i| {
+            let head = i.audit.last().map(|e| (e.seq, e.hash.clone()));
+            Ok((i.audit.clone(), head))
+        })
     }
 }

@@ -263,4 +263,34 @@ pub trait StateStore: Send + Sync {
     async fn renew_lock(&self, holder: &LockHolder) -> StateResult<()>;
     async fn release_lock(&self, workspace: &str, lock_id: &str) -> StateResult<()>;
     async fn lock(&self, workspace: &str) -> StateResult<Option<LockHolder>>;
+
+    /// Appends to the hash-chained audit log (see `policies::audit`) and returns the entry.
+    async fn append_audit(&self, record: AuditRecord) -> StateResult<AuditEntry>;
+    /// The whole audit log in order, and the recorded head (newest seq and hash).
+    async fn audit_log(&self) -> StateResult<(Vec<AuditEntry>, Option<(u64, String)>)>;
 }
+
+/// What an audit entry says; the store adds seq, time chain and hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at: u64,
+    pub kind: String,
+    pub actor: String,
+    pub subject: String,
+    pub data: Value,
+}
+
+impl AuditRecord {
+    pub fn entry_after(&self, prev: Option<(u64, &str)>) -> AuditEntry {
+        policies::audit::next_entry(
+            prev,
+            self.at,
+            &self.kind,
+            &self.actor,
+            &self.subject,
+            self.data.clone(),
+        )
+    }
+}
+
+pub use policies::audit::AuditEntry;

@@ -12,8 +12,8 @@ use surrealdb::Surreal;
 use surrealdb::engine::any::{self, Any};
 
 use super::{
-    Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError, StateResult, StateStore,
-    StepRecord, WorkflowRecord,
+    AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError,
+    StateResult, StateStore, StepRecord, WorkflowRecord,
 };
 use crate::plan::Plan;
 
@@ -191,6 +191,8 @@ impl SurrealStore {
              DEFINE TABLE IF NOT EXISTS event SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS checkpoint SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS lock SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS audit SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS audit_head SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS runs_on TYPE RELATION SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS member_of TYPE RELATION SCHEMALESS;
              DEFINE INDEX IF NOT EXISTS resource_ws ON resource FIELDS ws;
@@ -604,5 +606,74 @@ impl StateStore for SurrealStore {
             json!({ "ws": workspace }),
         )
         .await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> StateResult<AuditEntry> {
+        // Optimistic: compute the entry after the head we read; the transaction refuses it if
+        // another writer moved the head meanwhile, and we try again on the new head.
+        for _ in 0..50 {
+            let head: Option<Value> = self
+                .select_one(
+                    "audit head",
+                    "SELECT VALUE data FROM ONLY type::record('audit_head', 'head')",
+                    json!({}),
+                )
+                .await?;
+            let prev = head.as_ref().and_then(|h| {
+                Some((
+                    h.get("seq")?.as_u64()?,
+                    h.get("hash")?.as_str()?.to_string(),
+                ))
+            });
+            let entry = record.entry_after(prev.as_ref().map(|(s, h)| (*s, h.as_str())));
+            let result = self
+                .run(
+                    "BEGIN TRANSACTION;
+                     LET $h = (SELECT VALUE data FROM ONLY type::record('audit_head', 'head'));
+                     IF ($h.seq ?? 0) != $prev_seq { THROW 'audit head moved' };
+                     CREATE type::record('audit', $seq) CONTENT { seq: $seq, data: $entry };
+                     UPSERT type::record('audit_head', 'head') CONTENT { data: { seq: $seq, hash: $hash } };
+                     COMMIT TRANSACTION;",
+                    json!({
+                        "prev_seq": prev.as_ref().map(|p| p.0).unwrap_or(0),
+                        "seq": entry.seq,
+                        "hash": entry.hash,
+                        "entry": to_json(&entry)?,
+                    }),
+                )
+                .await;
+            match result {
+                Ok(_) => return Ok(entry),
+                Err(StateError::Backend(msg)) if msg.contains("audit head moved") => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StateError::Backend(
+            "audit log: too much contention on the head".into(),
+        ))
+    }
+
+    async fn audit_log(&self) -> StateResult<(Vec<AuditEntry>, Option<(u64, String)>)> {
+        let entries: Vec<AuditEntry> = self
+            .select(
+                "audit",
+                "SELECT VALUE data FROM audit ORDER BY seq",
+                json!({}),
+            )
+            .await?;
+        let head: Option<Value> = self
+            .select_one(
+                "audit head",
+                "SELECT VALUE data FROM ONLY type::record('audit_head', 'head')",
+                json!({}),
+            )
+            .await?;
+        let head = head.and_then(|h| {
+            Some((
+                h.get("seq")?.as_u64()?,
+                h.get("hash")?.as_str()?.to_string(),
+            ))
+        });
+        Ok((entries, head))
     }
 }
