@@ -583,10 +583,10 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
                 (action, changes, reason, Some(before.clone()))
             }
         };
-        if action == ActionKind::Replace {
-            if let ResourceSpec::Server(s) = spec {
-                replaced_servers.insert(s.name.clone());
-            }
+        if action == ActionKind::Replace
+            && let ResourceSpec::Server(s) = spec
+        {
+            replaced_servers.insert(s.name.clone());
         }
         actions.push(Action {
             index: actions.len(),
@@ -677,17 +677,17 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
 
     let mut costs: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for spec in recorded_specs.values() {
-        if let ResourceSpec::Server(s) = spec {
-            if let Some((currency, price)) = server_price(s) {
-                costs.entry(currency).or_default().0 += price;
-            }
+        if let ResourceSpec::Server(s) = spec
+            && let Some((currency, price)) = server_price(s)
+        {
+            costs.entry(currency).or_default().0 += price;
         }
     }
     for spec in &desired {
-        if let ResourceSpec::Server(s) = spec {
-            if let Some((currency, price)) = server_price(s) {
-                costs.entry(currency).or_default().1 += price;
-            }
+        if let ResourceSpec::Server(s) = spec
+            && let Some((currency, price)) = server_price(s)
+        {
+            costs.entry(currency).or_default().1 += price;
         }
     }
     let round = |x: f64| (x * 100.0).round() / 100.0;

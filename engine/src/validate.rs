@@ -94,17 +94,17 @@ impl Validator {
                 .expected(format!("a config of at most {max} bytes")),
             ]));
         }
-        if input.imports_from.is_none() {
-            if let Some(at) = imports::find_import(src) {
-                return Ok(Validation::failed(vec![
-                    Diagnostic::error(
-                        "forbidden-import",
-                        "`import` is not allowed in configs submitted to the server",
-                    )
-                    .with_span(Some(Span::from_offsets(src, at, at + "import".len())))
-                    .expected("a self-contained config: inline the imported values"),
-                ]));
-            }
+        if input.imports_from.is_none()
+            && let Some(at) = imports::find_import(src)
+        {
+            return Ok(Validation::failed(vec![
+                Diagnostic::error(
+                    "forbidden-import",
+                    "`import` is not allowed in configs submitted to the server",
+                )
+                .with_span(Some(Span::from_offsets(src, at, at + "import".len())))
+                .expected("a self-contained config: inline the imported values"),
+            ]));
         }
         let prefix = "(";
         let wrapped = format!(

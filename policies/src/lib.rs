@@ -446,12 +446,10 @@ impl PolicyEngine {
                 }
             }
         }
-        if let Some(requester) = &request.facts.requester {
-            if users.insert(requester.clone()) {
-                out.push(
-                    json!({ "uid": entity_ref("User", requester), "attrs": {}, "parents": [] }),
-                );
-            }
+        if let Some(requester) = &request.facts.requester
+            && users.insert(requester.clone())
+        {
+            out.push(json!({ "uid": entity_ref("User", requester), "attrs": {}, "parents": [] }));
         }
         let r = &request.resource;
         let mut attrs = serde_json::Map::new();

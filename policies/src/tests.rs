@@ -85,10 +85,10 @@ fn reference(r: &AuthRequest) -> &'static str {
     if !f.authenticated {
         return "deny";
     }
-    if let Some(zones) = &r.resource.forbidden_zones {
-        if zones.iter().any(|z| f.zones.contains(z)) {
-            return "deny";
-        }
+    if let Some(zones) = &r.resource.forbidden_zones
+        && zones.iter().any(|z| f.zones.contains(z))
+    {
+        return "deny";
     }
     if has("viewer") && !r.action.is_read_only() {
         return "deny";

@@ -8,12 +8,12 @@ use std::process::{Command, Output, Stdio};
 /// is found at run time; the compile-time path is the fallback. (With a shared target directory
 /// a binary built from another clone would otherwise read that clone's files.)
 pub fn root() -> PathBuf {
-    if let Ok(cwd) = std::env::current_dir() {
-        if cwd.join("suite").is_dir() && cwd.join("../ARCHITECTURE.md").is_file() {
-            if let Some(parent) = cwd.parent() {
-                return parent.to_path_buf();
-            }
-        }
+    if let Ok(cwd) = std::env::current_dir()
+        && cwd.join("suite").is_dir()
+        && cwd.join("../ARCHITECTURE.md").is_file()
+        && let Some(parent) = cwd.parent()
+    {
+        return parent.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

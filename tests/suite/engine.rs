@@ -219,7 +219,14 @@ fn rollback_leaves_nothing(seed: u64) {
         0 => format!("node-{}", mix(seed + 100) % 12),
         _ => {
             let i = mix(seed + 100) % 12;
-            format!("node-{i}/{}", if i % 2 == 0 { "redis" } else { "nginx" })
+            format!(
+                "node-{i}/{}",
+                if i.is_multiple_of(2) {
+                    "redis"
+                } else {
+                    "nginx"
+                }
+            )
         }
     };
     let out = cli(

@@ -72,14 +72,14 @@ impl Engine {
                                 "plan" => &server.plan,
                                 _ => &server.zone,
                             };
-                            if let Some(Value::String(have)) = observed.attrs.get(field) {
-                                if have != want {
-                                    items.push(DriftItem {
-                                        key: resource.key.clone(),
-                                        kind: DriftKind::Changed,
-                                        detail: format!("{field} is {have}, recorded {want}"),
-                                    });
-                                }
+                            if let Some(Value::String(have)) = observed.attrs.get(field)
+                                && have != want
+                            {
+                                items.push(DriftItem {
+                                    key: resource.key.clone(),
+                                    kind: DriftKind::Changed,
+                                    detail: format!("{field} is {have}, recorded {want}"),
+                                });
                             }
                         }
                     }

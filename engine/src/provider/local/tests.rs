@@ -331,11 +331,12 @@ async fn real_provisioning_binary_supervises() {
     procs::signal(child, Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some((s, Some(c))) = p.taskserv_pids(&redis) {
-            if c != child && p.taskserv_health(&redis).await.unwrap() == Health::Healthy {
-                assert_eq!(s, sup);
-                break;
-            }
+        if let Some((s, Some(c))) = p.taskserv_pids(&redis)
+            && c != child
+            && p.taskserv_health(&redis).await.unwrap() == Health::Healthy
+        {
+            assert_eq!(s, sup);
+            break;
         }
         assert!(
             Instant::now() < deadline,
