@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::model::{Config, Environment, Workflow};
 use crate::provider::{ServerSpec, TaskservSpec};
@@ -320,21 +319,7 @@ fn short(value: &Value) -> String {
     }
 }
 
-/// Recursively sorted keys: the same plan always serializes to the same bytes.
-pub fn canonical_json(value: &Value) -> String {
-    fn sort(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let sorted: BTreeMap<&String, Value> =
-                    map.iter().map(|(k, v)| (k, sort(v))).collect();
-                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    sort(value).to_string()
-}
+pub use policies::canonical::canonical_json;
 
 /// The hash a plan must carry: approvals name it, and apply checks it.
 pub fn plan_hash(plan: &Plan) -> String {
@@ -344,11 +329,7 @@ pub fn plan_hash(plan: &Plan) -> String {
         map.remove("hash");
         map.remove("created_at");
     }
-    let digest = Sha256::digest(canonical_json(&value).as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    policies::canonical::sha256_hex(&value)
 }
 
 /// The desired resources of a config, in a stable order: servers, their taskservs, clusters.

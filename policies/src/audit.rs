@@ -2,12 +2,8 @@
 //! hash over its content, so editing or removing any entry breaks the chain. The store keeps
 //! the newest hash as the head, so removing entries at the end is caught too.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -27,21 +23,6 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-fn canonical(value: &Value) -> String {
-    fn sort(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let sorted: BTreeMap<&String, Value> =
-                    map.iter().map(|(k, v)| (k, sort(v))).collect();
-                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    sort(value).to_string()
-}
-
 /// SHA-256 over everything but the hash itself.
 pub fn entry_hash(entry: &AuditEntry) -> String {
     let content = serde_json::json!({
@@ -53,11 +34,7 @@ pub fn entry_hash(entry: &AuditEntry) -> String {
         "data": entry.data,
         "prev_hash": entry.prev_hash,
     });
-    let digest = Sha256::digest(canonical(&content).as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::canonical::sha256_hex(&content)
 }
 
 /// The next entry after `prev` (or the first one).

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 mod approvals;
 pub mod audit;
+pub mod canonical;
 pub use approvals::{ApprovalRecord, count_valid};
 
 static DEFAULT_POLICIES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/default");

@@ -32,18 +32,19 @@ impl Settings {
     }
 }
 
-fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
+/// `$VAR/provisioning`, else `$HOME/HOME_SUBDIR/provisioning`, else the temp dir's.
+fn xdg_dir(var: &str, home_subdir: &str) -> PathBuf {
+    std::env::var_os(var)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("provisioning")
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(home_subdir)))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("provisioning")
+}
+
+fn default_cache_dir() -> PathBuf {
+    xdg_dir("XDG_CACHE_HOME", ".cache")
 }
 
 fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("provisioning")
+    xdg_dir("XDG_DATA_HOME", ".local/share")
 }

@@ -459,7 +459,7 @@ impl Engine {
             workflow: wf.id.clone(),
             seq: AtomicU64::new(last_seq),
             retry: wf.settings.retry.clone(),
-            actions: plan.actions.clone(),
+            actions: plan.changes().cloned().collect(),
             stopping: AtomicBool::new(false),
             on_failure: wf.settings.on_failure,
             gate: std::sync::Mutex::new(()),
@@ -874,7 +874,7 @@ struct StepContext {
     workflow: String,
     seq: AtomicU64,
     retry: RetryPolicy,
-    /// The plan's changing actions, by step index.
+    /// The plan's changing actions: `actions[step.index]` is the step's action.
     actions: Vec<plan::Action>,
     stopping: AtomicBool,
     on_failure: OnFailure,
@@ -898,10 +898,7 @@ impl StepContext {
     }
 
     fn action(&self, step: &StepRecord) -> Option<&plan::Action> {
-        self.actions
-            .iter()
-            .filter(|a| a.action != ActionKind::NoOp)
-            .nth(step.index)
+        self.actions.get(step.index)
     }
 
     async fn checkpoint(
@@ -1269,14 +1266,7 @@ fn hostname() -> String {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
-    }
+    crate::provider::local::procs::alive(pid)
 }
 
 #[cfg(test)]

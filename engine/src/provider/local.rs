@@ -21,7 +21,7 @@
 //! `$TMPDIR/provisioning-local-<hash>/`, recorded in `taskserv.json` and removed with it. nginx
 //! workers then run as root too, so that they can read the page they serve.
 
-mod procs;
+pub(crate) mod procs;
 mod services;
 mod supervise;
 #[cfg(test)]

@@ -245,6 +245,23 @@ impl SurrealStore {
         }
     }
 
+    /// The newest audit entry's seq and hash, as the head record says.
+    async fn audit_head(&self) -> StateResult<Option<(u64, String)>> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            seq: u64,
+            hash: String,
+        }
+        let head: Option<Head> = self
+            .select_one(
+                "audit head",
+                "SELECT VALUE data FROM ONLY type::record('audit_head', 'head')",
+                json!({}),
+            )
+            .await?;
+        Ok(head.map(|h| (h.seq, h.hash)))
+    }
+
     /// A read-only query for diagnostics and tests; rows as JSON.
     pub async fn raw_query(&self, query: &str) -> StateResult<Vec<Value>> {
         let mut response = self.run(query, json!({})).await?;
@@ -612,19 +629,7 @@ impl StateStore for SurrealStore {
         // Optimistic: compute the entry after the head we read; the transaction refuses it if
         // another writer moved the head meanwhile, and we try again on the new head.
         for _ in 0..50 {
-            let head: Option<Value> = self
-                .select_one(
-                    "audit head",
-                    "SELECT VALUE data FROM ONLY type::record('audit_head', 'head')",
-                    json!({}),
-                )
-                .await?;
-            let prev = head.as_ref().and_then(|h| {
-                Some((
-                    h.get("seq")?.as_u64()?,
-                    h.get("hash")?.as_str()?.to_string(),
-                ))
-            });
+            let prev = self.audit_head().await?;
             let entry = record.entry_after(prev.as_ref().map(|(s, h)| (*s, h.as_str())));
             let result = self
                 .run(
@@ -661,19 +666,6 @@ impl StateStore for SurrealStore {
                 json!({}),
             )
             .await?;
-        let head: Option<Value> = self
-            .select_one(
-                "audit head",
-                "SELECT VALUE data FROM ONLY type::record('audit_head', 'head')",
-                json!({}),
-            )
-            .await?;
-        let head = head.and_then(|h| {
-            Some((
-                h.get("seq")?.as_u64()?,
-                h.get("hash")?.as_str()?.to_string(),
-            ))
-        });
-        Ok((entries, head))
+        Ok((entries, self.audit_head().await?))
     }
 }
