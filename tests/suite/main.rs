@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approvals;
 mod cli;
 mod docs;
 mod engine;
@@ -22,6 +23,7 @@ fn main() {
     trials.extend(engine::trials());
     trials.extend(policies::trials());
     trials.extend(policies::cli_trials());
+    trials.extend(approvals::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

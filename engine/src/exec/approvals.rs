@@ -30,6 +30,25 @@ impl Engine {
         plan: &Plan,
         caller: &Caller,
     ) -> Result<Authorization, ExecError> {
+        self.authorize_with(plan, caller, true).await
+    }
+
+    /// [`Engine::authorize`] before asking the person to confirm: an `Allow` is not recorded
+    /// here, because [`Engine::start`] decides again and records that one.
+    pub async fn preflight(
+        &self,
+        plan: &Plan,
+        caller: &Caller,
+    ) -> Result<Authorization, ExecError> {
+        self.authorize_with(plan, caller, false).await
+    }
+
+    async fn authorize_with(
+        &self,
+        plan: &Plan,
+        caller: &Caller,
+        record_allow: bool,
+    ) -> Result<Authorization, ExecError> {
         let now = self.clock.now_ms();
         let action = plan_action(plan);
         let requests = self.store.approvals(Some(&plan.hash)).await?;
@@ -110,8 +129,10 @@ impl Engine {
             }
             (_, open) => open,
         };
-        self.audit_decision(plan, caller, &decision, request.as_ref(), approvals)
-            .await?;
+        if record_allow || !decision.is_allow() {
+            self.audit_decision(plan, caller, &decision, request.as_ref(), approvals)
+                .await?;
+        }
         Ok(Authorization {
             decision,
             request,

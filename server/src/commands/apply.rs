@@ -81,7 +81,7 @@ async fn run_plan(
         return Ok(ExitCode::SUCCESS);
     }
     // Ask policy before asking the person: a gated or denied plan needs no confirmation.
-    let auth = engine.authorize(plan, caller).await?;
+    let auth = engine.preflight(plan, caller).await?;
     match &auth.decision {
         Decision::Allow { .. } => {}
         Decision::Deny { reasons } => {
