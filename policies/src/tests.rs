@@ -108,7 +108,7 @@ fn reference(r: &AuthRequest) -> &'static str {
     // Permits.
     let permitted = (env == "dev")
         || (env == "staging")
-        || (env == "prod" && (has("operator") || has("approver")))
+        || (env == "prod" && (has("operator") || has("approver")) && r.action != Action::Approve)
         || r.action.is_read_only()
         || (has("approver") && r.action == Action::Approve);
     if !permitted {

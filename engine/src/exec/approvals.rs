@@ -49,6 +49,8 @@ impl Engine {
         caller: &Caller,
         record_allow: bool,
     ) -> Result<Authorization, ExecError> {
+        // A stale plan can never run: say so before asking anyone for an approval.
+        self.ensure_current(plan).await?;
         let now = self.clock.now_ms();
         let action = plan_action(plan);
         let requests = self.store.approvals(Some(&plan.hash)).await?;
@@ -138,6 +140,19 @@ impl Engine {
             request,
             approvals,
         })
+    }
+
+    async fn ensure_current(&self, plan: &Plan) -> Result<(), ExecError> {
+        let current = self.store.state_version(&plan.workspace).await?;
+        if current != plan.state_version {
+            return Err(ExecError::StalePlan {
+                plan: plan.id.clone(),
+                workspace: plan.workspace.clone(),
+                planned: plan.state_version,
+                current,
+            });
+        }
+        Ok(())
     }
 
     async fn audit_decision(
@@ -292,6 +307,7 @@ impl Engine {
                 ApprovalStatus::Pending | ApprovalStatus::Approved => {}
             }
             let plan = self.load_plan(&request.plan_id).await?;
+            self.ensure_current(&plan).await?;
             let facts = ApprovalFacts {
                 approvals: 0,
                 requester: Some(request.requester.clone()),

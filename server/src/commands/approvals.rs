@@ -82,9 +82,13 @@ async fn list(
         return Ok(ExitCode::SUCCESS);
     }
     if requests.is_empty() {
+        let which = match filter {
+            Some(ApprovalStatus::Pending) => "open ".to_string(),
+            Some(other) => format!("{} ", other.as_str()),
+            None => String::new(),
+        };
         println!(
-            "No {}approval requests.{}",
-            if filter.is_some() { "open " } else { "" },
+            "No {which}approval requests.{}",
             if all {
                 ""
             } else {
@@ -105,7 +109,11 @@ async fn list(
                 r.requester.clone(),
                 r.plan_id.clone(),
                 age(now, r.created_at),
-                until(now, r.expires_at),
+                if r.is_open(now) {
+                    until(now, r.expires_at)
+                } else {
+                    "-".into()
+                },
             ]
         })
         .collect();
@@ -221,10 +229,11 @@ fn verdict(
         Err(
             err @ (ExecError::NotAllowed(_)
             | ExecError::Approval(_)
-            | ExecError::PlanNotFound { .. }),
+            | ExecError::PlanNotFound { .. }
+            | ExecError::StalePlan { .. }),
         ) => {
             eprintln!("error: {err}");
-            eprintln!("Nothing was recorded.");
+            eprintln!("No approval was recorded (the refusal is in the audit log).");
             return Ok(ExitCode::from(EXIT_REFUSED));
         }
         Err(err) => return Err(err.into()),
