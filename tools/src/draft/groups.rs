@@ -266,6 +266,7 @@ pub(crate) fn group(tagged: &Tagged) -> Intent {
     collect_global_facts(tags, &mut intent);
     let mut nps = noun_phrases(tags);
     dissolve_headers(tags, &mut nps);
+    merge_cluster_sizes(tags, &mut nps);
     assign_regions(tags, &mut nps);
     merge_placements(tags, &mut nps);
     merge_purposes(tags, &mut nps);
@@ -710,6 +711,38 @@ fn np_count(tags: &[Tag], np: &Np) -> Option<u32> {
         Kind::Count { n, .. } => Some(n),
         _ => None,
     })
+}
+
+/// `a k3s cluster with 3 nodes`, `a redis cluster of 5 servers`: the plain noun phrase after a
+/// cluster counts the cluster's servers.
+fn merge_cluster_sizes(tags: &[Tag], nps: &mut Vec<Np>) {
+    let mut k = 0;
+    while k + 1 < nps.len() {
+        let next = &nps[k + 1];
+        let plain = (next.start..=next.head).all(|i| {
+            matches!(
+                tags[i].kind,
+                Kind::Count { .. }
+                    | Kind::Generic
+                    | Kind::SizeWord(_)
+                    | Kind::Cores(_)
+                    | Kind::Memory(_)
+            )
+        }) && matches!(tags[next.head].kind, Kind::Generic);
+        let joined = (nps[k].head + 1..next.start).all(|i| {
+            matches!(word(tags, i), Some("with" | "of" | "and"))
+                || matches!(tags[i].kind, Kind::Punct(','))
+        });
+        if nps[k].kind == NpKind::Cluster && next.kind == NpKind::Noun && plain && joined {
+            let np = nps.remove(k + 1);
+            let gap: Vec<usize> = (nps[k].head + 1..np.start).collect();
+            nps[k].tags.extend(gap);
+            nps[k].tags.extend(np.tags);
+            nps[k].head = np.head;
+            continue;
+        }
+        k += 1;
+    }
 }
 
 /// `3 servers: one for nginx, one for postgres, one for redis`: the first phrase only announces

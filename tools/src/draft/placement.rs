@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use knowledge::Provider;
 
 use super::groups::{Intent, Mods};
-use super::places::{Level, nearest};
+use super::places::{Level, display, nearest};
 use super::sizing::{Need, cheapest, describe_plan, largest};
 use super::units::Unit;
 use super::vocab::{self, Role};
@@ -234,7 +234,7 @@ fn choose_by_place(
         }
         let names: Vec<String> = places
             .iter()
-            .filter_map(|&i| ctx.places.get(i).map(|p| p.name.clone()))
+            .filter_map(|&i| ctx.places.get(i).map(|p| display(&p.name)))
             .collect();
         let chosen = best
             .map(|(_, p)| p.clone())
@@ -501,7 +501,7 @@ fn choose_zones(
                 .filter(|z| z.0 == p)
                 .map(|z| z.1.clone())
                 .collect();
-            (pl.name.clone(), zs)
+            (display(&pl.name), zs)
         })
         .collect();
     let several = per_place.len() > 1 && u.count > 1 && (spread || !overlap(&per_place));

@@ -22,6 +22,25 @@ pub(crate) enum Level {
     Code,
 }
 
+/// A place name for messages: `New York`, `hel1`, `US east`.
+pub(crate) fn display(name: &str) -> String {
+    name.split(' ')
+        .map(|w| {
+            if w.chars().any(|c| c.is_ascii_digit() || c == '-') {
+                w.to_owned()
+            } else if matches!(w, "us" | "eu" | "uk" | "usa" | "apac") {
+                w.to_uppercase()
+            } else {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or_default()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Place {
     /// The words as the gazetteer knows them, e.g. `new york`.
@@ -324,6 +343,9 @@ mod tests {
         assert!(!zones(&g, "europe").iter().any(|z| z.contains("us-")));
         assert!(g.lookup("local").is_none());
         assert!(g.lookup("atlantis").is_none());
+        assert_eq!(display("new york"), "New York");
+        assert_eq!(display("us east"), "US East");
+        assert_eq!(display("hel1"), "hel1");
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub(crate) struct Tagged {
 /// The phrase tables, built once per catalog.
 pub(crate) struct Lexicon {
     phrases: HashMap<String, Vec<(Vec<String>, Kind)>>,
+    /// Supported versions per taskserv, to tell `postgres 17 database` from `redis 3 nodes`.
+    versions: HashMap<String, Vec<String>>,
     plans: HashMap<String, (String, String)>,
     typo_targets: Vec<(String, Kind)>,
 }
@@ -184,6 +186,11 @@ impl Lexicon {
     pub(crate) fn new(catalog: &Catalog, places: &Gazetteer) -> Lexicon {
         let mut lx = Lexicon {
             phrases: HashMap::new(),
+            versions: catalog
+                .taskservs
+                .iter()
+                .map(|(n, t)| (n.clone(), t.versions.clone()))
+                .collect(),
             plans: HashMap::new(),
             typo_targets: Vec::new(),
         };
@@ -408,12 +415,15 @@ impl Lexicon {
             && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
             && v.bytes().next().is_some_and(|b| b.is_ascii_digit());
         let after = words.get(i + used + 1).map(String::as_str).unwrap_or("");
-        let is_count_or_size = vocab::GENERIC_NOUNS.contains(&after)
+        let is_size = vocab::CORE_UNITS.contains(&after) || vocab::GB_UNITS.contains(&after);
+        let is_count = vocab::GENERIC_NOUNS.contains(&after)
             || vocab::ROLE_WORDS.iter().any(|(r, _, _)| *r == after)
-            || vocab::CORE_UNITS.contains(&after)
-            || vocab::GB_UNITS.contains(&after)
             || after == "x";
-        if looks_like_version && !is_count_or_size {
+        let supported = self
+            .versions
+            .get(&name)
+            .is_some_and(|vs| vs.iter().any(|x| x == v || x.starts_with(&format!("{v}."))));
+        if looks_like_version && !is_size && (supported || !is_count) {
             return (
                 Kind::Service {
                     name,
@@ -612,6 +622,15 @@ mod tests {
         assert_eq!(svc("reverse proxy"), ("nginx".into(), None));
         assert_eq!(svc("container registry"), ("registry".into(), None));
         assert_eq!(svc("redis 3 nodes"), ("redis".into(), None));
+        assert_eq!(
+            svc("postgres 17 database"),
+            ("postgres".into(), Some("17".into()))
+        );
+        assert_eq!(
+            svc("mysql 8.0 database"),
+            ("mysql".into(), Some("8.0".into()))
+        );
+        assert_eq!(svc("postgres 16gb"), ("postgres".into(), None));
         assert_eq!(svc("ngnix"), ("nginx".into(), None));
         assert!(
             matches!(&tags("mariadb")[0], Kind::Service { stand_in: Some(s), .. } if s == "mariadb")

@@ -164,6 +164,7 @@ fn resolve_references(groups: &mut [Group]) {
             }
             GroupKind::Mirror => {
                 g.kind = GroupKind::Servers;
+                g.text = format!("{} (mirrored)", prev.text);
                 g.role = prev.role;
                 g.count = prev.count;
                 g.pair = prev.pair;

@@ -227,6 +227,9 @@ pub(crate) const SERVICE_STAND_INS: &[(&str, &str)] = &[
     ("valkey", "redis"),
     ("forgejo", "gitea"),
     ("docker", "containerd"),
+    ("k3s", "kubernetes"),
+    ("microk8s", "kubernetes"),
+    ("rke2", "kubernetes"),
 ];
 
 /// Well-known software the catalog does not have: named in a warning, never guessed at.
