@@ -268,6 +268,7 @@ pub(crate) fn group(tagged: &Tagged) -> Intent {
     dissolve_headers(tags, &mut nps);
     merge_cluster_sizes(tags, &mut nps);
     assign_regions(tags, &mut nps);
+    split_trailing_services(tags, &mut nps);
     merge_placements(tags, &mut nps);
     merge_purposes(tags, &mut nps);
     let claimed: Vec<usize> = nps.iter().flat_map(|n| n.tags.iter().copied()).collect();
@@ -405,7 +406,7 @@ fn workspace_name(tags: &[Tag], i: usize) -> Option<String> {
         } else {
             i + 1
         };
-        let name = word(tags, j).filter(|w| plain(w))?;
+        let name = word(tags, j).filter(|w| plain(w) && !KINDS.contains(w))?;
         if word(tags, j + 1).is_some_and(|k| KINDS.contains(&k)) {
             return Some(name.to_owned());
         }
@@ -425,6 +426,17 @@ fn noun_phrases(tags: &[Tag]) -> Vec<Np> {
         match &t.kind {
             k if is_head_noun(k) => {
                 if next.is_some_and(is_noun) || leads_to_cluster(tags, i) {
+                    continue;
+                }
+                // `host a git server`: a noun is not followed by an article; this is a verb.
+                let verb = matches!(
+                    next,
+                    Some(Kind::Count {
+                        how: CountHow::Article | CountHow::Number,
+                        ..
+                    })
+                ) && (i == 0 || !is_adjective(&tags[i - 1].kind));
+                if verb {
                     continue;
                 }
                 heads.push((i, NpKind::Noun));
@@ -628,10 +640,80 @@ fn assign_regions(tags: &[Tag], nps: &mut [Np]) {
     }
 }
 
+/// `a postgres primary with a standby, and redis`: after ", and" or ", plus", a taskserv for
+/// another kind of server than the phrase names starts a server of its own.
+fn split_trailing_services(tags: &[Tag], nps: &mut Vec<Np>) {
+    let mut k = 0;
+    while k < nps.len() {
+        let head_role = (nps[k].start..=nps[k].head)
+            .rev()
+            .find_map(|i| match tags[i].kind {
+                Kind::Role { role, .. } => Some(role),
+                _ => None,
+            });
+        let own_kinds: Vec<Role> = nps[k]
+            .tags
+            .iter()
+            .filter_map(|&i| match &tags[i].kind {
+                Kind::Service { name, .. } => Some(Role::of_taskserv(name)),
+                _ => None,
+            })
+            .collect();
+        let role = head_role.or_else(|| own_kinds.first().copied());
+        let mut cut = None;
+        if let Some(role) = role {
+            let post: Vec<usize> = nps[k]
+                .tags
+                .iter()
+                .copied()
+                .filter(|&i| i > nps[k].head)
+                .collect();
+            for w in post.windows(3) {
+                let joint = matches!(tags[w[0]].kind, Kind::Punct(',' | ';'))
+                    && matches!(word(tags, w[1]), Some("and" | "plus" | "also"));
+                if let Kind::Service { name, .. } = &tags[w[2]].kind {
+                    let other = Role::of_taskserv(name);
+                    if joint && other != Role::Node && !same_kind(role, other) {
+                        cut = Some(w[2]);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(at) = cut {
+            let rest: Vec<usize> = nps[k].tags.iter().copied().filter(|&i| i >= at).collect();
+            nps[k].tags.retain(|&i| i < at);
+            nps.insert(
+                k + 1,
+                Np {
+                    start: at,
+                    head: at,
+                    kind: NpKind::Bare,
+                    tags: rest,
+                },
+            );
+        }
+        k += 1;
+    }
+}
+
+fn same_kind(a: Role, b: Role) -> bool {
+    let norm = |r: Role| match r {
+        Role::Primary | Role::Replica => Role::Db,
+        Role::App => Role::Web,
+        other => other,
+    };
+    norm(a) == norm(b)
+}
+
 /// A phrase naming only a size or plan after "on"/"onto"/"using": `on a ccx23`, `on a 2xCPU-4GB
 /// plan`, `on a 4-core box`.
 fn is_placement(tags: &[Tag], np: &Np) -> bool {
-    let before = np.start.checked_sub(1).and_then(|i| word(tags, i));
+    let mut b = np.start;
+    while b > 0 && matches!(word(tags, b - 1), Some("my" | "this" | "our" | "the")) {
+        b -= 1;
+    }
+    let before = b.checked_sub(1).and_then(|i| word(tags, i));
     if !matches!(before, Some("on" | "onto" | "using")) {
         return false;
     }
@@ -641,6 +723,7 @@ fn is_placement(tags: &[Tag], np: &Np) -> bool {
             Kind::Count { .. }
                 | Kind::Generic
                 | Kind::Plan { .. }
+                | Kind::Provider(_)
                 | Kind::Cores(_)
                 | Kind::Memory(_)
                 | Kind::Disk(_)
@@ -745,13 +828,20 @@ fn merge_cluster_sizes(tags: &[Tag], nps: &mut Vec<Np>) {
     }
 }
 
-/// `3 servers: one for nginx, one for postgres, one for redis`: the first phrase only announces
-/// the ones after the colon, so it is dropped and its modifiers apply to all.
+/// `3 servers: one for nginx, one for postgres, one for redis`, `production web tier: 6 nginx
+/// servers`, `2 servers in Helsinki, one with postgres and one with redis`: the first phrase
+/// only announces the ones after it, so it is dropped and its modifiers apply to all.
 fn dissolve_headers(tags: &[Tag], nps: &mut Vec<Np>) {
     let mut k = 0;
     while k + 1 < nps.len() {
-        let colon =
-            (nps[k].head + 1..nps[k + 1].start).any(|i| matches!(tags[i].kind, Kind::Punct(':')));
+        let gap = nps[k].head + 1..nps[k + 1].start;
+        let colon = gap
+            .clone()
+            .any(|i| matches!(tags[i].kind, Kind::Punct(':')));
+        let comma = gap
+            .clone()
+            .any(|i| matches!(tags[i].kind, Kind::Punct(',' | ':')));
+        let only_ones = nps[k + 1..].iter().all(|n| n.kind == NpKind::Pronoun);
         let announced = np_count(tags, &nps[k]);
         let rest: Option<u32> = nps[k + 1..]
             .iter()
@@ -769,12 +859,11 @@ fn dissolve_headers(tags: &[Tag], nps: &mut Vec<Np>) {
             )
         });
         let announces = announced.is_some() && announced == rest && nps.len() - k > 2;
-        // `production web tier: 6 nginx servers`: a heading, not servers of its own.
+        // A heading: no count of its own.
         let heading = !counted;
-        if colon && bare_noun && (announces || heading) {
-            let np = nps.remove(k);
-            // Its tags become global: left unclaimed.
-            let _ = np;
+        if bare_noun && ((colon && (announces || heading)) || (comma && only_ones && announces)) {
+            // Its words are left unclaimed, so they apply to every group.
+            nps.remove(k);
             continue;
         }
         k += 1;
@@ -805,12 +894,23 @@ fn build_group(tags: &[Tag], np: &Np, global: &mut Mods) -> Group {
             .join(" "),
     };
     let all_clauses = clauses_with_all(tags, &np.tags);
+    // `staging cluster for the web shop:` names its template after the noun.
+    if np.kind == NpKind::Cluster {
+        g.role = np
+            .tags
+            .iter()
+            .take_while(|&&i| !matches!(tags[i].kind, Kind::Punct(':' | ',' | ';' | '.')))
+            .find_map(|&i| match tags[i].kind {
+                Kind::Role { role, .. } => Some(role),
+                _ => None,
+            });
+    }
     let mut after_of = false;
     for &i in &np.tags {
         let own = (np.start..=np.head).contains(&i);
         let k = &tags[i].kind;
         match k {
-            Kind::Role { role, .. } if own => g.role = Some(*role),
+            Kind::Role { role, .. } if own && np.kind != NpKind::Cluster => g.role = Some(*role),
             Kind::Pair if own => g.pair = true,
             Kind::Count { n, how } => {
                 let better = match g.count {
@@ -845,7 +945,12 @@ fn build_group(tags: &[Tag], np: &Np, global: &mut Mods) -> Group {
         g.count = Some((1, CountHow::Number));
     }
     // `two small ones`: like the group before, in another number or size.
-    if tags[np.head].text == "ones" && g.kind == GroupKind::Servers {
+    // `and a pair in Amsterdam`: a bare count of servers refers to the group before.
+    let bare_pair = g.pair
+        && g.role.is_none()
+        && g.services.is_empty()
+        && (np.start..=np.head).all(|i| matches!(tags[i].kind, Kind::Count { .. } | Kind::Pair));
+    if (tags[np.head].text == "ones" || bare_pair) && g.kind == GroupKind::Servers {
         g.kind = GroupKind::Pronoun;
     }
     g

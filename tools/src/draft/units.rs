@@ -115,6 +115,10 @@ pub(crate) fn units(
             stacks.push((k, t));
             continue;
         }
+        // `a cluster for the shop: ...` with no template and nothing to run: a heading.
+        if g.kind == GroupKind::Cluster && g.services.is_empty() && groups.len() > 1 {
+            continue;
+        }
         out.origin = k;
         out.plain(g, notes);
     }
@@ -234,6 +238,7 @@ fn template_of(g: &Group, catalog: &Catalog) -> Option<String> {
 
 fn count_of(g: &Group, notes: &mut Notes) -> u32 {
     match g.count {
+        Some((_, CountHow::Article)) | None if g.pair => 2,
         Some((n, how)) => {
             if how == CountHow::Vague {
                 notes.assume(
@@ -244,7 +249,6 @@ fn count_of(g: &Group, notes: &mut Notes) -> u32 {
             }
             n
         }
-        None if g.pair => 2,
         None => 1,
     }
 }
