@@ -116,9 +116,10 @@ pub enum DraftError {
     )]
     NothingToProvision { excerpt: String },
     #[error(
-        "`{text}` asks for {requested} servers; a draft holds at most {max} (per group {per_group})"
+        "{text} asks for {requested} servers; a draft holds at most {max}, and at most {per_group} in one group"
     )]
     TooManyServers {
+        /// The group (in backticks) or the whole intent.
         text: String,
         requested: u64,
         max: u32,

@@ -129,7 +129,7 @@ fn choose_provider(u: &Unit, key: &str, intent: &Intent, ctx: &Ctx, notes: &mut 
             None => notes.warn(format!("the answer `{a}` for `{field}` is not a provider")),
         }
     }
-    if let Some(p) = conflicting(&u.mods.providers, &field, &u.text, notes) {
+    if let Some(p) = conflicting(&u.mods.providers, &field, &format!("`{}`", u.text), notes) {
         return choice(Some(p));
     }
     if let Some((plan, p)) = u.mods.plans.first() {
@@ -171,7 +171,7 @@ fn conflicting(providers: &[String], field: &str, text: &str, notes: &mut Notes)
         notes.ask(
             field,
             format!(
-                "`{text}` names {}; which one should these servers use?",
+                "{text} names {}; which one should these servers use?",
                 quote_list(providers)
             ),
             providers.to_vec(),

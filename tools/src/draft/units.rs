@@ -135,19 +135,19 @@ pub(crate) fn units(
                 .map_or_else(String::new, |g| g.text.clone()),
         });
     }
-    let total: u64 = out.units.iter().map(|u| u64::from(u.count)).sum();
-    if total > u64::from(MAX_SERVERS) {
+    if let Some(u) = out.units.iter().find(|u| u.count > MAX_SERVERS_PER_GROUP) {
         return Err(DraftError::TooManyServers {
-            text: "the intent".to_owned(),
-            requested: total,
+            text: format!("`{}`", u.text),
+            requested: u64::from(u.count),
             max: MAX_SERVERS,
             per_group: MAX_SERVERS_PER_GROUP,
         });
     }
-    if let Some(u) = out.units.iter().find(|u| u.count > MAX_SERVERS_PER_GROUP) {
+    let total: u64 = out.units.iter().map(|u| u64::from(u.count)).sum();
+    if total > u64::from(MAX_SERVERS) {
         return Err(DraftError::TooManyServers {
-            text: u.text.clone(),
-            requested: u64::from(u.count),
+            text: "the intent, all groups together,".to_owned(),
+            requested: total,
             max: MAX_SERVERS,
             per_group: MAX_SERVERS_PER_GROUP,
         });
