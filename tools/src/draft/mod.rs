@@ -36,6 +36,7 @@
 mod assemble;
 mod groups;
 mod lexer;
+mod phrases;
 mod placement;
 mod places;
 mod render;
