@@ -191,6 +191,28 @@ pub(crate) fn group(tagged: &Tagged) -> Intent {
     }
     for np in &nps {
         let g = build_group(tags, np, &mut intent.global);
+        // `3 masters, 6 workers, 8 cores 32gb workers`: a later phrase without a count that
+        // names an earlier group's role and only sizes describes that group.
+        // What else it says (a provider or place at the end of the text) applies to all.
+        let describes = g.kind == GroupKind::Servers
+            && g.count.is_none()
+            && g.services.is_empty()
+            && g.mods.has_size();
+        if describes
+            && let Some(earlier) = intent
+                .groups
+                .iter_mut()
+                .find(|e| g.role.is_some() && e.role == g.role && !e.mods.has_size())
+        {
+            earlier.mods.inherit_size(&g.mods);
+            for p in &g.mods.providers {
+                intent.global.take(&Kind::Provider(p.clone()));
+            }
+            for &p in &g.mods.places {
+                intent.global.take(&Kind::Place(p));
+            }
+            continue;
+        }
         intent.groups.push(g);
     }
     intent

@@ -315,6 +315,26 @@ impl Lexicon {
             .map(|(_, t, k)| (t.clone(), k.clone()))
     }
 
+    /// `no database`, `without redis`, `not prod`: the negated word is dropped.
+    fn negate(tags: &mut [Tag]) {
+        for i in 1..tags.len() {
+            let negation = matches!(&tags[i - 1].kind, Kind::Word(w) if matches!(w.as_str(), "no" | "without" | "not" | "except"));
+            let droppable = matches!(
+                tags[i].kind,
+                Kind::Service { .. }
+                    | Kind::Role { .. }
+                    | Kind::Generic
+                    | Kind::Env(_)
+                    | Kind::Provider(_)
+                    | Kind::Place(_)
+                    | Kind::Unknown(_)
+            );
+            if negation && droppable {
+                tags[i].kind = Kind::Word(format!("not-{}", tags[i].text));
+            }
+        }
+    }
+
     pub(crate) fn tag(&self, toks: &[Tok]) -> Tagged {
         let words: Vec<String> = toks
             .iter()
@@ -335,6 +355,7 @@ impl Lexicon {
             out.tags.push(Tag { kind, text });
             i += used;
         }
+        Lexicon::negate(&mut out.tags);
         out
     }
 
@@ -497,9 +518,30 @@ fn size_of(n: u32, unit: &str, words: &[String], next: usize) -> Option<(Kind, u
     ))
 }
 
-/// Sizes: `4 cores`, `4c`, `4-core`, `quad-core`, `8GB`, `8 gigs of RAM`, `100 GB disk`.
+/// Sizes: `4 cores`, `4c`, `4-core`, `quad-core`, `8GB`, `8 gigs of RAM`, `100 GB disk`, and
+/// the key-value forms `cpu=4`, `RAM: 16GB`, `disk: 100gb`.
 fn size_at(words: &[String], i: usize) -> Option<(Kind, usize)> {
     let w = words[i].as_str();
+    let sep = matches!(words.get(i + 1).map(String::as_str), Some(":" | "="));
+    if sep && let Some(value) = words.get(i + 2) {
+        let n = vocab::number(value).or_else(|| number_prefix(value).map(|(n, _)| n));
+        let gb = number_prefix(value)
+            .and_then(|(n, unit)| size_of(n, unit, words, words.len()))
+            .and_then(|(k, _)| match k {
+                Kind::Memory(g) | Kind::Disk(g) => Some(g),
+                _ => None,
+            })
+            .or(n);
+        if (vocab::CORE_UNITS.contains(&w) && w != "c") || w == "vcpu" {
+            return n.map(|n| (Kind::Cores(n), 3));
+        }
+        if vocab::MEMORY_WORDS.contains(&w) {
+            return gb.map(|g| (Kind::Memory(g), 3));
+        }
+        if vocab::DISK_WORDS.contains(&w) {
+            return gb.map(|g| (Kind::Disk(g), 3));
+        }
+    }
     if let Some((_, n)) = CORES_WORDS.iter().find(|(c, _)| *c == w) {
         return Some((Kind::Cores(*n), 1));
     }
@@ -607,6 +649,10 @@ mod tests {
         assert_eq!(tags("1TB"), [Kind::Disk(1024)]);
         assert_eq!(tags("512MB"), [Kind::Memory(1)]);
         assert_eq!(tags("512 cores"), [Kind::Cores(512)]);
+        assert_eq!(tags("cpu=4"), [Kind::Cores(4)]);
+        assert_eq!(tags("RAM: 16GB"), [Kind::Memory(16)]);
+        assert_eq!(tags("memory=8g"), [Kind::Memory(8)]);
+        assert_eq!(tags("disk: 100"), [Kind::Disk(100)]);
     }
 
     #[test]
@@ -636,6 +682,8 @@ mod tests {
             matches!(&tags("mariadb")[0], Kind::Service { stand_in: Some(s), .. } if s == "mariadb")
         );
         assert_eq!(tags("kafka"), [Kind::Unknown("kafka".into())]);
+        assert_eq!(tags("no database")[1], Kind::Word("not-database".into()));
+        assert_eq!(tags("without redis")[1], Kind::Word("not-redis".into()));
     }
 
     #[test]
