@@ -1,1 +1,3 @@
-//! Placeholder: this crate is built by a later issue; see ARCHITECTURE.md.
+//! The MCP surface: tools, resources, prompts, intent drafting.
+
+pub mod draft;
