@@ -19,5 +19,24 @@ fn main() -> ExitCode {
         let code = engine::provider::local::supervise_main(&args[2..]);
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    quiet_on_broken_pipe();
     server::run(server::cli::parse())
+}
+
+/// `provisioning plan FILE | head`: when the reader goes away, stop quietly with the status a
+/// SIGPIPE would give (141) instead of a panic message from `println!`.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -10,6 +10,21 @@ fn t(name: &str, f: fn()) -> Trial {
 
 pub fn trials() -> Vec<Trial> {
     vec![
+        t("a_closed_pipe_ends_quietly", || {
+            // `provisioning catalog taskservs | head -1`: the reader leaves after one line.
+            let mut child = std::process::Command::new(tests::binary())
+                .args(["catalog", "taskservs"])
+                .current_dir(root())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("panicked"), "{err}");
+            assert_eq!(out.status.code(), Some(141), "{err}");
+        }),
         t("missing_file_is_exit_2", || {
             let out = run(&root(), &["validate", "no/such/file.ncl"], None);
             assert_eq!(out.status.code(), Some(2));
