@@ -142,19 +142,6 @@ impl Engine {
         })
     }
 
-    async fn ensure_current(&self, plan: &Plan) -> Result<(), ExecError> {
-        let current = self.store.state_version(&plan.workspace).await?;
-        if current != plan.state_version {
-            return Err(ExecError::StalePlan {
-                plan: plan.id.clone(),
-                workspace: plan.workspace.clone(),
-                planned: plan.state_version,
-                current,
-            });
-        }
-        Ok(())
-    }
-
     async fn audit_decision(
         &self,
         plan: &Plan,

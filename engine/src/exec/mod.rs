@@ -181,12 +181,7 @@ impl Engine {
 
     /// Plans a validated config against the recorded state and stores the plan.
     pub async fn plan(&self, config: &Config) -> Result<Plan, ExecError> {
-        let ws = &config.workspace.name;
-        let version = self.store.state_version(ws).await?;
-        let recorded = self.store.resources(ws).await?;
-        let plan = plan::make_plan(config, &recorded, version, self.clock.now_ms());
-        self.store.save_plan(&plan).await?;
-        Ok(plan)
+        self.plan_with(config, plan::Intent::Apply).await
     }
 
     /// A plan that removes everything recorded for the config's workspace.
@@ -194,14 +189,34 @@ impl Engine {
         let mut empty = config.clone();
         empty.servers.clear();
         empty.clusters.clear();
+        self.plan_with(&empty, plan::Intent::Destroy).await
+    }
+
+    async fn plan_with(&self, config: &Config, intent: plan::Intent) -> Result<Plan, ExecError> {
         let ws = &config.workspace.name;
         let version = self.store.state_version(ws).await?;
         let recorded = self.store.resources(ws).await?;
-        let mut plan = plan::make_plan(&empty, &recorded, version, self.clock.now_ms());
-        plan.intent = plan::Intent::Destroy;
-        plan.rehash();
+        let mut plan = plan::make_plan(config, &recorded, version, self.clock.now_ms());
+        if intent != plan.intent {
+            plan.intent = intent;
+            plan.rehash();
+        }
         self.store.save_plan(&plan).await?;
         Ok(plan)
+    }
+
+    /// Refuses a plan made against an older state version of its workspace.
+    async fn ensure_current(&self, plan: &Plan) -> Result<(), ExecError> {
+        let current = self.store.state_version(&plan.workspace).await?;
+        if current != plan.state_version {
+            return Err(ExecError::StalePlan {
+                plan: plan.id.clone(),
+                workspace: plan.workspace.clone(),
+                planned: plan.state_version,
+                current,
+            });
+        }
+        Ok(())
     }
 
     pub async fn load_plan(&self, id: &str) -> Result<Plan, ExecError> {
@@ -218,15 +233,7 @@ impl Engine {
     /// the workflow. Nothing runs yet; call [`Engine::run`] with the returned id.
     pub async fn start(&self, plan_id: &str, caller: &Caller) -> Result<ApplyResult, ExecError> {
         let plan = self.load_plan(plan_id).await?;
-        let current = self.store.state_version(&plan.workspace).await?;
-        if current != plan.state_version {
-            return Err(ExecError::StalePlan {
-                plan: plan.id.clone(),
-                workspace: plan.workspace.clone(),
-                planned: plan.state_version,
-                current,
-            });
-        }
+        self.ensure_current(&plan).await?;
         if plan.is_noop() {
             return Ok(ApplyResult::NoChanges { plan: plan.id });
         }
@@ -266,15 +273,7 @@ impl Engine {
         // The lock stays with this workflow until `run` finishes it; on any error here it is
         // released. Staleness is checked again under the lock.
         let created = async {
-            let current = self.store.state_version(&plan.workspace).await?;
-            if current != plan.state_version {
-                return Err(ExecError::StalePlan {
-                    plan: plan.id.clone(),
-                    workspace: plan.workspace.clone(),
-                    planned: plan.state_version,
-                    current,
-                });
-            }
+            self.ensure_current(&plan).await?;
             // Approvals are single use: the request that cleared the gates is spent on this
             // workflow, before it exists, so a failed start can never reuse them.
             if auth.approvals > 0
