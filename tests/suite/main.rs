@@ -6,6 +6,7 @@
 mod approvals;
 mod cli;
 mod docs;
+mod drafter;
 mod engine;
 mod examples;
 mod fixtures;
@@ -24,6 +25,7 @@ fn main() {
     trials.extend(policies::trials());
     trials.extend(policies::cli_trials());
     trials.extend(approvals::trials());
+    trials.extend(drafter::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

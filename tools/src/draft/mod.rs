@@ -103,7 +103,8 @@ pub struct Question {
     pub question: String,
     /// Accepted answers; empty for free text (an owner).
     pub choices: Vec<String>,
-    /// The provisional value in the draft until answered.
+    /// The provisional value in the draft until answered; empty when the draft holds none (an
+    /// owner).
     pub assumed: String,
 }
 
