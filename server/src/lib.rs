@@ -31,6 +31,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::State(args) => commands::state::state(&settings, &args),
         cli::Command::Policy(args) => commands::policy::run(&settings, &args),
         cli::Command::Audit(args) => commands::audit::run(&settings, &args),
+        cli::Command::Docs(args) => commands::docs::run(&settings, &args),
     };
     match result {
         Ok(code) => code,

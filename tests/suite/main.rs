@@ -9,6 +9,7 @@ mod engine;
 mod examples;
 mod fixtures;
 mod policies;
+mod rag;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -22,6 +23,7 @@ fn main() {
     trials.extend(engine::trials());
     trials.extend(policies::trials());
     trials.extend(policies::cli_trials());
+    trials.extend(rag::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

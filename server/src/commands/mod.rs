@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod audit;
 pub mod catalog;
+pub mod docs;
 mod engine_setup;
 pub mod export;
 pub mod plan;
