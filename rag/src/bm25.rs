@@ -117,7 +117,10 @@ pub struct Bm25 {
 
 impl Bm25 {
     /// Indexes `(heading, body)` pairs; results refer to them by position.
-    pub fn build<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>, params: Bm25Params) -> Bm25 {
+    pub fn build<'a>(
+        items: impl IntoIterator<Item = (&'a str, &'a str)>,
+        params: Bm25Params,
+    ) -> Bm25 {
         let mut postings: HashMap<String, Vec<Posting>> = HashMap::new();
         let mut lengths = Vec::new();
         for (i, (heading, body)) in items.into_iter().enumerate() {
@@ -130,7 +133,8 @@ impl Bm25 {
             for t in &heading_terms {
                 *tf.entry(t.clone()).or_default() += params.heading_weight;
             }
-            lengths.push(body_terms.len() as f32 + params.heading_weight * heading_terms.len() as f32);
+            lengths
+                .push(body_terms.len() as f32 + params.heading_weight * heading_terms.len() as f32);
             let doc = u32::try_from(i).unwrap_or(u32::MAX);
             for (term, tf) in tf {
                 postings.entry(term).or_default().push(Posting { doc, tf });
@@ -159,7 +163,12 @@ impl Bm25 {
 
     /// The best `limit` items for `query` among those `allow` accepts, best first, with
     /// their scores. Items sharing no term with the query are not returned.
-    pub fn search(&self, query: &str, limit: usize, allow: impl Fn(usize) -> bool) -> Vec<(usize, f32)> {
+    pub fn search(
+        &self,
+        query: &str,
+        limit: usize,
+        allow: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
         let n = self.lengths.len() as f32;
         let mut scores: HashMap<u32, f32> = HashMap::new();
         let mut seen: Vec<String> = Vec::new();
@@ -176,7 +185,11 @@ impl Bm25 {
             let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
             let Bm25Params { k1, b, .. } = self.params;
             for p in list {
-                let len = self.lengths.get(p.doc as usize).copied().unwrap_or(self.avg_len);
+                let len = self
+                    .lengths
+                    .get(p.doc as usize)
+                    .copied()
+                    .unwrap_or(self.avg_len);
                 let norm = k1 * (1.0 - b + b * len / self.avg_len);
                 *scores.entry(p.doc).or_default() += idf * p.tf * (k1 + 1.0) / (p.tf + norm);
             }
@@ -216,10 +229,22 @@ mod tests {
     #[test]
     fn ranks_by_term_rarity_and_frequency() {
         let items = [
-            ("Redis", "redis is an in-memory store. redis persists with AOF."),
-            ("Nginx", "nginx serves http and proxies to upstream servers."),
-            ("Postgres", "postgres is a relational database server with replication."),
-            ("Servers", "servers run taskservs; every server has a plan and a zone."),
+            (
+                "Redis",
+                "redis is an in-memory store. redis persists with AOF.",
+            ),
+            (
+                "Nginx",
+                "nginx serves http and proxies to upstream servers.",
+            ),
+            (
+                "Postgres",
+                "postgres is a relational database server with replication.",
+            ),
+            (
+                "Servers",
+                "servers run taskservs; every server has a plan and a zone.",
+            ),
         ];
         let idx = Bm25::build(items.iter().map(|(h, b)| (*h, *b)), Bm25Params::default());
         let hits = idx.search("redis persistence", 10, |_| true);
@@ -241,7 +266,10 @@ mod tests {
     fn heading_weight_breaks_ties_toward_the_titled_item() {
         let items = [
             ("Backups", "take a snapshot of the volume every night"),
-            ("Volumes", "a volume is attached; take a backup with a snapshot"),
+            (
+                "Volumes",
+                "a volume is attached; take a backup with a snapshot",
+            ),
         ];
         let idx = Bm25::build(items.iter().map(|(h, b)| (*h, *b)), Bm25Params::default());
         assert_eq!(idx.search("backup", 2, |_| true)[0].0, 0);

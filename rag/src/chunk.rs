@@ -321,8 +321,7 @@ fn nickel_binding(text: &str) -> Option<String> {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .collect();
         let after = rest[name.len()..].trim_start();
-        (!name.is_empty() && (after.starts_with('=') || after.starts_with('|')))
-            .then_some(name)
+        (!name.is_empty() && (after.starts_with('=') || after.starts_with('|'))).then_some(name)
     })
 }
 
@@ -514,6 +513,10 @@ mod tests {
             ChunkOptions { max_chars: 10 },
         );
         assert!(small.len() >= 3);
-        assert!(small.iter().any(|c| c.headings.get(1).is_some_and(|h| h == "Server")));
+        assert!(
+            small
+                .iter()
+                .any(|c| c.headings.get(1).is_some_and(|h| h == "Server"))
+        );
     }
 }

@@ -240,7 +240,10 @@ mod tests {
             (m.kind.as_str(), m.taskserv.as_deref(), m.title.as_str()),
             ("taskserv", Some("redis"), "redis")
         );
-        let m = meta_for("user/notes/x.md", "---\nkind: runbook\ntaskserv: nginx\n---\n# X\n");
+        let m = meta_for(
+            "user/notes/x.md",
+            "---\nkind: runbook\ntaskserv: nginx\n---\n# X\n",
+        );
         assert_eq!(
             (m.kind.as_str(), m.taskserv.as_deref()),
             ("runbook", Some("nginx"))

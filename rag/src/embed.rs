@@ -88,7 +88,9 @@ pub struct FastEmbedder {
 
 impl std::fmt::Debug for FastEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FastEmbedder").field("id", &self.id).finish()
+        f.debug_struct("FastEmbedder")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -240,11 +242,9 @@ impl Embedder for HashEmbedder {
             .map(|t| {
                 let mut v = vec![0.0f32; self.dim];
                 for term in crate::bm25::terms(t) {
-                    let h = term
-                        .bytes()
-                        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                        });
+                    let h = term.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
                     v[(h % self.dim as u64) as usize] += 1.0;
                 }
                 normalize(&mut v);

@@ -23,7 +23,10 @@ pub struct Question {
 
 /// The question set shipped in the binary (empty if the file is missing).
 pub fn shipped_questions() -> RagResult<Vec<Question>> {
-    match EVAL.get_file("questions.jsonl").and_then(|f| f.contents_utf8()) {
+    match EVAL
+        .get_file("questions.jsonl")
+        .and_then(|f| f.contents_utf8())
+    {
         Some(text) => parse(text, "rag/eval/questions.jsonl"),
         None => Ok(Vec::new()),
     }
@@ -49,7 +52,10 @@ pub fn parse(text: &str, path: &str) -> RagResult<Vec<Question>> {
             ))
         })?;
         if q.relevant.is_empty() {
-            return Err(err(format!("question `{}` names no relevant document", q.id)));
+            return Err(err(format!(
+                "question `{}` names no relevant document",
+                q.id
+            )));
         }
         if !ids.insert(q.id.clone()) {
             return Err(err(format!("duplicate question id `{}`", q.id)));

@@ -196,7 +196,12 @@ impl Retriever {
         keyword_only: Option<String>,
     ) -> Retriever {
         let bm25 = Bm25::build(
-            chunks.iter().map(|c| (c.heading_path(), c.text.as_str())).collect::<Vec<_>>().iter().map(|(h, t)| (h.as_str(), *t)),
+            chunks
+                .iter()
+                .map(|c| (c.heading_path(), c.text.as_str()))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(h, t)| (h.as_str(), *t)),
             tuning.bm25,
         );
         let by_id = chunks
@@ -245,22 +250,29 @@ impl Retriever {
 
     /// Rejects filter values that no indexed document has.
     pub fn check_filter(&self, filter: &Filter) -> RagResult<()> {
-        let check = |what: &'static str, value: &Option<String>, known: BTreeSet<&str>| {
-            match value {
-                Some(v) if !known.contains(v.as_str()) => Err(RagError::UnknownFilter {
-                    what,
-                    got: v.clone(),
-                    expected: known
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }),
-                _ => Ok(()),
-            }
+        let check = |what: &'static str, value: &Option<String>, known: BTreeSet<&str>| match value
+        {
+            Some(v) if !known.contains(v.as_str()) => Err(RagError::UnknownFilter {
+                what,
+                got: v.clone(),
+                expected: known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            _ => Ok(()),
         };
-        check("provider", &filter.provider, self.known(|c| c.provider.as_deref()))?;
-        check("taskserv", &filter.taskserv, self.known(|c| c.taskserv.as_deref()))?;
+        check(
+            "provider",
+            &filter.provider,
+            self.known(|c| c.provider.as_deref()),
+        )?;
+        check(
+            "taskserv",
+            &filter.taskserv,
+            self.known(|c| c.taskserv.as_deref()),
+        )?;
         check("kind", &filter.kind, self.known(|c| Some(c.kind.as_str())))
     }
 
@@ -301,8 +313,9 @@ impl Retriever {
         let want_dense = options.mode != Mode::Keyword;
 
         let bm25: Vec<(usize, f32)> = if want_bm25 {
-            self.bm25
-                .search(query, candidates, |i| options.filter.matches(&self.chunks[i]))
+            self.bm25.search(query, candidates, |i| {
+                options.filter.matches(&self.chunks[i])
+            })
         } else {
             Vec::new()
         };
@@ -354,12 +367,18 @@ impl Retriever {
         for (r, (i, s)) in bm25.iter().enumerate() {
             let e = fused.entry(*i).or_default();
             e.0 += t.bm25_weight / (t.rrf_k + r as f32 + 1.0);
-            e.1 = Some(Ranked { rank: r + 1, score: *s });
+            e.1 = Some(Ranked {
+                rank: r + 1,
+                score: *s,
+            });
         }
         for (r, (i, s)) in dense.iter().enumerate() {
             let e = fused.entry(*i).or_default();
             e.0 += t.dense_weight / (t.rrf_k + r as f32 + 1.0);
-            e.2 = Some(Ranked { rank: r + 1, score: *s });
+            e.2 = Some(Ranked {
+                rank: r + 1,
+                score: *s,
+            });
         }
         let mut ranked: Vec<(usize, (f32, Option<Ranked>, Option<Ranked>))> =
             fused.into_iter().collect();
@@ -450,37 +469,64 @@ mod tests {
 
     async fn retriever(with_model: bool) -> Retriever {
         let docs = vec![
-            Doc::new("providers/hetzner.md", "# Hetzner\n\n## Zones\n\nhel1 Helsinki and fsn1 Falkenstein.\n"),
-            Doc::new("taskservs/redis.md", "# Redis\n\n## Persistence\n\nAOF and snapshots keep data.\n"),
+            Doc::new(
+                "providers/hetzner.md",
+                "# Hetzner\n\n## Zones\n\nhel1 Helsinki and fsn1 Falkenstein.\n",
+            ),
+            Doc::new(
+                "taskservs/redis.md",
+                "# Redis\n\n## Persistence\n\nAOF and snapshots keep data.\n",
+            ),
             Doc::new("guide.md", "# Guide\n\nApprovals and policies.\n"),
         ];
         let store = MemStore::default();
         let index = Arc::new(MemIndex::default());
         let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder { dim: 64 });
         let e = with_model.then(|| embedder.clone());
-        crate::ingest::sync(&docs, &store, Some(index.as_ref()), e.clone(), ChunkOptions::default())
-            .await
-            .unwrap();
+        crate::ingest::sync(
+            &docs,
+            &store,
+            Some(index.as_ref()),
+            e.clone(),
+            ChunkOptions::default(),
+        )
+        .await
+        .unwrap();
         let chunks = store.chunks().await.unwrap();
         let index: Arc<dyn VectorIndex> = index;
-        Retriever::new(chunks, e, Some(index), Tuning::default(), (!with_model).then(|| "model files missing".to_string()))
+        Retriever::new(
+            chunks,
+            e,
+            Some(index),
+            Tuning::default(),
+            (!with_model).then(|| "model files missing".to_string()),
+        )
     }
 
     #[tokio::test]
     async fn search_cites_and_flags_retrievers() {
         let r = retriever(true).await;
-        let res = r.search("redis snapshots", &SearchOptions::default()).await.unwrap();
+        let res = r
+            .search("redis snapshots", &SearchOptions::default())
+            .await
+            .unwrap();
         assert!(res.notices.is_empty(), "{:?}", res.notices);
         let top = &res.hits[0];
         assert_eq!(top.doc, "taskservs/redis.md");
         assert_eq!(top.heading_path, "Redis > Persistence");
         assert_eq!((top.start_line, top.end_line), (3, 5));
         assert_eq!(top.retrievers, vec!["bm25", "dense"]);
-        assert_eq!(top.citation(), "taskservs/redis.md:3-5 (Redis > Persistence)");
+        assert_eq!(
+            top.citation(),
+            "taskservs/redis.md:3-5 (Redis > Persistence)"
+        );
         assert_eq!(res.retrievers, vec!["bm25", "dense"]);
         // Filters.
         let f = SearchOptions {
-            filter: Filter { provider: Some("hetzner".into()), ..Filter::default() },
+            filter: Filter {
+                provider: Some("hetzner".into()),
+                ..Filter::default()
+            },
             ..SearchOptions::default()
         };
         let res = r.search("redis snapshots zones", &f).await.unwrap();
@@ -492,30 +538,58 @@ mod tests {
     async fn bad_input_and_clamps() {
         let r = retriever(true).await;
         let opts = SearchOptions::default();
-        assert!(matches!(r.search("   ", &opts).await, Err(RagError::EmptyQuery)));
+        assert!(matches!(
+            r.search("   ", &opts).await,
+            Err(RagError::EmptyQuery)
+        ));
         let long = "word ".repeat(20_000);
-        assert!(matches!(r.search(&long, &opts).await, Err(RagError::QueryTooLong { .. })));
-        let zero = SearchOptions { k: 0, ..SearchOptions::default() };
-        assert!(matches!(r.search("redis", &zero).await, Err(RagError::ZeroK { .. })));
-        let big = SearchOptions { k: 10_000, ..SearchOptions::default() };
+        assert!(matches!(
+            r.search(&long, &opts).await,
+            Err(RagError::QueryTooLong { .. })
+        ));
+        let zero = SearchOptions {
+            k: 0,
+            ..SearchOptions::default()
+        };
+        assert!(matches!(
+            r.search("redis", &zero).await,
+            Err(RagError::ZeroK { .. })
+        ));
+        let big = SearchOptions {
+            k: 10_000,
+            ..SearchOptions::default()
+        };
         let res = r.search("redis", &big).await.unwrap();
         assert_eq!(res.k, MAX_K);
         assert!(res.notices[0].contains("at most 50"), "{:?}", res.notices);
         let bad = SearchOptions {
-            filter: Filter { provider: Some("hetzer".into()), ..Filter::default() },
+            filter: Filter {
+                provider: Some("hetzer".into()),
+                ..Filter::default()
+            },
             ..SearchOptions::default()
         };
         let err = r.search("zones", &bad).await.unwrap_err().to_string();
-        assert!(err.contains("`hetzer`") && err.contains("`hetzner`"), "{err}");
+        assert!(
+            err.contains("`hetzer`") && err.contains("`hetzner`"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn without_a_model_search_is_keyword_only_and_says_so() {
         let r = retriever(false).await;
         assert!(!r.dense());
-        let res = r.search("redis snapshots", &SearchOptions::default()).await.unwrap();
+        let res = r
+            .search("redis snapshots", &SearchOptions::default())
+            .await
+            .unwrap();
         assert_eq!(res.hits[0].doc, "taskservs/redis.md");
         assert_eq!(res.retrievers, vec!["bm25"]);
-        assert!(res.notices.iter().any(|n| n.contains("keyword-only") && n.contains("model files missing")));
+        assert!(
+            res.notices
+                .iter()
+                .any(|n| n.contains("keyword-only") && n.contains("model files missing"))
+        );
     }
 }

@@ -67,7 +67,10 @@ pub async fn sync(
     for doc in docs {
         let hash = fingerprint(doc, options);
         match stored.get(&doc.path) {
-            Some(old) if old.hash == hash && (model.is_none() || (old.model == model && old.vectors == vectors)) => {
+            Some(old)
+                if old.hash == hash
+                    && (model.is_none() || (old.model == model && old.vectors == vectors)) =>
+            {
                 report.unchanged += 1;
                 report.chunks += old.chunks;
             }
@@ -154,7 +157,10 @@ mod tests {
     fn docs(redis: &str) -> Vec<Doc> {
         vec![
             Doc::new("taskservs/redis.md", redis),
-            Doc::new("providers/hetzner.md", "# Hetzner\n\n## Zones\n\nhel1, fsn1, nbg1.\n"),
+            Doc::new(
+                "providers/hetzner.md",
+                "# Hetzner\n\n## Zones\n\nhel1, fsn1, nbg1.\n",
+            ),
             Doc::new("guide.md", "# Guide\n\nStart here.\n"),
         ]
     }
@@ -165,17 +171,29 @@ mod tests {
         let index = MemIndex::default();
         let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder { dim: 64 });
         let opts = ChunkOptions::default();
-        let first = sync(&docs("# Redis\n\nIn-memory store.\n"), &store, Some(&index), Some(embedder.clone()), opts)
-            .await
-            .unwrap();
+        let first = sync(
+            &docs("# Redis\n\nIn-memory store.\n"),
+            &store,
+            Some(&index),
+            Some(embedder.clone()),
+            opts,
+        )
+        .await
+        .unwrap();
         assert_eq!(first.added.len(), 3);
         assert_eq!(first.embedded, first.chunks);
         let n = index.len();
         assert!(n >= 3);
 
-        let again = sync(&docs("# Redis\n\nIn-memory store.\n"), &store, Some(&index), Some(embedder.clone()), opts)
-            .await
-            .unwrap();
+        let again = sync(
+            &docs("# Redis\n\nIn-memory store.\n"),
+            &store,
+            Some(&index),
+            Some(embedder.clone()),
+            opts,
+        )
+        .await
+        .unwrap();
         assert_eq!((again.unchanged, again.embedded), (3, 0));
         assert!(again.added.is_empty() && again.updated.is_empty());
 
@@ -189,7 +207,11 @@ mod tests {
         assert_eq!(third.embedded, 1);
         assert_eq!(third.unchanged, 1);
         let hits = index
-            .search(&embedder.embed(&["Start here"]).unwrap()[0], 10, &Filter::default())
+            .search(
+                &embedder.embed(&["Start here"]).unwrap()[0],
+                10,
+                &Filter::default(),
+            )
             .await
             .unwrap();
         assert!(hits.iter().all(|(id, _)| !id.starts_with("guide.md")));
@@ -201,17 +223,31 @@ mod tests {
         let store = MemStore::default();
         let index = MemIndex::default();
         let opts = ChunkOptions::default();
-        let first = sync(&docs("# Redis\n"), &store, Some(&index), None, opts).await.unwrap();
+        let first = sync(&docs("# Redis\n"), &store, Some(&index), None, opts)
+            .await
+            .unwrap();
         assert_eq!((first.embedded, first.model.clone()), (0, None));
         assert!(index.is_empty());
         let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder { dim: 64 });
-        let second = sync(&docs("# Redis\n"), &store, Some(&index), Some(embedder), opts)
-            .await
-            .unwrap();
+        let second = sync(
+            &docs("# Redis\n"),
+            &store,
+            Some(&index),
+            Some(embedder),
+            opts,
+        )
+        .await
+        .unwrap();
         assert_eq!(second.updated.len(), 3, "docs without vectors get them");
         assert!(second.embedded > 0);
-        let third = sync(&docs("# Redis\n"), &store, Some(&index), None, opts).await.unwrap();
+        let third = sync(&docs("# Redis\n"), &store, Some(&index), None, opts)
+            .await
+            .unwrap();
         assert_eq!(third.unchanged, 3);
-        assert_eq!(index.len(), second.embedded, "keyword-only runs keep vectors");
+        assert_eq!(
+            index.len(),
+            second.embedded,
+            "keyword-only runs keep vectors"
+        );
     }
 }

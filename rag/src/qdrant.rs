@@ -140,8 +140,7 @@ impl VectorIndex for QdrantIndex {
         self.ensure().await?;
         let mut points = Vec::with_capacity(items.len());
         for item in items {
-            let payload =
-                qdrant_client::Payload::try_from(payload(item)).map_err(backend)?;
+            let payload = qdrant_client::Payload::try_from(payload(item)).map_err(backend)?;
             points.push(PointStruct::new(
                 point_id(&item.chunk.id),
                 item.vector.clone(),
@@ -230,7 +229,10 @@ mod tests {
         let p = payload(&item());
         assert_eq!(p["doc"], "providers/hetzner.md");
         assert_eq!(p["heading_path"], "Hetzner > Zones");
-        assert_eq!((p["start_line"].as_u64(), p["end_line"].as_u64()), (Some(10), Some(14)));
+        assert_eq!(
+            (p["start_line"].as_u64(), p["end_line"].as_u64()),
+            (Some(10), Some(14))
+        );
         assert_eq!(p["provider"], "hetzner");
         assert!(qdrant_client::Payload::try_from(p).is_ok());
         assert_eq!(point_id("a#1"), point_id("a#1"));

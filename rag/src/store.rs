@@ -52,8 +52,12 @@ pub trait VectorIndex: Send + Sync {
     async fn remove_doc(&self, doc: &str) -> RagResult<()>;
     /// The `k` chunks nearest to `vector` that pass `filter`: (chunk id, cosine similarity),
     /// most similar first.
-    async fn search(&self, vector: &[f32], k: usize, filter: &Filter)
-    -> RagResult<Vec<(String, f32)>>;
+    async fn search(
+        &self,
+        vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> RagResult<Vec<(String, f32)>>;
 }
 
 /// An in-memory [`DocStore`].

@@ -59,8 +59,7 @@ impl SurrealRag {
                     Ok(db) => db,
                     Err(err) => {
                         let text = err.to_string();
-                        if text.contains("already in use") || text.to_lowercase().contains("lock")
-                        {
+                        if text.contains("already in use") || text.to_lowercase().contains("lock") {
                             return Err(RagError::Busy {
                                 location: format!("surrealkv://{}", dir.display()),
                                 holder: String::new(),
@@ -151,7 +150,12 @@ impl DocStore for SurrealRag {
         )
         .await?
         .into_iter()
-        .map(|mut v| decode("chunk", v.get_mut("data").map(Value::take).unwrap_or_default()))
+        .map(|mut v| {
+            decode(
+                "chunk",
+                v.get_mut("data").map(Value::take).unwrap_or_default(),
+            )
+        })
         .collect()
     }
 
@@ -330,15 +334,24 @@ mod tests {
         let report = crate::ingest::sync(&corpus(), &db, Some(&db), Some(embedder.clone()), opts)
             .await
             .unwrap();
-        crate::ingest::sync(&corpus(), &MemStore::default(), Some(&exact), Some(embedder.clone()), opts)
-            .await
-            .unwrap();
+        crate::ingest::sync(
+            &corpus(),
+            &MemStore::default(),
+            Some(&exact),
+            Some(embedder.clone()),
+            opts,
+        )
+        .await
+        .unwrap();
         assert_eq!(report.chunks, 5);
         let chunks = db.chunks().await.unwrap();
         assert_eq!(chunks.len(), 5);
         assert_eq!(chunks[0].doc, "providers/hetzner.md");
         assert_eq!(chunks[0].headings, vec!["Hetzner", "Zones"]);
-        let q = embedder.embed(&["redis persistence snapshots"]).unwrap().remove(0);
+        let q = embedder
+            .embed(&["redis persistence snapshots"])
+            .unwrap()
+            .remove(0);
         let got = db.search(&q, 3, &Filter::default()).await.unwrap();
         let want = exact.search(&q, 3, &Filter::default()).await.unwrap();
         assert_eq!(got[0].0, want[0].0);
@@ -356,7 +369,10 @@ mod tests {
             .unwrap();
         assert_eq!(report.removed, vec!["taskservs/redis.md"]);
         let got = db.search(&q, 10, &Filter::default()).await.unwrap();
-        assert!(got.iter().all(|(id, _)| !id.starts_with("taskservs/redis.md")));
+        assert!(
+            got.iter()
+                .all(|(id, _)| !id.starts_with("taskservs/redis.md"))
+        );
         assert_eq!(db.docs().await.unwrap().len(), 2);
     }
 

@@ -301,19 +301,46 @@ pub struct DocsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DocsSettings {
     /// Folder with the embedding model and ONNX Runtime, filled by `scripts/fetch-models`; without them search is keyword-only [default: CACHE_DIR/models]
-    #[arg(long, global = true, env = "PROVISIONING_PATHS_MODELS_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_PATHS_MODELS_DIR",
+        value_name = "DIR"
+    )]
     pub models_dir: Option<PathBuf>,
     /// Your own Markdown docs (searched with the shipped ones, cited as `user/PATH`)
-    #[arg(long, global = true, env = "PROVISIONING_DOCS_USER_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_USER_DIR",
+        value_name = "DIR"
+    )]
     pub user_docs: Option<PathBuf>,
     /// Keep vectors in Qdrant at this gRPC URL (e.g. http://127.0.0.1:6334; API key from PROVISIONING_DOCS_QDRANT_API_KEY) instead of the embedded SurrealDB index
-    #[arg(long, global = true, env = "PROVISIONING_DOCS_QDRANT_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_QDRANT_URL",
+        value_name = "URL"
+    )]
     pub qdrant_url: Option<String>,
     /// Qdrant collection name (created on first use)
-    #[arg(long, global = true, env = "PROVISIONING_DOCS_QDRANT_COLLECTION", default_value = "provisioning_docs", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_QDRANT_COLLECTION",
+        default_value = "provisioning_docs",
+        value_name = "NAME"
+    )]
     pub qdrant_collection: String,
     /// ONNX Runtime threads for embedding (kept low so embedding cannot starve the server)
-    #[arg(long, global = true, env = "PROVISIONING_DOCS_EMBED_THREADS", default_value_t = 2, value_name = "N")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_EMBED_THREADS",
+        default_value_t = 2,
+        value_name = "N"
+    )]
     pub embed_threads: usize,
 }
 

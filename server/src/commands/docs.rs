@@ -46,7 +46,8 @@ pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Do
         Ok(s) => Arc::new(s),
         Err(e @ RagError::Busy { .. }) => anyhow::bail!("{e}"),
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot open the docs index in {}", dir.display()));
+            return Err(e)
+                .with_context(|| format!("cannot open the docs index in {}", dir.display()));
         }
     };
     let index: Arc<dyn VectorIndex> = match &docs.qdrant_url {
