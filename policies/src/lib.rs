@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 mod approvals;
 pub mod audit;
 pub mod canonical;
-pub use approvals::{ApprovalRecord, count_valid};
+mod live;
+pub use approvals::{ApprovalRecord, ApprovalRequest, ApprovalStatus, Verdict, count_valid};
+pub use live::LivePolicies;
 
 static DEFAULT_POLICIES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/default");
 /// The Cedar schema every policy is validated against.
@@ -97,6 +99,9 @@ impl Decision {
         refs.iter().map(|r| r.id.clone()).collect()
     }
 }
+
+/// The most approvals a gate may ask for.
+pub const MAX_APPROVALS: u32 = 10;
 
 /// The id given when no policy permits a request (Cedar's default deny).
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -523,6 +528,22 @@ impl PolicyEngine {
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         Request::new(principal, action, resource, context, None)
             .map_err(|e| PolicyError::Request(e.to_string()))
+    }
+
+    /// Fewest approvals that clear every gate of `request` (probing 0 to [`MAX_APPROVALS`]),
+    /// or `None` when no number does (a hard deny, or a gate asking for more).
+    pub fn approvals_needed(&self, request: &AuthRequest) -> Result<Option<u32>, PolicyError> {
+        let entities = self.entities(Self::request_entities(request))?;
+        let mut probe = request.clone();
+        for n in 0..=MAX_APPROVALS {
+            probe.facts.approvals = i64::from(n);
+            match self.decide_in(&probe, &entities)? {
+                Decision::Allow { .. } => return Ok(Some(n)),
+                Decision::Deny { .. } => return Ok(None),
+                Decision::NeedsApproval { .. } => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Decides a request on its own entities.

@@ -259,7 +259,48 @@ fn approvals_count_only_for_this_hash_unexpired_unused_and_not_by_the_requester(
         rec("6", "h", "alice", 2_000, false), // the requester
         rec("7", "h", "frank", 2_000, false),
     ];
-    assert_eq!(count_valid(&records, "h", Some("alice"), 1_000), 2);
-    assert_eq!(count_valid(&records, "h", Some("frank"), 1_000), 2);
-    assert_eq!(count_valid(&records, "nope", None, 1_000), 0);
+    assert_eq!(count_valid(&records, "h", &["alice"], 1_000), 2);
+    assert_eq!(count_valid(&records, "h", &["frank"], 1_000), 2);
+    assert_eq!(count_valid(&records, "nope", &[], 1_000), 0);
+}
+
+#[test]
+fn approvals_needed_reads_the_threshold_from_the_gates() {
+    let engine = PolicyEngine::defaults().unwrap();
+    let request = |env: &str, action: Action, roles: &[&str], deletes: i64| AuthRequest {
+        principal: Principal::User {
+            id: "alice".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        },
+        action,
+        resource: Resource {
+            kind: ResourceType::Plan,
+            id: "plan-1".into(),
+            environment: env.into(),
+            owner: None,
+            budget_cents: None,
+            forbidden_zones: None,
+            hash: Some("h".into()),
+            zone: None,
+        },
+        facts: Facts {
+            authenticated: true,
+            channel: "cli".into(),
+            deletes,
+            ..Facts::default()
+        },
+    };
+    let needed = |r: AuthRequest| engine.approvals_needed(&r).unwrap();
+    assert_eq!(needed(request("dev", Action::Apply, &[], 0)), Some(0));
+    assert_eq!(
+        needed(request("prod", Action::Apply, &["operator"], 0)),
+        Some(1)
+    );
+    assert_eq!(
+        needed(request("prod", Action::Apply, &["operator"], 3)),
+        Some(2)
+    );
+    assert_eq!(needed(request("dev", Action::Destroy, &[], 0)), Some(2));
+    assert_eq!(needed(request("prod", Action::Apply, &["viewer"], 0)), None);
+    assert_eq!(needed(request("prod", Action::Apply, &[], 0)), None);
 }

@@ -68,7 +68,8 @@ fn run_scenario(path: &Path) {
     let mut facts = s.facts.clone();
     if let Some(records) = &s.approvals {
         let hash = s.resource.hash.clone().unwrap_or_default();
-        facts.approvals = count_valid(records, &hash, facts.requester.as_deref(), s.now);
+        let excluded: Vec<&str> = facts.requester.as_deref().into_iter().collect();
+        facts.approvals = count_valid(records, &hash, &excluded, s.now);
     }
     let request = AuthRequest {
         principal: s.principal.clone(),
