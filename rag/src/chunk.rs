@@ -264,7 +264,8 @@ impl Packer<'_> {
         let mut current: Vec<Block> = Vec::new();
         let mut len = 0usize;
         let mut start = heading_line;
-        for block in body.into_iter().flat_map(|b| split_long(b, self.max)) {
+        let max = self.max;
+        for block in body.into_iter().flat_map(|b| split_long(b, max)) {
             let add = block.text.len() + 2;
             if !current.is_empty() && len + add > self.max {
                 self.push(headings, start, &current);
@@ -357,7 +358,7 @@ pub fn nickel(doc: &str, text: &str, meta: &DocMeta, options: ChunkOptions) -> V
     let mut out: Vec<Chunk> = Vec::new();
     let mut current: Vec<Block> = Vec::new();
     let mut len = 0usize;
-    let mut flush = |current: &mut Vec<Block>, out: &mut Vec<Chunk>| {
+    let flush = |current: &mut Vec<Block>, out: &mut Vec<Chunk>| {
         let (Some(first), Some(last)) = (current.first(), current.last()) else {
             return;
         };

@@ -195,13 +195,12 @@ impl Retriever {
         tuning: Tuning,
         keyword_only: Option<String>,
     ) -> Retriever {
+        let headings: Vec<String> = chunks.iter().map(Chunk::heading_path).collect();
         let bm25 = Bm25::build(
-            chunks
+            headings
                 .iter()
-                .map(|c| (c.heading_path(), c.text.as_str()))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|(h, t)| (h.as_str(), *t)),
+                .zip(&chunks)
+                .map(|(h, c)| (h.as_str(), c.text.as_str())),
             tuning.bm25,
         );
         let by_id = chunks
@@ -423,7 +422,7 @@ mod tests {
     use crate::chunk::ChunkOptions;
     use crate::corpus::Doc;
     use crate::embed::HashEmbedder;
-    use crate::store::{MemIndex, MemStore};
+    use crate::store::{DocStore, MemIndex, MemStore};
 
     fn chunk(id: &str) -> Chunk {
         Chunk {
