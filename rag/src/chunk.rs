@@ -507,9 +507,13 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!((chunks[0].start_line, chunks[0].end_line), (1, 10));
         assert_eq!(chunks[0].headings[0], "Nickel schema server.ncl");
+        let pad = "  # a comment line that makes this block longer than the cap on its own\n";
+        let long = format!(
+            "# Server contracts\n{pad}{pad}let lib = import \"lib.ncl\" in\n\n{{\n{pad}{pad}  Zone = String,\n\n  Server = {{\n{pad}{pad}    name | String,\n  }},\n}}\n"
+        );
         let small = nickel(
             "schemas/server.ncl",
-            src,
+            &long,
             &m,
             ChunkOptions { max_chars: 10 },
         );
