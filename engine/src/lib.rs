@@ -2,6 +2,7 @@
 //! configuration model, validation, the planner, the durable DAG executor, providers and the
 //! SurrealDB state store.
 
+pub mod authz;
 mod checks;
 mod diagnostic;
 mod error;
@@ -10,7 +11,6 @@ mod imports;
 mod model;
 mod nickel_diag;
 pub mod plan;
-pub mod policy_seam;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;

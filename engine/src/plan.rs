@@ -188,6 +188,10 @@ pub struct Plan {
     pub workspace: String,
     pub environment: Environment,
     pub owner: Option<String>,
+    /// What the plan is for: `apply` (reach the config) or `destroy` (remove everything).
+    /// Policies treat the two differently, so it is part of the hash.
+    #[serde(default)]
+    pub intent: Intent,
     /// The state version this plan was made against; applying it later is refused as stale.
     pub state_version: u64,
     pub created_at: u64,
@@ -199,7 +203,31 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+/// Why a plan was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    #[default]
+    Apply,
+    Destroy,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Apply => "apply",
+            Intent::Destroy => "destroy",
+        }
+    }
+}
+
 impl Plan {
+    /// Recomputes the hash and the id after a change.
+    pub fn rehash(&mut self) {
+        self.hash = plan_hash(self);
+        self.id = format!("plan-{}", &self.hash[..12]);
+    }
+
     /// True when applying would change nothing.
     pub fn is_noop(&self) -> bool {
         self.actions.iter().all(|a| a.action == ActionKind::NoOp)
@@ -214,7 +242,12 @@ impl Plan {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Plan {} for workspace {} ({}), against state version {}",
+            "{} {} for workspace {} ({}), against state version {}",
+            if self.intent == Intent::Destroy {
+                "Destroy plan"
+            } else {
+                "Plan"
+            },
             self.id,
             self.workspace,
             self.environment.as_str(),
@@ -688,6 +721,7 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
         workspace: config.workspace.name.clone(),
         environment: config.workspace.environment,
         owner: config.workspace.owner.clone(),
+        intent: Intent::Apply,
         state_version,
         created_at: now,
         actions,
@@ -697,8 +731,7 @@ pub fn make_plan(config: &Config, recorded: &[Resource], state_version: u64, now
         settings: config.workflow.clone(),
         warnings,
     };
-    plan.hash = plan_hash(&plan);
-    plan.id = format!("plan-{}", &plan.hash[..12]);
+    plan.rehash();
     plan
 }
 

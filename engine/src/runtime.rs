@@ -48,6 +48,11 @@ impl ManualClock {
         }
     }
 
+    /// Moves time forward without anyone sleeping.
+    pub fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Every sleep requested so far, in order.
     pub fn sleeps(&self) -> Vec<Duration> {
         self.slept.lock().map(|s| s.clone()).unwrap_or_default()
@@ -156,4 +161,32 @@ impl Faults for KillAt {
 pub fn new_id(prefix: &str, clock: &dyn Clock, rng: &dyn Rng) -> String {
     let mixed = clock.now_ms().rotate_left(24) ^ rng.next_u64();
     format!("{prefix}-{:012x}", mixed & 0xFFFF_FFFF_FFFF)
+}
+
+/// `2026-11-22 14:03 UTC` for milliseconds since the epoch (days to civil date after Howard
+/// Hinnant's algorithm).
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+}
+
+#[cfg(test)]
+mod utc_tests {
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_795_443_626_831), "2026-11-23 14:20 UTC");
+    }
 }

@@ -81,6 +81,10 @@ pub enum Decision {
 }
 
 impl Decision {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Decision::Allow { .. } => "allow",

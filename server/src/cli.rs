@@ -25,6 +25,9 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
+    /// Config file: policy directory, approvals, users and roles, workspace budgets [default: $XDG_CONFIG_HOME/provisioning/config.toml or ~/.config/provisioning/config.toml, when it exists]
+    #[arg(long, global = true, env = "PROVISIONING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Directory for caches (the schema library is unpacked here) [default: $XDG_CACHE_HOME/provisioning or ~/.cache/provisioning]
     #[arg(
         long,
@@ -84,9 +87,11 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Compare a config with recorded state: actions, diff, blast radius, cost; stores the plan
     Plan(PlanArgs),
-    /// Run a plan as a workflow (from a config file, or a stored plan with --plan ID)
+    /// Run a plan as a workflow (from a config file, or a stored plan with --plan ID). Exit 0
+    /// succeeded, 1 failed, 3 waiting for approval (a request is recorded), 4 denied by policy
     Apply(ApplyArgs),
-    /// Remove everything recorded for the config's workspace
+    /// Remove everything recorded for the config's workspace (the default policies ask for two
+    /// approvals first; exit codes as for apply)
     Destroy(DestroyArgs),
     /// Workflows: without an id the recent ones, with an id its steps and events
     Status(StatusArgs),
@@ -101,11 +106,52 @@ pub enum Command {
     /// Cedar policies: validate a policy directory, list the policies, or check what a config
     /// would meet
     Policy(PolicyArgs),
+    /// Approval requests for gated plans: list the open ones, show one with its plan, approve or
+    /// reject it (exit 4 when refused: used, expired, rejected, or not allowed)
+    Approvals(ApprovalsArgs),
     /// The hash-chained audit log: export it as JSON lines, or verify that nothing in it was
     /// edited or removed (exit 1 naming the first broken entry)
     Audit(AuditArgs),
     /// Docs retrieval: index the shipped docs (and your own), search them, measure quality
     Docs(DocsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    #[command(subcommand)]
+    pub what: Option<ApprovalsWhat>,
+    /// Print JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// List only requests in this state: pending, approved, rejected, used, expired [default:
+    /// pending and approved]
+    #[arg(long, global = true, conflicts_with = "all")]
+    pub status: Option<String>,
+    /// List every request, whatever its state
+    #[arg(long, global = true)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApprovalsWhat {
+    /// Requests waiting for approval or for their apply (the default)
+    List,
+    /// One request: who asked, the gates, approvals so far, and the plan's diff, blast radius
+    /// and cost
+    Show { id: String },
+    /// Approve a request (you must be allowed to approve, and not be the requester)
+    Approve {
+        id: String,
+        /// Why (kept in the request and the audit log)
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a request; the comment tells the requester why
+    Reject {
+        id: String,
+        #[arg(long, required = true)]
+        comment: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,13 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: cli::Cli) -> ExitCode {
-    let settings = Settings::from_cli(&cli.global);
+    let settings = match Settings::from_cli(&cli.global) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let result = match cli.command {
         cli::Command::Validate(args) => commands::validate::run(&settings, &args),
         cli::Command::Export(args) => commands::export::run(&settings, &args),
@@ -30,6 +36,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::Drift(args) => commands::state::drift(&settings, &args),
         cli::Command::State(args) => commands::state::state(&settings, &args),
         cli::Command::Policy(args) => commands::policy::run(&settings, &args),
+        cli::Command::Approvals(args) => commands::approvals::run(&settings, &args),
         cli::Command::Audit(args) => commands::audit::run(&settings, &args),
         cli::Command::Docs(args) => commands::docs::run(&settings, &args),
     };

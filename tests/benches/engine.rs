@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use engine::authz::Caller;
 use engine::exec::{ApplyResult, Engine};
-use engine::policy_seam::Caller;
 use engine::provider::sim::{SimOptions, SimProvider};
 use engine::provider::{
     Health, IdempotencyKey, Observed, Provider, ProviderResult, Providers, ServerSpec, TaskservSpec,
@@ -94,10 +94,7 @@ async fn apply(
 ) -> Duration {
     let engine = Engine::new(store, Providers::new().with(provider));
     let plan = engine.plan(&config(steps, parallel)).await.unwrap();
-    let caller = Caller {
-        principal: "user:bench".into(),
-        channel: "cli".into(),
-    };
+    let caller = Caller::parse("user:bench", "cli").unwrap();
     let t0 = Instant::now();
     let result = engine.apply(&plan.id, &caller).await.unwrap();
     let elapsed = t0.elapsed();

@@ -115,7 +115,10 @@ pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Hermetic: no config file of the person running the tests applies.
+        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
+        .env_remove("PROVISIONING_CONFIG");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approvals;
 mod cli;
 mod docs;
 mod engine;
@@ -24,6 +25,7 @@ fn main() {
     trials.extend(policies::trials());
     trials.extend(policies::cli_trials());
     trials.extend(rag::trials());
+    trials.extend(approvals::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

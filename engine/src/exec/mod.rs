@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
+use crate::authz::{self, Authorizer, Caller, Decision};
 use crate::model::{Backoff, Config, OnFailure, RetryPolicy};
 use crate::plan::{self, ActionKind, Plan, ResourceSpec};
-use crate::policy_seam::{Authorizer, Caller, Decision};
 use crate::provider::{IdempotencyKey, Observed, ProviderError, Providers};
 use crate::runtime::{Clock, Faults, NoFaults, Rng, SeededRng, SystemClock, new_id};
 use crate::state::{
@@ -26,7 +26,9 @@ use crate::state::{
     StateError, StateStore, StepRecord, StepStatus, WorkflowRecord, WorkflowStatus,
 };
 
+mod approvals;
 mod drift;
+pub use approvals::{Authorization, gated_message};
 pub use drift::{DriftItem, DriftKind, DriftReport};
 
 /// How long a workspace lock lives without renewal.
@@ -55,6 +57,18 @@ pub enum ExecError {
     LockHeld(LockHolder),
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    #[error("{message}")]
+    NeedsApproval {
+        message: String,
+        request: Box<policies::ApprovalRequest>,
+    },
+    #[error(
+        "no approval request with id `{id}`{}",
+        hint_list("recent requests", known)
+    )]
+    ApprovalNotFound { id: String, known: Vec<String> },
+    #[error("{0}")]
+    Approval(String),
     #[error("workflow {id} is {status}; there is nothing to {verb}")]
     Finished {
         id: String,
@@ -86,6 +100,8 @@ pub struct Engine {
     pub step_timeout: Duration,
     /// How often a running workflow looks for a cancel request in the store.
     pub cancel_poll: Duration,
+    /// How long an approval request stays open.
+    pub approval_ttl: Duration,
     events: broadcast::Sender<Event>,
     cancel: Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
@@ -126,12 +142,13 @@ impl Engine {
         Engine {
             store,
             providers,
-            authorizer: Arc::new(crate::policy_seam::NoPolicies),
+            authorizer: Arc::new(crate::authz::NoPolicies),
             clock: Arc::new(SystemClock),
             rng: Arc::new(SeededRng::from_entropy()),
             faults: Arc::new(NoFaults),
             step_timeout: Duration::from_secs(600),
             cancel_poll: Duration::from_millis(250),
+            approval_ttl: Duration::from_secs(24 * 3600),
             events,
             cancel: Arc::new(std::sync::Mutex::new(BTreeSet::new())),
         }
@@ -177,7 +194,14 @@ impl Engine {
         let mut empty = config.clone();
         empty.servers.clear();
         empty.clusters.clear();
-        self.plan(&empty).await
+        let ws = &config.workspace.name;
+        let version = self.store.state_version(ws).await?;
+        let recorded = self.store.resources(ws).await?;
+        let mut plan = plan::make_plan(&empty, &recorded, version, self.clock.now_ms());
+        plan.intent = plan::Intent::Destroy;
+        plan.rehash();
+        self.store.save_plan(&plan).await?;
+        Ok(plan)
     }
 
     pub async fn load_plan(&self, id: &str) -> Result<Plan, ExecError> {
@@ -206,38 +230,33 @@ impl Engine {
         if plan.is_noop() {
             return Ok(ApplyResult::NoChanges { plan: plan.id });
         }
-        let decision = self.authorizer.decide_apply(caller, &plan).await;
-        let kind = if decision.is_allow() {
-            "decision"
-        } else {
-            "denial"
-        };
-        self.audit(
-            kind,
-            &caller.principal,
-            &plan.id,
-            serde_json::json!({
-                "action": "apply",
-                "plan_hash": plan.hash,
-                "workspace": plan.workspace,
-                "channel": caller.channel,
-                "decision": decision,
-            }),
-        )
-        .await?;
+        let auth = self.authorize(&plan, caller).await?;
+        let decision = auth.decision.clone();
         match &decision {
             Decision::Allow { .. } => {}
             Decision::Deny { reasons } => {
                 return Err(ExecError::NotAllowed(format!(
-                    "denied: {}",
-                    reasons.join("; ")
+                    "{} of plan {} is denied: {}",
+                    authz::plan_action(&plan).as_str(),
+                    plan.id,
+                    reasons
+                        .iter()
+                        .map(|r| format!("{} ({})", r.id, r.description))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )));
             }
-            Decision::NeedsApproval { gates } => {
-                return Err(ExecError::NotAllowed(format!(
-                    "needs approval first: {}",
-                    gates.join("; ")
-                )));
+            Decision::NeedsApproval { .. } => {
+                let Some(request) = auth.request else {
+                    return Err(ExecError::NotAllowed(format!(
+                        "plan {} needs approval, but no request could be recorded",
+                        plan.id
+                    )));
+                };
+                return Err(ExecError::NeedsApproval {
+                    message: gated_message(&plan, &request),
+                    request: Box::new(request),
+                });
             }
         }
         let now = self.clock.now_ms();
@@ -255,6 +274,13 @@ impl Engine {
                     planned: plan.state_version,
                     current,
                 });
+            }
+            // Approvals are single use: the request that cleared the gates is spent on this
+            // workflow, before it exists, so a failed start can never reuse them.
+            if auth.approvals > 0
+                && let Some(request) = &auth.request
+            {
+                self.consume_approval(request, &workflow_id, caller).await?;
             }
             let steps: Vec<StepRecord> = steps_for(&plan, &workflow_id);
             let record = WorkflowRecord {

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError,
-    StateResult, StateStore, StepRecord, WorkflowRecord,
+    ApprovalRequest, AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource,
+    ResourceChange, StateError, StateResult, StateStore, StepRecord, WorkflowRecord,
 };
 use crate::plan::Plan;
 
@@ -22,6 +22,7 @@ struct Inner {
     events: HashMap<String, Vec<Event>>,
     locks: HashMap<String, LockHolder>,
     audit: Vec<AuditEntry>,
+    approvals: BTreeMap<String, ApprovalRequest>,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +210,50 @@ impl StateStore for MemStore {
                 Ok(true)
             }
             None => Ok(false),
+        })
+    }
+
+    async fn create_approval(&self, request: &ApprovalRequest) -> StateResult<()> {
+        self.with(|i| {
+            if i.approvals.contains_key(&request.id) {
+                return Err(StateError::Backend(format!(
+                    "approval request {} exists already",
+                    request.id
+                )));
+            }
+            i.approvals.insert(request.id.clone(), request.clone());
+            Ok(())
+        })
+    }
+
+    async fn update_approval(
+        &self,
+        request: &ApprovalRequest,
+        expected_rev: u64,
+    ) -> StateResult<bool> {
+        self.with(|i| match i.approvals.get_mut(&request.id) {
+            Some(current) if current.rev == expected_rev && request.rev != expected_rev => {
+                *current = request.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+    }
+
+    async fn approval(&self, id: &str) -> StateResult<Option<ApprovalRequest>> {
+        self.with(|i| Ok(i.approvals.get(id).cloned()))
+    }
+
+    async fn approvals(&self, plan_hash: Option<&str>) -> StateResult<Vec<ApprovalRequest>> {
+        self.with(|i| {
+            let mut out: Vec<ApprovalRequest> = i
+                .approvals
+                .values()
+                .filter(|r| plan_hash.is_none_or(|h| r.plan_hash == h))
+                .cloned()
+                .collect();
+            out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            Ok(out)
         })
     }
 

@@ -264,6 +264,19 @@ pub trait StateStore: Send + Sync {
     async fn release_lock(&self, workspace: &str, lock_id: &str) -> StateResult<()>;
     async fn lock(&self, workspace: &str) -> StateResult<Option<LockHolder>>;
 
+    /// Records a new approval request.
+    async fn create_approval(&self, request: &ApprovalRequest) -> StateResult<()>;
+    /// Replaces a request only if its stored `rev` is still `expected_rev`; `false` when
+    /// someone changed it first (nothing is written then).
+    async fn update_approval(
+        &self,
+        request: &ApprovalRequest,
+        expected_rev: u64,
+    ) -> StateResult<bool>;
+    async fn approval(&self, id: &str) -> StateResult<Option<ApprovalRequest>>;
+    /// Newest first; only the requests for `plan_hash` when given.
+    async fn approvals(&self, plan_hash: Option<&str>) -> StateResult<Vec<ApprovalRequest>>;
+
     /// Appends to the hash-chained audit log (see `policies::audit`) and returns the entry.
     async fn append_audit(&self, record: AuditRecord) -> StateResult<AuditEntry>;
     /// The whole audit log in order, and the recorded head (newest seq and hash).
@@ -293,4 +306,5 @@ impl AuditRecord {
     }
 }
 
+pub use policies::ApprovalRequest;
 pub use policies::audit::AuditEntry;

@@ -12,8 +12,8 @@ use surrealdb::Surreal;
 use surrealdb::engine::any::{self, Any};
 
 use super::{
-    AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource, ResourceChange, StateError,
-    StateResult, StateStore, StepRecord, WorkflowRecord,
+    ApprovalRequest, AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource,
+    ResourceChange, StateError, StateResult, StateStore, StepRecord, WorkflowRecord,
 };
 use crate::plan::Plan;
 
@@ -192,6 +192,8 @@ impl SurrealStore {
              DEFINE TABLE IF NOT EXISTS checkpoint SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS lock SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS audit SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS approval SCHEMALESS;
+             DEFINE INDEX IF NOT EXISTS approval_hash ON approval FIELDS hash;
              DEFINE TABLE IF NOT EXISTS audit_head SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS runs_on TYPE RELATION SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS member_of TYPE RELATION SCHEMALESS;
@@ -563,6 +565,80 @@ impl StateStore for SurrealStore {
         Ok(!updated.is_empty())
     }
 
+    async fn create_approval(&self, request: &ApprovalRequest) -> StateResult<()> {
+        self.run(
+            "CREATE type::record('approval', $id) CONTENT { hash: $hash, created_at: $at, rev: $rev, data: $data }",
+            json!({
+                "id": request.id,
+                "hash": request.plan_hash,
+                "at": request.created_at,
+                "rev": request.rev,
+                "data": to_json(request)?,
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_approval(
+        &self,
+        request: &ApprovalRequest,
+        expected_rev: u64,
+    ) -> StateResult<bool> {
+        let mut response = self
+            .run(
+                "BEGIN TRANSACTION;
+                 LET $cur = (SELECT VALUE rev FROM ONLY type::record('approval', $id));
+                 IF $cur = $expected {
+                     UPDATE type::record('approval', $id) SET rev = $rev, data = $data;
+                 };
+                 RETURN $cur;
+                 COMMIT TRANSACTION;",
+                json!({
+                    "id": request.id,
+                    "expected": expected_rev,
+                    "rev": request.rev,
+                    "data": to_json(request)?,
+                }),
+            )
+            .await?;
+        // The statement before COMMIT (which counts as a statement and yields nothing).
+        let last = response.num_statements().saturating_sub(2);
+        // The rev found before the update: it was applied exactly when that was the expected one.
+        let before: surrealdb::types::Value = response.take(last).map_err(backend)?;
+        Ok(before.into_json_value().as_u64() == Some(expected_rev) && request.rev != expected_rev)
+    }
+
+    async fn approval(&self, id: &str) -> StateResult<Option<ApprovalRequest>> {
+        self.select_one(
+            "approval",
+            "SELECT VALUE data FROM ONLY type::record('approval', $id)",
+            json!({ "id": id }),
+        )
+        .await
+    }
+
+    async fn approvals(&self, plan_hash: Option<&str>) -> StateResult<Vec<ApprovalRequest>> {
+        match plan_hash {
+            Some(hash) => {
+                self.select(
+                    "approval",
+                    "SELECT VALUE data FROM approval WHERE hash = $hash ORDER BY created_at DESC",
+                    json!({ "hash": hash }),
+                )
+                .await
+            }
+            None => {
+                self.select(
+                    "approval",
+                    "SELECT VALUE data FROM approval ORDER BY created_at DESC",
+                    json!({}),
+                )
+                .await
+            }
+        }
+    }
+
     async fn acquire_lock(
         &self,
         holder: &LockHolder,
@@ -585,7 +661,8 @@ impl StateStore for SurrealStore {
                 }),
             )
             .await?;
-        let last = response.num_statements().saturating_sub(1);
+        // The statement before COMMIT (which counts as a statement and yields nothing).
+        let last = response.num_statements().saturating_sub(2);
         let current: surrealdb::types::Value = response.take(last).map_err(backend)?;
         let current = current.into_json_value();
         let current: Option<LockHolder> = match current {

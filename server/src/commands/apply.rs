@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use engine::exec::{ApplyResult, Engine};
+use engine::authz::{Caller, Decision};
+use engine::exec::{ApplyResult, Engine, ExecError, gated_message};
 use engine::plan::Plan;
-use engine::policy_seam::Caller;
 
 use super::engine_setup::{
     confirm, load_config, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
@@ -27,7 +27,15 @@ pub fn apply(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<ExitCode> 
             (None, Some(id)) => engine.load_plan(id).await?,
             (None, None) => anyhow::bail!("give a config file or --plan ID"),
         };
-        run_plan(&engine, &plan, args.yes, args.json, "Apply").await
+        run_plan(
+            &engine,
+            &settings.local_caller(),
+            &plan,
+            args.yes,
+            args.json,
+            "Apply",
+        )
+        .await
     })
 }
 
@@ -38,12 +46,21 @@ pub fn destroy(settings: &Settings, args: &DestroyArgs) -> anyhow::Result<ExitCo
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;
         let plan = engine.plan_destroy(&config).await?;
-        run_plan(&engine, &plan, args.yes, args.json, "Destroy").await
+        run_plan(
+            &engine,
+            &settings.local_caller(),
+            &plan,
+            args.yes,
+            args.json,
+            "Destroy",
+        )
+        .await
     })
 }
 
 async fn run_plan(
     engine: &Engine,
+    caller: &Caller,
     plan: &Plan,
     yes: bool,
     json: bool,
@@ -63,6 +80,19 @@ async fn run_plan(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Ask policy before asking the person: a gated or denied plan needs no confirmation.
+    let auth = engine.preflight(plan, caller).await?;
+    match &auth.decision {
+        Decision::Allow { .. } => {}
+        Decision::Deny { reasons } => {
+            return denied(plan, caller, reasons, json);
+        }
+        Decision::NeedsApproval { .. } => {
+            if let Some(request) = &auth.request {
+                return gated(plan, request, json);
+            }
+        }
+    }
     let question = format!(
         "{verb} these {} change(s) to workspace `{}`?",
         plan.changes().count(),
@@ -72,9 +102,11 @@ async fn run_plan(
         eprintln!("Nothing was changed.");
         return Ok(ExitCode::from(1));
     }
-    let started = match engine.start(&plan.id, &Caller::local_user()).await? {
-        ApplyResult::Ran(started) => started,
-        ApplyResult::NoChanges { .. } => return Ok(ExitCode::SUCCESS),
+    let started = match engine.start(&plan.id, caller).await {
+        Ok(ApplyResult::Ran(started)) => started,
+        Ok(ApplyResult::NoChanges { .. }) => return Ok(ExitCode::SUCCESS),
+        Err(ExecError::NeedsApproval { request, .. }) => return gated(plan, &request, json),
+        Err(err) => return Err(err.into()),
     };
     eprintln!(
         "Workflow {} started ({} steps).",
@@ -85,6 +117,43 @@ async fn run_plan(
     let _ = progress.await;
     print_outcome(&outcome, json)?;
     Ok(outcome_code(&outcome))
+}
+
+/// Exit code when a plan waits for approval.
+pub const EXIT_NEEDS_APPROVAL: u8 = 3;
+/// Exit code when policy denies a plan.
+pub const EXIT_DENIED: u8 = 4;
+
+fn gated(plan: &Plan, request: &policies::ApprovalRequest, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let out =
+            serde_json::json!({ "result": "needs_approval", "plan": plan.id, "request": request });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    eprintln!("Waiting for approval: {}.", gated_message(plan, request));
+    Ok(ExitCode::from(EXIT_NEEDS_APPROVAL))
+}
+
+fn denied(
+    plan: &Plan,
+    caller: &Caller,
+    reasons: &[policies::PolicyRef],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        let out = serde_json::json!({ "result": "denied", "plan": plan.id, "reasons": reasons });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    eprintln!(
+        "Denied: {} may not {} plan {}. Nothing was changed.",
+        caller.principal,
+        engine::authz::plan_action(plan).as_str(),
+        plan.id
+    );
+    for r in reasons {
+        eprintln!("  {}: {}", r.id, r.description);
+    }
+    Ok(ExitCode::from(EXIT_DENIED))
 }
 
 pub fn resume(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {

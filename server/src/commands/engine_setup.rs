@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use engine::authz::CedarAuthorizer;
 use engine::exec::{Engine, RunOutcome};
 use engine::provider::Providers;
 use engine::provider::local::{LocalProvider, Supervisor};
@@ -13,6 +14,7 @@ use engine::provider::sim::{SimOptions, SimProvider};
 use engine::runtime::KillAt;
 use engine::state::{EventKind, StateError, StoreLocation, SurrealStore, WorkflowStatus};
 use engine::{Config, Severity};
+use policies::{LivePolicies, PolicySource};
 
 use super::{Source, validator};
 use crate::Settings;
@@ -50,7 +52,9 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
     let exe = std::env::current_exe().context("cannot locate the provisioning executable")?;
     let local = LocalProvider::new(settings.data_dir.join("local"), Supervisor::binary(exe));
     let providers = Providers::new().with(Arc::new(sim)).with(Arc::new(local));
-    let mut engine = Engine::new(Arc::new(store), providers);
+    let mut engine =
+        Engine::new(Arc::new(store), providers).with_authorizer(Arc::new(authorizer(settings)?));
+    engine.approval_ttl = settings.approval_ttl();
     // Crash tests: die like `kill -9` at the n-th fault point.
     if let Ok(text) = std::env::var("PROVISIONING_FAULT_KILL_AT") {
         let at: u64 = text
@@ -60,6 +64,22 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
         engine = engine.with_faults(Arc::new(KillAt::new(at)));
     }
     Ok(engine)
+}
+
+/// The Cedar authorizer with the configured policy set (an invalid set stops here, naming the
+/// policy and its file) and workspace limits.
+pub fn authorizer(settings: &Settings) -> anyhow::Result<CedarAuthorizer> {
+    let source = settings.policy_source();
+    let policies = LivePolicies::open(source.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "the policy set does not load ({}): {e}",
+            match &source {
+                PolicySource::Defaults => "the defaults".to_string(),
+                PolicySource::Replace(d) | PolicySource::Extend(d) => d.display().to_string(),
+            }
+        )
+    })?;
+    Ok(CedarAuthorizer::new(Arc::new(policies)).with_limits(settings.file.workspaces.clone()))
 }
 
 /// Validates a config file; on errors prints the diagnostics and returns `None` (exit 1).

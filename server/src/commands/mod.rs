@@ -2,6 +2,7 @@
 //! validator.
 
 pub mod apply;
+pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod docs;

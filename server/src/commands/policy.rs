@@ -2,13 +2,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use engine::plan::Plan;
-use policies::{
-    Action, AuthRequest, Facts, PolicyEngine, PolicySource, Principal, Resource, ResourceType,
-};
+use anyhow::bail;
+use engine::authz::{ApprovalFacts, Authorizer, Caller};
+use policies::{Action, PolicyEngine, PolicySource};
 
-use super::engine_setup::{load_config, open_engine, runtime};
+use super::engine_setup::{authorizer, load_config, open_engine, runtime};
 use crate::Settings;
 use crate::cli::{PolicyArgs, PolicyWhat};
 use crate::table;
@@ -17,7 +15,7 @@ pub fn run(settings: &Settings, args: &PolicyArgs) -> anyhow::Result<ExitCode> {
     match &args.what {
         PolicyWhat::Validate { dir, extend } => {
             let source = match (dir, extend) {
-                (None, _) => PolicySource::Defaults,
+                (None, _) => settings.policy_source(),
                 (Some(d), false) => PolicySource::Replace(d.clone()),
                 (Some(d), true) => PolicySource::Extend(d.clone()),
             };
@@ -37,7 +35,7 @@ pub fn run(settings: &Settings, args: &PolicyArgs) -> anyhow::Result<ExitCode> {
             }
         }
         PolicyWhat::List { json } => {
-            let engine = PolicyEngine::defaults()?;
+            let engine = authorizer(settings)?.policies.current();
             let list = engine.policies();
             if *json {
                 let out: Vec<_> = list
@@ -69,59 +67,6 @@ pub fn run(settings: &Settings, args: &PolicyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `user:alice[:operator,approver]` or `agent:claude@alice[:operator]`.
-fn parse_principal(text: &str) -> anyhow::Result<Principal> {
-    let usage = "expected user:NAME[:ROLE,ROLE] or agent:NAME@USER[:ROLE,ROLE]";
-    let mut parts = text.splitn(3, ':');
-    let kind = parts.next().unwrap_or_default();
-    let name = parts
-        .next()
-        .filter(|n| !n.is_empty())
-        .with_context(|| format!("`{text}`: {usage}"))?;
-    let roles: Vec<String> = parts
-        .next()
-        .map(|r| {
-            r.split(',')
-                .filter(|x| !x.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    match kind {
-        "user" => Ok(Principal::User {
-            id: name.into(),
-            roles,
-        }),
-        "agent" => {
-            let (id, user) = name
-                .split_once('@')
-                .with_context(|| format!("`{text}`: an agent acts for a user; {usage}"))?;
-            Ok(Principal::Agent {
-                id: id.into(),
-                acting_for: user.into(),
-                roles,
-            })
-        }
-        other => bail!("`{other}` is not a principal kind; {usage}"),
-    }
-}
-
-fn facts_of(plan: &Plan) -> Facts {
-    let delta: f64 = plan.cost.iter().map(|c| c.delta).sum();
-    Facts {
-        authenticated: true,
-        channel: "cli".into(),
-        mfa: false,
-        cost_delta_cents: (delta * 100.0).round() as i64,
-        deletes: plan.summary.delete as i64,
-        replacements: plan.summary.replace as i64,
-        prod_resources_touched: plan.blast_radius.prod_resources_touched as i64,
-        zones: plan.blast_radius.zones.clone(),
-        approvals: 0,
-        requester: None,
-    }
-}
-
 fn check(
     settings: &Settings,
     file: &std::path::Path,
@@ -129,13 +74,13 @@ fn check(
     action: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let principal = parse_principal(principal)?;
+    let caller = Caller::parse(principal, "cli").map_err(anyhow::Error::msg)?;
     let action = match action {
         "apply" => Action::Apply,
         "destroy" => Action::Destroy,
         other => bail!("--action `{other}`: expected apply or destroy"),
     };
-    let policy = PolicyEngine::defaults()?;
+    let authorizer = authorizer(settings)?;
     let Some(config) = load_config(settings, file)? else {
         return Ok(ExitCode::from(1));
     };
@@ -147,24 +92,16 @@ fn check(
         };
         anyhow::Ok(plan)
     })?;
-    let request = AuthRequest {
-        principal,
-        action,
-        resource: Resource {
-            kind: ResourceType::Plan,
-            id: plan.id.clone(),
-            environment: plan.environment.as_str().into(),
-            owner: plan.owner.clone(),
-            budget_cents: None,
-            forbidden_zones: None,
-            hash: Some(plan.hash.clone()),
-            zone: None,
-        },
-        facts: facts_of(&plan),
+    let request = authorizer.request(&caller, action, &plan, &ApprovalFacts::default());
+    let decision = authorizer.decide(&caller, action, &plan, &ApprovalFacts::default());
+    let needed = match &decision {
+        policies::Decision::NeedsApproval { .. } => {
+            authorizer.approvals_needed(&caller, action, &plan)
+        }
+        _ => None,
     };
-    let decision = policy.decide(&request)?;
     if json {
-        let out = serde_json::json!({ "plan": plan.id, "request": request, "decision": decision });
+        let out = serde_json::json!({ "plan": plan.id, "request": request, "decision": decision, "approvals_needed": needed });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -188,6 +125,9 @@ fn check(
     };
     for r in refs {
         println!("  {}: {}", r.id, r.description);
+    }
+    if let Some(n) = needed {
+        println!("  {n} approval(s) from people other than the requester clear the gates.");
     }
     Ok(ExitCode::SUCCESS)
 }

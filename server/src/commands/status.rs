@@ -9,7 +9,7 @@ use crate::Settings;
 use crate::cli::{StatusArgs, WorkflowArgs};
 use crate::table;
 
-fn age(now: u64, at: u64) -> String {
+pub(crate) fn age(now: u64, at: u64) -> String {
     let s = now.saturating_sub(at) / 1000;
     match s {
         0..=59 => format!("{s}s ago"),
