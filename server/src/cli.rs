@@ -388,6 +388,33 @@ pub struct DocsSettings {
         value_name = "N"
     )]
     pub embed_threads: usize,
+    /// Reciprocal rank fusion constant: a result at rank r adds weight / (k + r)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_RRF_K",
+        default_value_t = 60.0,
+        value_name = "K"
+    )]
+    pub rrf_k: f32,
+    /// Weight of the BM25 list in the fusion
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_BM25_WEIGHT",
+        default_value_t = 1.0,
+        value_name = "W"
+    )]
+    pub bm25_weight: f32,
+    /// Weight of the dense list in the fusion
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_DENSE_WEIGHT",
+        default_value_t = 1.0,
+        value_name = "W"
+    )]
+    pub dense_weight: f32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

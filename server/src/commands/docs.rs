@@ -77,7 +77,17 @@ pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Do
     )
     .await?;
     let chunks = rag::DocStore::chunks(store.as_ref()).await?;
-    let retriever = Retriever::new(chunks, embedder, Some(index), Tuning::default(), reason);
+    anyhow::ensure!(
+        docs.rrf_k >= 0.0 && docs.bm25_weight >= 0.0 && docs.dense_weight >= 0.0,
+        "--rrf-k, --bm25-weight and --dense-weight must not be negative"
+    );
+    let tuning = Tuning {
+        rrf_k: docs.rrf_k,
+        bm25_weight: docs.bm25_weight,
+        dense_weight: docs.dense_weight,
+        ..Tuning::default()
+    };
+    let retriever = Retriever::new(chunks, embedder, Some(index), tuning, reason);
     Ok(Docs { retriever, report })
 }
 
