@@ -50,7 +50,7 @@ pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Do
                 .with_context(|| format!("cannot open the docs index in {}", dir.display()));
         }
     };
-    let index: Arc<dyn VectorIndex> = match &docs.qdrant_url {
+    let index: Arc<dyn VectorIndex> = match docs.qdrant_url.as_ref().filter(|u| !u.trim().is_empty()) {
         Some(url) => Arc::new(QdrantIndex::new(
             url,
             &docs.qdrant_collection,
