@@ -140,10 +140,13 @@ pub fn trials() -> Vec<Trial> {
                         &data,
                         &models,
                         &user_docs(),
-                        &["search", PARAPHRASE, "--json", "--k", "5"],
+                        &[
+                            "search", PARAPHRASE, "--json", "--k", "5", "--mode", "dense",
+                        ],
                     ));
                     assert!(v["notices"].as_array().unwrap().is_empty(), "{v}");
-                    assert_eq!(v["retrievers"], serde_json::json!(["bm25", "dense"]));
+                    assert_eq!(v["retrievers"], serde_json::json!(["dense"]));
+                    assert_eq!(v["hits"][0]["doc"], "user/outage.md", "{v}");
                     let hit = v["hits"]
                         .as_array()
                         .unwrap()

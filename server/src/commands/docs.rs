@@ -50,15 +50,16 @@ pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Do
                 .with_context(|| format!("cannot open the docs index in {}", dir.display()));
         }
     };
-    let index: Arc<dyn VectorIndex> = match docs.qdrant_url.as_ref().filter(|u| !u.trim().is_empty()) {
-        Some(url) => Arc::new(QdrantIndex::new(
-            url,
-            &docs.qdrant_collection,
-            MODEL_DIM,
-            std::env::var("PROVISIONING_DOCS_QDRANT_API_KEY").ok(),
-        )?),
-        None => store.clone(),
-    };
+    let index: Arc<dyn VectorIndex> =
+        match docs.qdrant_url.as_ref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => Arc::new(QdrantIndex::new(
+                url,
+                &docs.qdrant_collection,
+                MODEL_DIM,
+                std::env::var("PROVISIONING_DOCS_QDRANT_API_KEY").ok(),
+            )?),
+            None => store.clone(),
+        };
     let mut all = corpus::shipped();
     if let Some(user) = &docs.user_docs {
         anyhow::ensure!(
