@@ -112,6 +112,8 @@ pub enum Command {
     /// The hash-chained audit log: export it as JSON lines, or verify that nothing in it was
     /// edited or removed (exit 1 naming the first broken entry)
     Audit(AuditArgs),
+    /// Docs retrieval: index the shipped docs (and your own), search them, measure quality
+    Docs(DocsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +333,137 @@ pub enum CatalogWhat {
 pub struct SchemaArgs {
     /// Schema file name, e.g. `server` or `config`
     pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    #[command(subcommand)]
+    pub what: DocsWhat,
+    #[command(flatten)]
+    pub settings: DocsSettings,
+}
+
+/// Settings of docs retrieval (also from `PROVISIONING_DOCS_*` / `PROVISIONING_PATHS_*`).
+#[derive(Debug, Clone, Args)]
+pub struct DocsSettings {
+    /// Folder with the embedding model and ONNX Runtime, filled by `scripts/fetch-models`; without them search is keyword-only [default: CACHE_DIR/models]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_PATHS_MODELS_DIR",
+        value_name = "DIR"
+    )]
+    pub models_dir: Option<PathBuf>,
+    /// Your own Markdown docs (searched with the shipped ones, cited as `user/PATH`)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_USER_DIR",
+        value_name = "DIR"
+    )]
+    pub user_docs: Option<PathBuf>,
+    /// Keep vectors in Qdrant at this gRPC URL (e.g. http://127.0.0.1:6334; API key from PROVISIONING_DOCS_QDRANT_API_KEY) instead of the embedded SurrealDB index
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_QDRANT_URL",
+        value_name = "URL"
+    )]
+    pub qdrant_url: Option<String>,
+    /// Qdrant collection name (created on first use)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_QDRANT_COLLECTION",
+        default_value = "provisioning_docs",
+        value_name = "NAME"
+    )]
+    pub qdrant_collection: String,
+    /// ONNX Runtime threads for embedding (kept low so embedding cannot starve the server)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_EMBED_THREADS",
+        default_value_t = 2,
+        value_name = "N"
+    )]
+    pub embed_threads: usize,
+    /// Reciprocal rank fusion constant: a result at rank r adds weight / (k + r)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_RRF_K",
+        default_value_t = 60.0,
+        value_name = "K"
+    )]
+    pub rrf_k: f32,
+    /// Weight of the BM25 list in the fusion
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_BM25_WEIGHT",
+        default_value_t = 1.0,
+        value_name = "W"
+    )]
+    pub bm25_weight: f32,
+    /// Weight of the dense list in the fusion
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_DOCS_DENSE_WEIGHT",
+        default_value_t = 1.0,
+        value_name = "W"
+    )]
+    pub dense_weight: f32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DocsMode {
+    /// BM25 and dense retrieval fused by reciprocal rank
+    Hybrid,
+    /// BM25 only
+    Keyword,
+    /// Dense (embedding) retrieval only
+    Dense,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DocsWhat {
+    /// Bring the index up to date: only new or changed documents are chunked and embedded
+    Index {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hybrid (BM25 + dense) search with citations; at most 50 results, queries up to 2048 bytes
+    Search {
+        /// The question or keywords
+        query: String,
+        /// Number of results (1 to 50; more is clamped to 50 with a notice)
+        #[arg(long, short = 'k', default_value_t = 5)]
+        k: usize,
+        /// Only documents about this provider (e.g. `hetzner`)
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only documents about this taskserv (e.g. `redis`)
+        #[arg(long)]
+        taskserv: Option<String>,
+        /// Only documents of this kind (`provider`, `taskserv`, `cluster`, `schema`, `reference`, ...)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Which retrievers run
+        #[arg(long, value_enum, default_value_t = DocsMode::Hybrid)]
+        mode: DocsMode,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recall@5 and nDCG@10 of BM25, dense and hybrid retrieval on the labelled question set
+    Eval {
+        /// A JSON-lines question file instead of the shipped `rag/eval/questions.jsonl`
+        #[arg(long, value_name = "FILE")]
+        questions: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn parse() -> Cli {

@@ -11,6 +11,7 @@ mod engine;
 mod examples;
 mod fixtures;
 mod policies;
+mod rag;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -24,6 +25,7 @@ fn main() {
     trials.extend(engine::trials());
     trials.extend(policies::trials());
     trials.extend(policies::cli_trials());
+    trials.extend(rag::trials());
     trials.extend(approvals::trials());
     trials.extend(drafter::trials());
     libtest_mimic::run(&args, trials).exit();
