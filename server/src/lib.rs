@@ -37,6 +37,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::State(args) => commands::state::state(&settings, &args),
         cli::Command::Policy(args) => commands::policy::run(&settings, &args),
         cli::Command::Approvals(args) => commands::approvals::run(&settings, &args),
+        cli::Command::Serve(args) => commands::serve::run(&settings, &args),
         cli::Command::Audit(args) => commands::audit::run(&settings, &args),
     };
     match result {

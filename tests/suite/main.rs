@@ -9,6 +9,7 @@ mod docs;
 mod engine;
 mod examples;
 mod fixtures;
+mod mcp;
 mod policies;
 
 use libtest_mimic::{Arguments, Trial};
@@ -24,6 +25,7 @@ fn main() {
     trials.extend(policies::trials());
     trials.extend(policies::cli_trials());
     trials.extend(approvals::trials());
+    trials.extend(mcp::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -1,0 +1,39 @@
+//! One file per tool. Each adds a router to [`crate::ProvisioningServer`]; results are
+//! structured JSON with a published output schema. Failures the model can act on (invalid
+//! config, unknown id, stale plan) come back as tool errors that say what to do next.
+
+mod apply_plan;
+mod cancel_workflow;
+mod check_policy;
+mod detect_drift;
+mod get_approval;
+mod get_schema;
+mod get_state;
+mod get_workflow;
+mod list_catalog;
+mod list_workflows;
+mod plan_changes;
+mod request_approval;
+mod resume_workflow;
+mod validate_config;
+
+use engine::exec::ExecError;
+
+/// A tool failure as the model reads it.
+pub(crate) fn fail(err: impl std::fmt::Display) -> String {
+    err.to_string()
+}
+
+/// Engine errors, with the next step where there is one.
+pub(crate) fn exec_fail(err: ExecError) -> String {
+    match &err {
+        ExecError::StalePlan { .. } => format!("{err} (call plan_changes again)"),
+        ExecError::PlanNotFound { .. } => format!("{err} (plan ids come from plan_changes)"),
+        _ => err.to_string(),
+    }
+}
+
+/// A JSON value for a structured result field.
+pub(crate) fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
