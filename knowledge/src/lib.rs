@@ -5,6 +5,8 @@
 
 mod catalog;
 mod files;
+#[cfg(test)]
+mod reference_check;
 
 pub use catalog::{Catalog, Plan, Provider, Role, Taskserv, Template, Zone};
 pub use files::{Schema, materialize, schema, schema_names};

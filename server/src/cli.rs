@@ -97,6 +97,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Continue an interrupted, failed or cancelled workflow where it stopped
     Resume(WorkflowArgs),
+    /// Undo a failed or cancelled workflow: compensate its finished steps in reverse
+    /// dependency order; it ends rolled_back (policy is asked again)
+    Rollback(WorkflowArgs),
     /// Ask a running workflow to stop: no new steps start, running ones finish
     Cancel(WorkflowArgs),
     /// Ask the providers about every recorded resource and report differences
@@ -109,6 +112,9 @@ pub enum Command {
     /// Approval requests for gated plans: list the open ones, show one with its plan, approve or
     /// reject it (exit 4 when refused: used, expired, rejected, or not allowed)
     Approvals(ApprovalsArgs),
+    /// Run the MCP server: over stdio (for a desktop assistant), or streamable HTTP at /mcp
+    /// with --http 127.0.0.1:PORT (bearer tokens from the config file)
+    Serve(ServeArgs),
     /// The hash-chained audit log: export it as JSON lines, or verify that nothing in it was
     /// edited or removed (exit 1 naming the first broken entry)
     Audit(AuditArgs),
@@ -152,6 +158,31 @@ pub enum ApprovalsWhat {
         #[arg(long, required = true)]
         comment: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve streamable HTTP at ADDR (e.g. 127.0.0.1:7070; port 0 picks one and prints it)
+    /// instead of stdio
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Expose only the tools that change nothing; the others are refused
+    #[arg(long)]
+    pub read_only: bool,
+    /// Listen on a non-loopback address (put TLS in front of it)
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Another accepted Host header value (repeatable; loopback names are always accepted)
+    #[arg(long, value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// Another accepted browser Origin, e.g. https://console.example.com:443 (repeatable)
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Requests per second per principal over HTTP (twice that as a burst)
+    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    pub rate_limit: f64,
+    #[command(flatten)]
+    pub docs: DocsSettings,
 }
 
 #[derive(Debug, Args)]

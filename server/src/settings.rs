@@ -57,6 +57,9 @@ pub struct ConfigFile {
     pub access: AccessSection,
     #[serde(default)]
     pub users: BTreeMap<String, UserEntry>,
+    /// MCP clients acting for a user over HTTP: `[agents.NAME] acting_for, roles, token_sha256`.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentEntry>,
     #[serde(default)]
     pub workspaces: BTreeMap<String, WorkspaceLimits>,
 }
@@ -125,6 +128,18 @@ fn default_roles() -> Vec<String> {
 pub struct UserEntry {
     #[serde(default)]
     pub roles: Vec<String>,
+    /// SHA-256 (hex) of this user's API token, for the HTTP server. Tokens are never stored.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub acting_for: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub token_sha256: String,
 }
 
 impl Settings {
@@ -184,6 +199,34 @@ impl Settings {
             .get(user)
             .map(|u| u.roles.clone())
             .unwrap_or_else(|| self.file.access.default_roles.clone())
+    }
+
+    /// Bearer token (its SHA-256, hex) → who it is, for the HTTP server.
+    pub fn token_principals(&self) -> BTreeMap<String, Caller> {
+        let mut out = BTreeMap::new();
+        for (name, user) in &self.file.users {
+            if let Some(hash) = &user.token_sha256 {
+                let caller = Caller {
+                    principal: format!("user:{name}"),
+                    channel: "mcp".into(),
+                    roles: user.roles.clone(),
+                    authenticated: true,
+                    mfa: false,
+                };
+                out.insert(hash.to_lowercase(), caller);
+            }
+        }
+        for (name, agent) in &self.file.agents {
+            let caller = Caller {
+                principal: format!("agent:{name}@{}", agent.acting_for),
+                channel: "mcp".into(),
+                roles: agent.roles.clone(),
+                authenticated: true,
+                mfa: false,
+            };
+            out.insert(agent.token_sha256.to_lowercase(), caller);
+        }
+        out
     }
 
     pub fn approval_ttl(&self) -> Duration {

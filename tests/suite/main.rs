@@ -10,6 +10,7 @@ mod drafter;
 mod engine;
 mod examples;
 mod fixtures;
+mod mcp;
 mod policies;
 mod rag;
 
@@ -28,6 +29,7 @@ fn main() {
     trials.extend(rag::trials());
     trials.extend(approvals::trials());
     trials.extend(drafter::trials());
+    trials.extend(mcp::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -1,3 +1,19 @@
-//! The MCP surface: tools, resources, prompts, intent drafting.
+//! The MCP surface of Provisioning: one rmcp service whose tools (one file each under
+//! `tools/`) validate, plan, authorize, apply and inspect, over stdio or streamable HTTP.
+//! Every call runs as a [`Caller`]: the agent acting for the person who started it (stdio), or
+//! the principal a bearer token maps to (HTTP). Cedar decides every change; `--read-only`
+//! exposes only the read tools and refuses the others server-side.
 
 pub mod draft;
+
+mod context;
+mod docs;
+mod resources;
+mod server;
+mod tools;
+
+pub use context::Context;
+pub use docs::{Docs, DocsInit};
+pub use server::{ProvisioningServer, READ_TOOLS};
+
+pub use engine::authz::Caller;

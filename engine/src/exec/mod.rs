@@ -364,6 +364,76 @@ impl Engine {
         Ok(())
     }
 
+    /// Undoes what a failed or cancelled workflow did: its succeeded steps are compensated in
+    /// reverse dependency order and its failed ones cleaned up, then it ends `rolled_back`.
+    /// Policy is asked again for the caller (a denial refuses; the plan's approval gate does not
+    /// apply, since rolling back only returns to the recorded state before the plan). Returns the
+    /// run's outcome; the workflow must not be running.
+    pub async fn rollback(
+        &self,
+        workflow_id: &str,
+        caller: &Caller,
+    ) -> Result<RunOutcome, ExecError> {
+        let mut wf = self.workflow(workflow_id).await?;
+        match wf.status {
+            WorkflowStatus::Failed | WorkflowStatus::Cancelled | WorkflowStatus::RollingBack => {}
+            WorkflowStatus::Succeeded => {
+                return Err(ExecError::NotAllowed(format!(
+                    "workflow {} succeeded; to remove what it created, plan a destroy (or apply the previous config) so the change is planned and authorized like any other",
+                    wf.id
+                )));
+            }
+            WorkflowStatus::RolledBack => {
+                return Err(ExecError::Finished {
+                    id: wf.id,
+                    status: "rolled_back",
+                    verb: "roll back",
+                });
+            }
+            status => {
+                return Err(ExecError::NotAllowed(format!(
+                    "workflow {} is {}; cancel it first (cancel_workflow), then roll it back",
+                    wf.id,
+                    status.as_str()
+                )));
+            }
+        }
+        let plan = self.load_plan(&wf.plan_id).await?;
+        let decision =
+            self.authorizer
+                .decide(
+                caller,
+                authz::plan_action(&plan),
+                &plan,
+                &authz::ApprovalFacts::default(),
+            );
+        if let Decision::Deny { reasons } = &decision {
+            let why: Vec<String> = reasons
+                .iter()
+                .map(|r| format!("{} ({})", r.id, r.description))
+                .collect();
+            return Err(ExecError::NotAllowed(format!(
+                "policy denies {} rolling back workflow {}: {}",
+                caller.principal,
+                wf.id,
+                why.join("; ")
+            )));
+        }
+        self.audit(
+            "rollback_requested",
+            &caller.principal,
+            &wf.id,
+            serde_json::json!({ "plan": wf.plan_id, "was": wf.status.as_str() }),
+        )
+        .await?;
+        if wf.status != WorkflowStatus::RollingBack {
+            wf.status = WorkflowStatus::RollingBack;
+            wf.updated_at = self.clock.now_ms();
+            self.store.update_workflow(&wf, None).await?;
+        }
+        self.run(&wf.id).await
+    }
+
     pub async fn workflow(&self, id: &str) -> Result<WorkflowRecord, ExecError> {
         match self.store.workflow(id).await? {
             Some(wf) => Ok(wf),
@@ -471,7 +541,19 @@ impl Engine {
         wf: &mut WorkflowRecord,
         plan: &Plan,
     ) -> Result<RunOutcome, ExecError> {
-        let steps = self.store.steps(&wf.id).await?;
+        let mut steps = self.store.steps(&wf.id).await?;
+        // Resuming a failed or cancelled workflow tries its failed steps again (attempts start
+        // over; the idempotency key stays, so a step whose effect did happen is not repeated)
+        // and runs the steps skipped because of them. The store is updated when each starts.
+        if matches!(wf.status, WorkflowStatus::Failed | WorkflowStatus::Cancelled) {
+            for step in steps.iter_mut().filter(|s| {
+                matches!(s.status, StepStatus::Failed | StepStatus::Skipped)
+            }) {
+                step.status = StepStatus::Pending;
+                step.attempts = 0;
+                step.error = None;
+            }
+        }
         let last_seq = self
             .store
             .events(&wf.id, 0)
@@ -520,7 +602,6 @@ impl Engine {
         let _ = self.events.send(event);
 
         let limit = wf.settings.parallel_limit.max(1) as usize;
-        let mut steps = steps;
         let mut failed_any = steps.iter().any(|s| s.status == StepStatus::Failed);
         let mut cancelled = false;
         if !rolling_back {

@@ -921,3 +921,83 @@ async fn surreal_lock_keeps_a_second_holder_out_until_the_lease_ends() {
     );
     assert_eq!(store.lock("ws").await.unwrap().unwrap().id, "b");
 }
+
+/// Two engines over one store and one sim ledger: the second sees the first's world with a
+/// different failure set, like an operator resuming after the cause was fixed.
+fn engines_over_one_ledger(ledger: &std::path::Path, fail: &[&str]) -> (Engine, Engine, Arc<SimProvider>) {
+    let store: Arc<dyn StateStore> = Arc::new(MemStore::new());
+    let first = Arc::new(SimProvider::with_ledger(failing(fail), ledger.to_path_buf()).unwrap());
+    let e1 = Engine::new(store.clone(), Providers::new().with(first))
+        .with_clock(Arc::new(ManualClock::starting_at(1_000_000)))
+        .with_rng(Arc::new(SeededRng::new(7)));
+    let second = Arc::new(SimProvider::with_ledger(SimOptions::default(), ledger.to_path_buf()).unwrap());
+    let e2 = Engine::new(store, Providers::new().with(second.clone()))
+        .with_clock(Arc::new(ManualClock::starting_at(2_000_000)))
+        .with_rng(Arc::new(SeededRng::new(8)));
+    (e1, e2, second)
+}
+
+fn scratch_ledger(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("prov-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("ledger.jsonl")
+}
+
+#[tokio::test]
+async fn resuming_a_failed_workflow_retries_the_failed_step_and_runs_what_it_blocked() {
+    let ledger = scratch_ledger("resume-failed");
+    let (first, second, sim) = engines_over_one_ledger(&ledger, &["node-2"]);
+    let mut cfg = config("ws", 4, &["redis"]);
+    cfg.workflow.retry.max_attempts = 1;
+    cfg.workflow.on_failure = OnFailure::Continue;
+    let plan = first.plan(&cfg).await.unwrap();
+    let outcome = ran(&first, &plan).await;
+    assert_eq!(outcome.status, WorkflowStatus::Failed, "{outcome:?}");
+    let (_, steps) = first.status(&outcome.workflow).await.unwrap();
+    assert!(steps.iter().any(|s| s.status == StepStatus::Skipped), "{steps:?}");
+
+    // The cause is gone (the second sim fails nothing): resume finishes everything once.
+    let resumed = second.run(&outcome.workflow).await.unwrap();
+    assert_eq!(resumed.status, WorkflowStatus::Succeeded, "{resumed:?}");
+    assert_eq!((sim.server_count(), sim.taskserv_count()), (4, 4));
+    assert_eq!(second.store.resources("ws").await.unwrap().len(), 8);
+    // Every resource's side effect happened exactly once across both runs.
+    let resources: Vec<String> = crate::provider::sim::read_ledger(&ledger)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.resource)
+        .collect();
+    let distinct: BTreeSet<&String> = resources.iter().collect();
+    assert_eq!((resources.len(), distinct.len()), (8, 8), "{resources:?}");
+    let _ = std::fs::remove_dir_all(ledger.parent().unwrap());
+}
+
+#[tokio::test]
+async fn rollback_undoes_a_failed_workflow_once_and_refuses_the_rest() {
+    let ledger = scratch_ledger("rollback-failed");
+    let (first, second, sim) = engines_over_one_ledger(&ledger, &["node-3"]);
+    let mut cfg = config("ws", 5, &["nginx"]);
+    cfg.workflow.retry.max_attempts = 1;
+    let plan = first.plan(&cfg).await.unwrap();
+    let outcome = ran(&first, &plan).await;
+    assert_eq!(outcome.status, WorkflowStatus::Failed, "{outcome:?}");
+    assert!(sim.server_count() > 0, "something was created before the failure");
+
+    let rolled = second.rollback(&outcome.workflow, &caller()).await.unwrap();
+    assert_eq!(rolled.status, WorkflowStatus::RolledBack, "{rolled:?}");
+    assert_eq!((sim.server_count(), sim.taskserv_count()), (0, 0));
+    assert!(second.store.resources("ws").await.unwrap().is_empty());
+
+    let again = second.rollback(&outcome.workflow, &caller()).await.unwrap_err();
+    assert!(matches!(again, ExecError::Finished { .. }), "{again}");
+    let unknown = second.rollback("wf-nope", &caller()).await.unwrap_err();
+    assert!(matches!(unknown, ExecError::WorkflowNotFound { .. }), "{unknown}");
+
+    // A succeeded workflow is not rolled back: that is a destroy, planned and authorized.
+    let plan = second.plan(&config("ws2", 1, &[])).await.unwrap();
+    let done = ran(&second, &plan).await;
+    assert_eq!(done.status, WorkflowStatus::Succeeded);
+    let err = second.rollback(&done.workflow, &caller()).await.unwrap_err();
+    assert!(err.to_string().contains("plan a destroy"), "{err}");
+    let _ = std::fs::remove_dir_all(ledger.parent().unwrap());
+}

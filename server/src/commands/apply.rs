@@ -156,6 +156,29 @@ fn denied(
     Ok(ExitCode::from(EXIT_DENIED))
 }
 
+pub fn rollback(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let engine = open_engine(settings).await?;
+        let (_, steps) = engine.status(&args.workflow).await?;
+        let progress = spawn_progress(&engine, steps.len());
+        let outcome = engine
+            .rollback(&args.workflow, &settings.local_caller())
+            .await;
+        let outcome = match outcome {
+            Ok(o) => {
+                let _ = progress.await;
+                o
+            }
+            Err(e) => {
+                progress.abort();
+                return Err(e.into());
+            }
+        };
+        print_outcome(&outcome, args.json)?;
+        Ok(outcome_code(&outcome))
+    })
+}
+
 pub fn resume(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;

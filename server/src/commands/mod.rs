@@ -11,6 +11,7 @@ pub mod export;
 pub mod plan;
 pub mod policy;
 pub mod schema;
+pub mod serve;
 pub mod state;
 pub mod status;
 pub mod validate;

@@ -1,0 +1,633 @@
+//! The MCP server end to end: the real binary (`provisioning serve`) driven by rmcp's own
+//! client over stdio and over streamable HTTP, against the embedded SurrealDB store, the sim
+//! provider and the default Cedar policies.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libtest_mimic::Trial;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientConfig, NumberOrString, ProgressNotificationParam,
+    ProgressToken, RequestMetaObject,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use tests::{binary, root, scratch};
+
+use crate::check;
+
+/// Counts progress notifications.
+#[derive(Clone, Default)]
+struct Client {
+    progress: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for Client {
+    async fn on_progress(
+        &self,
+        _params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+}
+
+const PEOPLE: &str =
+    "[users.alice]\nroles = [\"operator\"]\n\n[users.bob]\nroles = [\"approver\"]\n";
+
+/// The words the drafter turns into the dev config below (3 sim servers with nginx).
+const INTENT: &str = "three small sim servers with nginx in sim-1 for the dev workspace lab";
+
+fn dev_config(n: usize) -> String {
+    let servers: Vec<String> = (1..=n)
+        .map(|i| {
+            format!(r#"{{ name = "n{i}", provider = "sim", plan = "small", zone = "sim-1", taskservs = ["nginx"] }}"#)
+        })
+        .collect();
+    format!(
+        "{{ workspace = {{ name = \"lab\", environment = \"dev\" }}, servers = [{}], workflow = {{ parallel_limit = 2 }} }}",
+        servers.join(", ")
+    )
+}
+
+const PROD: &str = r#"{ workspace = { name = "shop", environment = "prod" }, servers = [{ name = "w1", provider = "sim", plan = "small", zone = "sim-1" }] }"#;
+
+fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn structured(result: &CallToolResult) -> serde_json::Value {
+    assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
+    result.structured_content.clone().unwrap_or_default()
+}
+
+fn error_text(result: &CallToolResult) -> String {
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "expected a tool error: {result:?}"
+    );
+    serde_json::to_string(&result.content).unwrap()
+}
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn command(dir: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
+    std::fs::write(dir.join("config.toml"), PEOPLE).unwrap();
+    let mut cmd = tokio::process::Command::new(binary());
+    cmd.arg("serve")
+        .args(extra)
+        .current_dir(root())
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .env("USER", "alice")
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// `provisioning ARGS` as `user`, on the same data dir and config as the server.
+fn cli_as(dir: &std::path::Path, user: &str, args: &[&str]) -> std::process::Output {
+    let data = dir.join("data").display().to_string();
+    let config = dir.join("config.toml").display().to_string();
+    tests::run_env(
+        &root(),
+        args,
+        &[
+            ("PROVISIONING_PATHS_DATA_DIR", data.as_str()),
+            ("PROVISIONING_CONFIG", config.as_str()),
+            ("USER", user),
+        ],
+    )
+}
+
+async fn call(
+    client: &RunningService<RoleClient, Client>,
+    name: &'static str,
+    arguments: serde_json::Value,
+) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(name).with_arguments(args(arguments)))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Draft → validate → plan → apply over stdio, with progress; a prod plan stops at the gate.
+fn stdio_flow() {
+    let dir = Dir(scratch("mcp-stdio"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let handler = Client::default();
+        let transport = TokioChildProcess::new(command(&dir.0, &[])).unwrap();
+        let client = handler.clone().serve(transport).await.unwrap();
+
+        let tools = client.list_all_tools().await.unwrap();
+        let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+        for expected in [
+            "validate_config",
+            "plan_changes",
+            "check_policy",
+            "apply_plan",
+            "get_workflow",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing: {names:?}"
+            );
+        }
+        // What the model sees: any change to names, descriptions, schemas or annotations
+        // fails here until the snapshot is reviewed (`cargo insta review`).
+        let surface: Vec<serde_json::Value> = tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "description": t.description,
+                    "input_schema": t.input_schema,
+                    "output_schema": t.output_schema,
+                    "annotations": t.annotations,
+                })
+            })
+            .collect();
+        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_json_snapshot!("mcp_tools_list", surface);
+        });
+        let apply = tools.iter().find(|t| t.name == "apply_plan").unwrap();
+        let ann = apply.annotations.clone().unwrap();
+        assert_eq!(ann.destructive_hint, Some(true));
+        assert_eq!(ann.read_only_hint, Some(false));
+        assert!(
+            apply.output_schema.is_some(),
+            "structured output is published"
+        );
+
+        // A broken config gets structured diagnostics to repair it with.
+        let bad = dev_config(1).replace("sim-1", "sim-9");
+        let v = structured(
+            &call(
+                &client,
+                "validate_config",
+                serde_json::json!({ "config": bad }),
+            )
+            .await,
+        );
+        assert_eq!(v["valid"], false);
+        assert!(v["diagnostics"].to_string().contains("sim-9"), "{v}");
+
+        // Words → a config, from the built-in drafter (this client offers no sampling), with
+        // its assumptions; the draft is valid as returned.
+        let drafted = structured(
+            &call(&client, "draft_config", serde_json::json!({ "intent": INTENT })).await,
+        );
+        assert_eq!(drafted["drafter"], "built-in", "{drafted}");
+        assert_eq!(drafted["valid"], true, "{drafted}");
+        let servers = drafted["config"]["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 3, "{drafted}");
+        assert!(servers.iter().all(|s| s["provider"] == "sim" && s["zone"] == "sim-1"));
+        let config = drafted["nickel"].as_str().unwrap().to_string();
+        let v = structured(
+            &call(
+                &client,
+                "validate_config",
+                serde_json::json!({ "config": config }),
+            )
+            .await,
+        );
+        assert_eq!(v["valid"], true, "{v}");
+        let plan = structured(
+            &call(
+                &client,
+                "plan_changes",
+                serde_json::json!({ "config": config }),
+            )
+            .await,
+        );
+        let plan_id = plan["plan_id"].as_str().unwrap().to_string();
+        assert_eq!(plan["summary"]["create"], 6, "{plan}");
+        let diff = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+                "provisioning://plans/{plan_id}"
+            )))
+            .await
+            .unwrap();
+        assert!(format!("{diff:?}").contains("nginx"), "{diff:?}");
+
+        let policy = structured(
+            &call(
+                &client,
+                "check_policy",
+                serde_json::json!({ "plan_id": plan_id }),
+            )
+            .await,
+        );
+        assert_eq!(policy["decision"], "allow", "{policy}");
+        assert_eq!(policy["principal"], "agent:mcp@alice");
+
+        // Apply with a progress token: one notification per finished step at least.
+        let mut params = CallToolRequestParams::new("apply_plan")
+            .with_arguments(args(serde_json::json!({ "plan_id": plan_id })));
+        params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+            NumberOrString::String("apply-1".into()),
+        )));
+        let applied = structured(&client.call_tool(params).await.unwrap());
+        assert_eq!(applied["status"], "succeeded", "{applied}");
+        assert!(
+            handler.progress.load(Ordering::SeqCst) >= 6,
+            "progress notifications: {}",
+            handler.progress.load(Ordering::SeqCst)
+        );
+        let workflow = applied["workflow"].as_str().unwrap().to_string();
+        let wf = structured(
+            &call(
+                &client,
+                "get_workflow",
+                serde_json::json!({ "workflow_id": workflow }),
+            )
+            .await,
+        );
+        assert_eq!(wf["workflow"]["status"], "succeeded");
+        assert_eq!(wf["steps"].as_array().unwrap().len(), 6);
+        let state = structured(
+            &call(
+                &client,
+                "get_state",
+                serde_json::json!({ "workspace": "lab" }),
+            )
+            .await,
+        );
+        assert_eq!(state["resources"].as_array().unwrap().len(), 6);
+
+        // The workflow as resources: its record and its log.
+        let templates = client.list_all_resource_templates().await.unwrap();
+        assert!(
+            templates
+                .iter()
+                .any(|t| t.uri_template == "provisioning://workflows/{workflow_id}/log"),
+            "{templates:?}"
+        );
+        let log = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+                "provisioning://workflows/{workflow}/log"
+            )))
+            .await
+            .unwrap();
+        let log = format!("{log:?}");
+        assert!(log.contains("not instructions") && log.contains("StepSucceeded"), "{log}");
+        let record = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+                "provisioning://workflows/{workflow}"
+            )))
+            .await
+            .unwrap();
+        assert!(format!("{record:?}").contains("succeeded"));
+        let missing = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "provisioning://workflows/wf-nope",
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("wf-nope"), "{missing}");
+
+        // Prompts: listed, filled from state, and a missing argument is named.
+        let prompts = client.list_all_prompts().await.unwrap();
+        let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["provision", "review_plan", "troubleshoot_workflow"]);
+        let mut get = rmcp::model::GetPromptRequestParams::new("troubleshoot_workflow");
+        get.arguments = Some(args(serde_json::json!({ "workflow_id": workflow })));
+        let prompt = client.get_prompt(get).await.unwrap();
+        assert!(format!("{prompt:?}").contains("is succeeded"), "{prompt:?}");
+        let err = client
+            .get_prompt(rmcp::model::GetPromptRequestParams::new("review_plan"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plan_id"), "{err}");
+
+        // Applying the same plan again: refused as stale, with what to do.
+        let stale = error_text(
+            &call(
+                &client,
+                "apply_plan",
+                serde_json::json!({ "plan_id": plan_id }),
+            )
+            .await,
+        );
+        assert!(
+            stale.contains("stale") && stale.contains("plan_changes"),
+            "{stale}"
+        );
+
+        // Prod: the gate, with the approval request, and nothing run.
+        let plan = structured(
+            &call(
+                &client,
+                "plan_changes",
+                serde_json::json!({ "config": PROD }),
+            )
+            .await,
+        );
+        let gated = structured(
+            &call(
+                &client,
+                "apply_plan",
+                serde_json::json!({ "plan_id": plan["plan_id"] }),
+            )
+            .await,
+        );
+        assert_eq!(gated["status"], "needs_approval", "{gated}");
+        let request = gated["approval_request"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(gated["approval_request"]["requester"], "alice");
+        let got = structured(
+            &call(
+                &client,
+                "get_approval",
+                serde_json::json!({ "approval_id": request }),
+            )
+            .await,
+        );
+        assert_eq!(got["status"], "pending");
+        let prod_plan = plan["plan_id"].as_str().unwrap().to_string();
+
+        // Bad input: specific errors, and the server stays up.
+        let err = client
+            .call_tool(CallToolRequestParams::new("apply_plans"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown tool") && err.contains("apply_plan"),
+            "{err}"
+        );
+        let err = client
+            .call_tool(
+                CallToolRequestParams::new("get_workflow")
+                    .with_arguments(args(serde_json::json!({ "workflow_id": 7 }))),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("workflow_id") || err.contains("string"),
+            "{err}"
+        );
+        let unknown = error_text(
+            &call(
+                &client,
+                "apply_plan",
+                serde_json::json!({ "plan_id": "plan-000000000000" }),
+            )
+            .await,
+        );
+        assert!(unknown.contains("no plan with id"), "{unknown}");
+        let huge = "x".repeat(2 * 1024 * 1024);
+        let big = error_text(
+            &call(
+                &client,
+                "validate_config",
+                serde_json::json!({ "config": huge }),
+            )
+            .await,
+        );
+        assert!(big.contains("largest accepted"), "{big}");
+        assert!(client.list_all_tools().await.is_ok(), "still serving");
+        client.cancel().await.unwrap();
+        // The embedded store belongs to one process: wait for the server to let go of it.
+        for _ in 0..40 {
+            let out = cli_as(&dir.0, "alice", &["approvals", "list", "--json"]);
+            if out.status.success() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+
+        // A second person approves through the CLI; the requester cannot.
+        let own = cli_as(&dir.0, "alice", &["approvals", "approve", &request]);
+        assert_eq!(own.status.code(), Some(4), "{own:?}");
+        let ok = cli_as(&dir.0, "bob", &["approvals", "approve", &request, "--comment", "ok"]);
+        assert!(ok.status.success(), "{ok:?}");
+
+        // The agent applies the same plan id again: now it runs.
+        let transport = TokioChildProcess::new(command(&dir.0, &[])).unwrap();
+        let client = Client::default().serve(transport).await.unwrap();
+        let applied = structured(
+            &call(&client, "apply_plan", serde_json::json!({ "plan_id": prod_plan })).await,
+        );
+        assert_eq!(applied["status"], "succeeded", "{applied}");
+        let state = structured(
+            &call(&client, "get_state", serde_json::json!({ "workspace": "shop" })).await,
+        );
+        assert_eq!(state["resources"].as_array().unwrap().len(), 1, "{state}");
+        client.cancel().await.unwrap();
+    });
+}
+
+/// `--read-only` lists only read tools and refuses the others server-side.
+fn read_only_refuses_changes() {
+    let dir = Dir(scratch("mcp-ro"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let transport = TokioChildProcess::new(command(&dir.0, &["--read-only"])).unwrap();
+        let client = Client::default().serve(transport).await.unwrap();
+        let tools = client.list_all_tools().await.unwrap();
+        assert!(
+            tools
+                .iter()
+                .all(|t| t.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true)),
+            "{tools:?}"
+        );
+        assert!(!tools.iter().any(|t| t.name == "apply_plan"));
+        let err = client
+            .call_tool(
+                CallToolRequestParams::new("apply_plan")
+                    .with_arguments(args(serde_json::json!({ "plan_id": "plan-x" }))),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read-only"), "{err}");
+        client.cancel().await.unwrap();
+    });
+}
+
+/// A raw HTTP/1.1 POST to `/mcp`; returns the status code.
+fn post_status(addr: &str, headers: &[(&str, &str)]) -> u16 {
+    use std::io::{Read, Write};
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Streamable HTTP: bearer tokens map to principals, a foreign Origin gets 403, a missing or
+/// wrong token 401, and rmcp's HTTP client can list and call tools.
+fn http_auth_and_origin() {
+    use sha2::Digest;
+    use std::io::BufRead;
+    let dir = Dir(scratch("mcp-http"));
+    let token = "t0ken-for-alice-1234567890";
+    let hash = format!("{:x}", sha2::Sha256::digest(token.as_bytes()));
+    std::fs::write(
+        dir.0.join("config.toml"),
+        format!("[users.alice]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(binary())
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .current_dir(root())
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
+        .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    let result = std::panic::catch_unwind(|| {
+        let bearer = format!("Bearer {token}");
+        assert_eq!(post_status(&addr, &[]), 401, "no token");
+        assert_eq!(
+            post_status(&addr, &[("Authorization", "Bearer wrong")]),
+            401,
+            "wrong token"
+        );
+        assert_eq!(
+            post_status(
+                &addr,
+                &[
+                    ("Authorization", &bearer),
+                    ("Origin", "http://evil.example")
+                ]
+            ),
+            403,
+            "foreign origin"
+        );
+        assert_eq!(post_status(&addr, &[("Authorization", &bearer)]), 200);
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            use rmcp::transport::StreamableHttpClientTransport;
+            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+            let transport = StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(token),
+            );
+            let client = Client::default().serve(transport).await.unwrap();
+            assert!(client.list_all_tools().await.unwrap().len() >= 10);
+            let plan = structured(
+                &call(
+                    &client,
+                    "plan_changes",
+                    serde_json::json!({ "config": PROD }),
+                )
+                .await,
+            );
+            let policy = structured(
+                &call(
+                    &client,
+                    "check_policy",
+                    serde_json::json!({ "plan_id": plan["plan_id"] }),
+                )
+                .await,
+            );
+            assert_eq!(
+                policy["principal"], "user:alice",
+                "the token's principal: {policy}"
+            );
+            assert_eq!(policy["decision"], "needs_approval", "{policy}");
+            client.cancel().await.unwrap();
+        });
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// The Python interpreter with the official MCP SDK, set up by `scripts/test`.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROVISIONING_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    home.join(".cache/provisioning-pyenv/bin/python")
+}
+
+/// The same flow with the official Python SDK as the client (tests/python/mcp_flow.py).
+fn python_sdk_flow() {
+    let py = python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}; run scripts/test (it creates it) or set PROVISIONING_TEST_PYTHON",
+        py.display()
+    );
+    let dir = Dir(scratch("mcp-python"));
+    let out = std::process::Command::new(&py)
+        .arg(root().join("tests/python/mcp_flow.py"))
+        .arg(binary())
+        .arg(&dir.0)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python sdk flow failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("python sdk flow: ok"));
+}
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        Trial::test("mcp::http_auth_and_origin", || check(http_auth_and_origin)),
+        Trial::test("mcp::stdio_flow", || check(stdio_flow)),
+        Trial::test("mcp::python_sdk_flow", || check(python_sdk_flow)),
+        Trial::test("mcp::read_only_refuses_changes", || {
+            check(read_only_refuses_changes)
+        }),
+    ]
+}

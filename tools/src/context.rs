@@ -1,0 +1,59 @@
+//! What every tool call needs: the engine (state, providers, policies), the validator, and
+//! the settings of this server.
+
+use std::sync::Arc;
+
+use engine::exec::Engine;
+use engine::{Input, Validation, Validator};
+
+use crate::{Caller, Docs};
+
+/// Shared by every session of one server.
+pub struct Context {
+    pub engine: Engine,
+    pub validator: Arc<Validator>,
+    /// Only read tools are listed and callable.
+    pub read_only: bool,
+    /// Who calls when the transport says nothing (stdio): the person who started the server,
+    /// through the agent.
+    pub default_caller: Caller,
+    /// Largest config text a tool accepts, in bytes.
+    pub max_config_bytes: usize,
+    /// The docs index (built in the background when the server starts).
+    pub docs: Docs,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("read_only", &self.read_only)
+            .field("default_caller", &self.default_caller)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Validates config text from outside: no imports, the validator's limits, off the async
+    /// threads (evaluation runs in a sandboxed child process).
+    pub async fn validate(self: &Arc<Self>, config: String) -> Result<Validation, String> {
+        if config.len() > self.max_config_bytes {
+            return Err(format!(
+                "config is {} bytes; the largest accepted is {} bytes",
+                config.len(),
+                self.max_config_bytes
+            ));
+        }
+        let validator = self.validator.clone();
+        tokio::task::spawn_blocking(move || {
+            validator
+                .validate(&Input {
+                    source: &config,
+                    name: "<config>",
+                    imports_from: None,
+                })
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("validation did not finish: {e}"))?
+    }
+}

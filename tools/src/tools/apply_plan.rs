@@ -1,0 +1,143 @@
+//! `apply_plan`: run a stored plan as a workflow, with MCP progress notifications. Takes a
+//! plan id, never config text; refuses stale plans; returns the approval request when policy
+//! gates the plan.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::ProgressNotificationParam;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use engine::exec::{ApplyResult, Engine, ExecError, RunOutcome};
+use engine::state::EventKind;
+
+use super::check_policy::PlanIdInput;
+use super::{exec_fail, value};
+use crate::ProvisioningServer;
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApplyOutput {
+    /// `succeeded`, `failed`, `rolled_back`, `cancelled`, `no_changes`, or `needs_approval`.
+    pub status: String,
+    pub plan_id: String,
+    pub workflow: Option<String>,
+    /// Step counts and the first error, when a workflow ran.
+    pub outcome: Option<serde_json::Value>,
+    /// When gated: the approval request a person (not you, not the requester) must approve
+    /// outside this conversation before `apply_plan` is called again.
+    pub approval_request: Option<serde_json::Value>,
+    /// What to do next.
+    pub message: String,
+}
+
+/// Forwards a workflow's step events as MCP progress notifications until it finishes.
+pub(crate) fn forward_progress(
+    engine: &Engine,
+    workflow: String,
+    total: usize,
+    rc: &RequestContext<RoleServer>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let token = rc.meta.get_progress_token()?;
+    let peer = rc.peer.clone();
+    let mut events = engine.subscribe();
+    Some(tokio::spawn(async move {
+        let mut done = 0usize;
+        while let Ok(event) = events.recv().await {
+            if event.workflow != workflow {
+                continue;
+            }
+            match event.kind {
+                EventKind::StepSucceeded | EventKind::StepCompensated | EventKind::StepSkipped => {
+                    done += 1
+                }
+                EventKind::WorkflowFinished => {}
+                EventKind::StepStarted | EventKind::StepFailed | EventKind::StepRetrying => {}
+                _ => continue,
+            }
+            let _ = peer
+                .notify_progress(
+                    ProgressNotificationParam::new(token.clone(), done as f64)
+                        .with_total(total as f64)
+                        .with_message(event.message.clone()),
+                )
+                .await;
+            if event.kind == EventKind::WorkflowFinished {
+                break;
+            }
+        }
+    }))
+}
+
+pub(crate) fn outcome_output(plan_id: &str, outcome: &RunOutcome) -> ApplyOutput {
+    let status = outcome.status.as_str().to_string();
+    let message = match status.as_str() {
+        "succeeded" => "Applied. get_state shows the recorded resources.".to_string(),
+        _ => format!(
+            "The workflow ended {status}. get_workflow {} shows each step; resume_workflow continues it after the cause is fixed.",
+            outcome.workflow
+        ),
+    };
+    ApplyOutput {
+        status,
+        plan_id: plan_id.into(),
+        workflow: Some(outcome.workflow.clone()),
+        outcome: Some(value(outcome)),
+        approval_request: None,
+        message,
+    }
+}
+
+#[tool_router(router = apply_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Apply a stored plan (by id from plan_changes). Policy is checked first: when the plan
+    /// needs human approval, this returns the approval request instead of running; a person
+    /// other than the requester approves it outside this conversation, then call apply_plan
+    /// again. A plan made against older state is refused as stale. Reports progress.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = false,
+        open_world_hint = true
+    ))]
+    async fn apply_plan(
+        &self,
+        Parameters(input): Parameters<PlanIdInput>,
+        rc: RequestContext<RoleServer>,
+    ) -> Result<Json<ApplyOutput>, String> {
+        let caller = self.caller(&rc);
+        let engine = &self.ctx.engine;
+        let started = match engine.start(&input.plan_id, &caller).await {
+            Ok(ApplyResult::NoChanges { plan }) => {
+                return Ok(Json(ApplyOutput {
+                    status: "no_changes".into(),
+                    plan_id: plan,
+                    workflow: None,
+                    outcome: None,
+                    approval_request: None,
+                    message: "Recorded state already matches this plan.".into(),
+                }));
+            }
+            Ok(ApplyResult::Ran(started)) => started,
+            Err(ExecError::NeedsApproval { message, request }) => {
+                return Ok(Json(ApplyOutput {
+                    status: "needs_approval".into(),
+                    plan_id: input.plan_id,
+                    workflow: None,
+                    outcome: None,
+                    approval_request: Some(value(&request)),
+                    message: format!(
+                        "{message}. An approval given in this conversation does not count: a person must approve it through the CLI, REST API or Control Center."
+                    ),
+                }));
+            }
+            Err(err) => return Err(exec_fail(err)),
+        };
+        let progress = forward_progress(engine, started.workflow.clone(), started.not_started, &rc);
+        let outcome = engine.run(&started.workflow).await.map_err(exec_fail)?;
+        if let Some(task) = progress {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        }
+        Ok(Json(outcome_output(&input.plan_id, &outcome)))
+    }
+}

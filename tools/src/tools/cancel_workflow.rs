@@ -1,0 +1,45 @@
+//! `cancel_workflow`: stop starting new steps of a running workflow.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::exec_fail;
+use super::get_workflow::WorkflowIdInput;
+use crate::ProvisioningServer;
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CancelOutput {
+    pub workflow_id: String,
+    pub message: String,
+}
+
+#[tool_router(router = cancel_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Ask a running workflow to stop: no new steps start, running ones finish. resume_workflow
+    /// continues it later.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn cancel_workflow(
+        &self,
+        Parameters(input): Parameters<WorkflowIdInput>,
+    ) -> Result<Json<CancelOutput>, String> {
+        self.ctx
+            .engine
+            .cancel(&input.workflow_id)
+            .await
+            .map_err(exec_fail)?;
+        Ok(Json(CancelOutput {
+            message: format!(
+                "Cancel requested for {}: no new steps start; running steps finish.",
+                input.workflow_id
+            ),
+            workflow_id: input.workflow_id,
+        }))
+    }
+}

@@ -1,0 +1,55 @@
+//! `detect_drift`: ask the providers about recorded resources.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{exec_fail, fail, value};
+use crate::ProvisioningServer;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftInput {
+    /// Only this workspace (default: every workspace with recorded resources).
+    #[serde(default)]
+    pub workspace: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DriftOutput {
+    /// True when anything differs.
+    pub drifted: bool,
+    /// Per workspace: resources checked and each difference (missing, changed, unhealthy).
+    pub reports: serde_json::Value,
+}
+
+#[tool_router(router = drift_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Compare recorded resources with what the providers report now (missing servers,
+    /// changed settings, unhealthy taskservs). Changes nothing.
+    #[tool(annotations(
+        read_only_hint = true,
+        idempotent_hint = true,
+        destructive_hint = false,
+        open_world_hint = true
+    ))]
+    async fn detect_drift(
+        &self,
+        Parameters(input): Parameters<DriftInput>,
+    ) -> Result<Json<DriftOutput>, String> {
+        let engine = &self.ctx.engine;
+        let workspaces = match input.workspace {
+            Some(ws) => vec![ws],
+            None => engine.store.workspaces().await.map_err(fail)?,
+        };
+        let mut reports = Vec::new();
+        for ws in &workspaces {
+            reports.push(engine.drift(ws).await.map_err(exec_fail)?);
+        }
+        Ok(Json(DriftOutput {
+            drifted: reports.iter().any(|r| !r.items.is_empty()),
+            reports: value(&reports),
+        }))
+    }
+}

@@ -1,0 +1,50 @@
+//! `get_approval`: one approval request and where it stands.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{exec_fail, value};
+use crate::ProvisioningServer;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalIdInput {
+    /// An approval request id (`apr-...`).
+    pub approval_id: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApprovalOutput {
+    /// `pending`, `approved`, `rejected`, `used` or `expired`.
+    pub status: String,
+    /// The request: plan, hash, requester, gates, approvals so far, rejection comment.
+    pub request: serde_json::Value,
+}
+
+#[tool_router(router = get_approval_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// See an approval request: pending, approved (apply_plan will run), rejected (with the
+    /// reviewer's comment), used or expired.
+    #[tool(annotations(
+        read_only_hint = true,
+        idempotent_hint = true,
+        destructive_hint = false,
+        open_world_hint = false
+    ))]
+    async fn get_approval(
+        &self,
+        Parameters(input): Parameters<ApprovalIdInput>,
+    ) -> Result<Json<ApprovalOutput>, String> {
+        let engine = &self.ctx.engine;
+        let request = engine
+            .approval(&input.approval_id)
+            .await
+            .map_err(exec_fail)?;
+        Ok(Json(ApprovalOutput {
+            status: request.status_at(engine.clock.now_ms()).as_str().into(),
+            request: value(&request),
+        }))
+    }
+}

@@ -1,0 +1,68 @@
+//! `get_state`: recorded resources.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{fail, value};
+use crate::ProvisioningServer;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetStateInput {
+    /// Only this workspace (default: every workspace).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// One resource by key, e.g. `server/web-1` or `taskserv/web-1/nginx` (needs `workspace`).
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GetStateOutput {
+    pub workspaces: Vec<String>,
+    /// Resources with kind, spec, observed provider facts and version.
+    pub resources: serde_json::Value,
+}
+
+#[tool_router(router = state_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Recorded resources: servers, taskservs and clusters with what the providers reported.
+    #[tool(annotations(
+        read_only_hint = true,
+        idempotent_hint = true,
+        destructive_hint = false,
+        open_world_hint = false
+    ))]
+    async fn get_state(
+        &self,
+        Parameters(input): Parameters<GetStateInput>,
+    ) -> Result<Json<GetStateOutput>, String> {
+        let store = &self.ctx.engine.store;
+        let workspaces = store.workspaces().await.map_err(fail)?;
+        let resources = match (&input.workspace, &input.key) {
+            (Some(ws), Some(key)) => match store.resource(ws, key).await.map_err(fail)? {
+                Some(r) => value(&vec![r]),
+                None => {
+                    return Err(format!(
+                        "no resource `{key}` in workspace `{ws}` (keys look like server/NAME, taskserv/SERVER/NAME, cluster/NAME)"
+                    ));
+                }
+            },
+            (None, Some(_)) => return Err("`key` needs `workspace`".into()),
+            (Some(ws), None) => value(&store.resources(ws).await.map_err(fail)?),
+            (None, None) => {
+                let mut all = Vec::new();
+                for ws in &workspaces {
+                    all.extend(store.resources(ws).await.map_err(fail)?);
+                }
+                value(&all)
+            }
+        };
+        Ok(Json(GetStateOutput {
+            workspaces,
+            resources,
+        }))
+    }
+}

@@ -1,0 +1,76 @@
+//! `plan_changes`: what applying a config would change; stores the plan.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::validate_config::ConfigInput;
+use super::{exec_fail, value};
+use crate::ProvisioningServer;
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PlanOutput {
+    /// Pass this to `check_policy` and `apply_plan`.
+    pub plan_id: String,
+    pub plan_hash: String,
+    pub workspace: String,
+    pub environment: String,
+    /// Counts of create, update, replace, delete, no-op.
+    pub summary: serde_json::Value,
+    pub blast_radius: serde_json::Value,
+    /// Monthly cost before and after, per currency.
+    pub cost: serde_json::Value,
+    /// The diff as a person reads it.
+    pub rendered: String,
+    /// Every action with its dependencies.
+    pub actions: serde_json::Value,
+    pub warnings: Vec<String>,
+}
+
+impl PlanOutput {
+    pub fn of(plan: &engine::plan::Plan) -> PlanOutput {
+        PlanOutput {
+            plan_id: plan.id.clone(),
+            plan_hash: plan.hash.clone(),
+            workspace: plan.workspace.clone(),
+            environment: plan.environment.as_str().into(),
+            summary: value(&plan.summary),
+            blast_radius: value(&plan.blast_radius),
+            cost: value(&plan.cost),
+            rendered: plan.render(),
+            actions: value(&plan.actions),
+            warnings: plan.warnings.clone(),
+        }
+    }
+}
+
+#[tool_router(router = plan_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Compare a config with recorded state: create / update / replace / delete per resource,
+    /// blast radius, monthly cost change. Changes nothing; stores the plan and returns its id.
+    #[tool(annotations(
+        read_only_hint = true,
+        idempotent_hint = true,
+        destructive_hint = false,
+        open_world_hint = false
+    ))]
+    async fn plan_changes(
+        &self,
+        Parameters(input): Parameters<ConfigInput>,
+    ) -> Result<Json<PlanOutput>, String> {
+        let v = self.ctx.validate(input.config).await?;
+        let Some(config) = v.config.filter(|_| {
+            v.diagnostics
+                .iter()
+                .all(|d| d.severity != engine::Severity::Error)
+        }) else {
+            return Err(format!(
+                "the config is invalid; fix it first (validate_config shows the same): {}",
+                value(&v.diagnostics)
+            ));
+        };
+        let plan = self.ctx.engine.plan(&config).await.map_err(exec_fail)?;
+        Ok(Json(PlanOutput::of(&plan)))
+    }
+}

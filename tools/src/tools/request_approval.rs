@@ -1,0 +1,57 @@
+//! `request_approval`: record (or find) the approval request for a gated plan without trying
+//! to apply it.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::check_policy::PlanIdInput;
+use super::{exec_fail, value};
+use crate::ProvisioningServer;
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RequestApprovalOutput {
+    /// `needs_approval` (the request is below), `allow` (no approval needed) or `deny`.
+    pub decision: String,
+    pub approval_request: Option<serde_json::Value>,
+    /// Deny reasons or gates.
+    pub policies: serde_json::Value,
+}
+
+#[tool_router(router = request_approval_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Ask for human approval of a gated plan ahead of applying it. Returns the request (reused
+    /// if one is already open for this exact plan); people approve it outside this
+    /// conversation.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn request_approval(
+        &self,
+        Parameters(input): Parameters<PlanIdInput>,
+        rc: RequestContext<RoleServer>,
+    ) -> Result<Json<RequestApprovalOutput>, String> {
+        let caller = self.caller(&rc);
+        let engine = &self.ctx.engine;
+        let plan = engine.load_plan(&input.plan_id).await.map_err(exec_fail)?;
+        let auth = engine.preflight(&plan, &caller).await.map_err(exec_fail)?;
+        let policies = match &auth.decision {
+            policies::Decision::Allow { policies } => value(policies),
+            policies::Decision::Deny { reasons } => value(reasons),
+            policies::Decision::NeedsApproval { gates } => value(gates),
+        };
+        Ok(Json(RequestApprovalOutput {
+            decision: auth.decision.kind().into(),
+            approval_request: match &auth.decision {
+                policies::Decision::NeedsApproval { .. } => auth.request.as_ref().map(value),
+                _ => None,
+            },
+            policies,
+        }))
+    }
+}

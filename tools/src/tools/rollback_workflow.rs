@@ -1,0 +1,39 @@
+//! `rollback_workflow`: undo what a failed or cancelled workflow did.
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+
+use super::apply_plan::{ApplyOutput, forward_progress, outcome_output};
+use super::exec_fail;
+use super::get_workflow::WorkflowIdInput;
+use crate::ProvisioningServer;
+
+#[tool_router(router = rollback_router, vis = "pub(crate)")]
+impl ProvisioningServer {
+    /// Roll back a failed or cancelled workflow: compensate its finished steps in reverse
+    /// dependency order (delete what it created, restore what it changed) and clean up failed
+    /// ones; it ends `rolled_back`. Policy is asked again; a succeeded workflow is undone by
+    /// planning a destroy instead. Reports progress.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = true,
+        open_world_hint = true
+    ))]
+    async fn rollback_workflow(
+        &self,
+        Parameters(input): Parameters<WorkflowIdInput>,
+        rc: RequestContext<RoleServer>,
+    ) -> Result<Json<ApplyOutput>, String> {
+        let caller = self.caller(&rc);
+        let engine = &self.ctx.engine;
+        let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
+        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc);
+        let outcome = engine.rollback(&wf.id, &caller).await.map_err(exec_fail)?;
+        if let Some(task) = progress {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        }
+        Ok(Json(outcome_output(&wf.plan_id, &outcome)))
+    }
+}
