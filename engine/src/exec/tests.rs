@@ -922,19 +922,24 @@ async fn surreal_lock_keeps_a_second_holder_out_until_the_lease_ends() {
     assert_eq!(store.lock("ws").await.unwrap().unwrap().id, "b");
 }
 
-/// Two engines over one store and one sim ledger: the second sees the first's world with a
-/// different failure set, like an operator resuming after the cause was fixed.
-fn engines_over_one_ledger(ledger: &std::path::Path, fail: &[&str]) -> (Engine, Engine, Arc<SimProvider>) {
+/// An engine over a fresh store and the sim ledger at `ledger`, failing `fail`.
+fn engine_on_ledger(ledger: &std::path::Path, fail: &[&str]) -> (Engine, Arc<dyn StateStore>) {
     let store: Arc<dyn StateStore> = Arc::new(MemStore::new());
-    let first = Arc::new(SimProvider::with_ledger(failing(fail), ledger.to_path_buf()).unwrap());
-    let e1 = Engine::new(store.clone(), Providers::new().with(first))
+    (engine_sharing(&store, ledger, fail), store)
+}
+
+/// Another engine over the same store and the ledger's world as it is now, with a different
+/// failure set: like an operator resuming after the cause was fixed.
+fn engine_sharing(store: &Arc<dyn StateStore>, ledger: &std::path::Path, fail: &[&str]) -> Engine {
+    let sim = Arc::new(SimProvider::with_ledger(failing(fail), ledger.to_path_buf()).unwrap());
+    Engine::new(store.clone(), Providers::new().with(sim))
         .with_clock(Arc::new(ManualClock::starting_at(1_000_000)))
-        .with_rng(Arc::new(SeededRng::new(7)));
-    let second = Arc::new(SimProvider::with_ledger(SimOptions::default(), ledger.to_path_buf()).unwrap());
-    let e2 = Engine::new(store, Providers::new().with(second.clone()))
-        .with_clock(Arc::new(ManualClock::starting_at(2_000_000)))
-        .with_rng(Arc::new(SeededRng::new(8)));
-    (e1, e2, second)
+        .with_rng(Arc::new(SeededRng::new(7)))
+}
+
+fn world(ledger: &std::path::Path) -> (usize, usize) {
+    let sim = SimProvider::with_ledger(SimOptions::default(), ledger.to_path_buf()).unwrap();
+    (sim.server_count(), sim.taskserv_count())
 }
 
 fn scratch_ledger(name: &str) -> std::path::PathBuf {
@@ -946,7 +951,7 @@ fn scratch_ledger(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn resuming_a_failed_workflow_retries_the_failed_step_and_runs_what_it_blocked() {
     let ledger = scratch_ledger("resume-failed");
-    let (first, second, sim) = engines_over_one_ledger(&ledger, &["node-2"]);
+    let (first, store) = engine_on_ledger(&ledger, &["node-2"]);
     let mut cfg = config("ws", 4, &["redis"]);
     cfg.workflow.retry.max_attempts = 1;
     cfg.workflow.on_failure = OnFailure::Continue;
@@ -957,9 +962,10 @@ async fn resuming_a_failed_workflow_retries_the_failed_step_and_runs_what_it_blo
     assert!(steps.iter().any(|s| s.status == StepStatus::Skipped), "{steps:?}");
 
     // The cause is gone (the second sim fails nothing): resume finishes everything once.
+    let second = engine_sharing(&store, &ledger, &[]);
     let resumed = second.run(&outcome.workflow).await.unwrap();
     assert_eq!(resumed.status, WorkflowStatus::Succeeded, "{resumed:?}");
-    assert_eq!((sim.server_count(), sim.taskserv_count()), (4, 4));
+    assert_eq!(world(&ledger), (4, 4));
     assert_eq!(second.store.resources("ws").await.unwrap().len(), 8);
     // Every resource's side effect happened exactly once across both runs.
     let resources: Vec<String> = crate::provider::sim::read_ledger(&ledger)
@@ -975,17 +981,18 @@ async fn resuming_a_failed_workflow_retries_the_failed_step_and_runs_what_it_blo
 #[tokio::test]
 async fn rollback_undoes_a_failed_workflow_once_and_refuses_the_rest() {
     let ledger = scratch_ledger("rollback-failed");
-    let (first, second, sim) = engines_over_one_ledger(&ledger, &["node-3"]);
+    let (first, store) = engine_on_ledger(&ledger, &["node-3"]);
     let mut cfg = config("ws", 5, &["nginx"]);
     cfg.workflow.retry.max_attempts = 1;
     let plan = first.plan(&cfg).await.unwrap();
     let outcome = ran(&first, &plan).await;
     assert_eq!(outcome.status, WorkflowStatus::Failed, "{outcome:?}");
-    assert!(sim.server_count() > 0, "something was created before the failure");
+    assert!(world(&ledger).0 > 0, "something was created before the failure");
 
+    let second = engine_sharing(&store, &ledger, &[]);
     let rolled = second.rollback(&outcome.workflow, &caller()).await.unwrap();
     assert_eq!(rolled.status, WorkflowStatus::RolledBack, "{rolled:?}");
-    assert_eq!((sim.server_count(), sim.taskserv_count()), (0, 0));
+    assert_eq!(world(&ledger), (0, 0));
     assert!(second.store.resources("ws").await.unwrap().is_empty());
 
     let again = second.rollback(&outcome.workflow, &caller()).await.unwrap_err();
