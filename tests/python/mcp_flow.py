@@ -49,8 +49,8 @@ def env(user):
 
 
 def structured(result, what):
-    expect(not result.isError, f"{what} failed: {result.content}")
-    return result.structuredContent
+    expect(not result.is_error, f"{what} failed: {result.content}")
+    return result.structured_content
 
 
 def server(user="alice"):
@@ -89,7 +89,7 @@ async def stdio_flow():
             expect("StepSucceeded" in text, f"workflow log resource: {text[:300]}")
 
             bad = await s.call_tool("apply_plan", {"plan_id": "plan-000000000000"})
-            expect(bad.isError and "no plan with id" in json.dumps([c.model_dump() for c in bad.content]), f"unknown plan id: {bad}")
+            expect(bad.is_error and "no plan with id" in json.dumps([c.model_dump() for c in bad.content]), f"unknown plan id: {bad}")
 
             gp = structured(await s.call_tool("plan_changes", {"config": PROD}), "prod plan")
             gated = structured(await s.call_tool("apply_plan", {"plan_id": gp["plan_id"]}), "prod apply")

@@ -385,7 +385,7 @@ fn stdio_flow() {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("workflow_id") || err.contains("string"),
+            err.contains("argument `workflow_id` must be string, got integer"),
             "{err}"
         );
         let unknown = error_text(

@@ -200,7 +200,95 @@ impl ServerHandler for ProvisioningServer {
                 None,
             ));
         }
+        if let Some(tool) = self.tool_router.get(&name)
+            && let Some(args) = &request.arguments
+            && let Some(problem) = argument_problem(&tool.input_schema, args)
+        {
+            return Err(ErrorData::invalid_params(
+                format!("tool `{name}`: {problem}"),
+                None,
+            ));
+        }
         let tcc = ToolCallContext::new(self, request, context);
         self.tool_router.call(tcc).await
+    }
+}
+
+/// The JSON type name of a value, as schemas spell it.
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// A top-level argument whose JSON type the tool's input schema does not allow, or a missing
+/// required one, named with what would be accepted. Deeper checks are left to deserialization.
+fn argument_problem(
+    schema: &serde_json::Map<String, serde_json::Value>,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    let properties = schema.get("properties").and_then(|p| p.as_object());
+    if let Some(required) = schema.get("required").and_then(|r| r.as_array()) {
+        for name in required.iter().filter_map(|n| n.as_str()) {
+            if !args.contains_key(name) {
+                return Some(format!("missing required argument `{name}`"));
+            }
+        }
+    }
+    let properties = properties?;
+    for (name, value) in args {
+        let Some(prop) = properties.get(name) else {
+            let known: Vec<&str> = properties.keys().map(String::as_str).collect();
+            return Some(format!(
+                "unknown argument `{name}`; arguments: {}",
+                known.join(", ")
+            ));
+        };
+        let allowed: Vec<&str> = match prop.get("type") {
+            Some(serde_json::Value::String(t)) => vec![t.as_str()],
+            Some(serde_json::Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str()).collect(),
+            _ => continue,
+        };
+        let got = json_type(value);
+        let ok = allowed.contains(&got) || (got == "integer" && allowed.contains(&"number"));
+        if !ok {
+            return Some(format!(
+                "argument `{name}` must be {}, got {got} `{}`",
+                allowed.join(" or "),
+                value.to_string().chars().take(40).collect::<String>()
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argument_problem;
+
+    #[test]
+    fn argument_types_are_checked_against_the_schema() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": { "plan_id": { "type": "string" }, "k": { "type": ["integer", "null"] } },
+            "required": ["plan_id"]
+        });
+        let schema = schema.as_object().unwrap();
+        let check = |v: serde_json::Value| argument_problem(schema, v.as_object().unwrap());
+        assert_eq!(check(serde_json::json!({ "plan_id": "p" })), None);
+        assert_eq!(check(serde_json::json!({ "plan_id": "p", "k": null })), None);
+        assert_eq!(
+            check(serde_json::json!({ "plan_id": 7 })).unwrap(),
+            "argument `plan_id` must be string, got integer `7`"
+        );
+        assert!(check(serde_json::json!({})).unwrap().contains("missing required argument `plan_id`"));
+        assert!(check(serde_json::json!({ "plan_id": "p", "k": "x" })).unwrap().contains("integer or null"));
+        assert!(check(serde_json::json!({ "plan_id": "p", "planid": 1 })).unwrap().contains("unknown argument `planid`"));
     }
 }
