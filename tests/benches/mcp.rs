@@ -184,7 +184,11 @@ fn main() {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let ours = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let ours = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     let pid = child.id();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -211,7 +215,11 @@ fn main() {
     println!(
         "MCP tools/call over streamable HTTP ({}; {} build)",
         if smoke { "smoke" } else { "full" },
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     println!("sessions  server        p50        p99     calls/s   p50 ratio");
     let mut ratio_one = 0.0;

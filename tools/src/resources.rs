@@ -181,29 +181,43 @@ pub fn prompts() -> Vec<Prompt> {
     vec![
         Prompt::new(
             "provision",
-            Some("Provision infrastructure from a description, safely: draft, validate, plan, check policy, apply."),
-            Some(vec![PromptArgument::new("intent")
-                .with_description("What to provision, in words")
-                .with_required(true)]),
+            Some(
+                "Provision infrastructure from a description, safely: draft, validate, plan, check policy, apply.",
+            ),
+            Some(vec![
+                PromptArgument::new("intent")
+                    .with_description("What to provision, in words")
+                    .with_required(true),
+            ]),
         ),
         Prompt::new(
             "review_plan",
-            Some("Review a stored plan before it is applied: what changes, what could break, what it costs."),
-            Some(vec![PromptArgument::new("plan_id")
-                .with_description("A plan id from plan_changes")
-                .with_required(true)]),
+            Some(
+                "Review a stored plan before it is applied: what changes, what could break, what it costs.",
+            ),
+            Some(vec![
+                PromptArgument::new("plan_id")
+                    .with_description("A plan id from plan_changes")
+                    .with_required(true),
+            ]),
         ),
         Prompt::new(
             "troubleshoot_workflow",
             Some("Find out why a workflow failed and what to do next."),
-            Some(vec![PromptArgument::new("workflow_id")
-                .with_description("A workflow id (wf-...)")
-                .with_required(true)]),
+            Some(vec![
+                PromptArgument::new("workflow_id")
+                    .with_description("A workflow id (wf-...)")
+                    .with_required(true),
+            ]),
         ),
     ]
 }
 
-fn arg(args: &Option<serde_json::Map<String, serde_json::Value>>, name: &str, prompt: &str) -> Result<String, ErrorData> {
+fn arg(
+    args: &Option<serde_json::Map<String, serde_json::Value>>,
+    name: &str,
+    prompt: &str,
+) -> Result<String, ErrorData> {
     args.as_ref()
         .and_then(|a| a.get(name))
         .and_then(|v| v.as_str())

@@ -399,14 +399,12 @@ impl Engine {
             }
         }
         let plan = self.load_plan(&wf.plan_id).await?;
-        let decision =
-            self.authorizer
-                .decide(
-                caller,
-                authz::plan_action(&plan),
-                &plan,
-                &authz::ApprovalFacts::default(),
-            );
+        let decision = self.authorizer.decide(
+            caller,
+            authz::plan_action(&plan),
+            &plan,
+            &authz::ApprovalFacts::default(),
+        );
         if let Decision::Deny { reasons } = &decision {
             let why: Vec<String> = reasons
                 .iter()
@@ -545,10 +543,14 @@ impl Engine {
         // Resuming a failed or cancelled workflow tries its failed steps again (attempts start
         // over; the idempotency key stays, so a step whose effect did happen is not repeated)
         // and runs the steps skipped because of them. The store is updated when each starts.
-        if matches!(wf.status, WorkflowStatus::Failed | WorkflowStatus::Cancelled) {
-            for step in steps.iter_mut().filter(|s| {
-                matches!(s.status, StepStatus::Failed | StepStatus::Skipped)
-            }) {
+        if matches!(
+            wf.status,
+            WorkflowStatus::Failed | WorkflowStatus::Cancelled
+        ) {
+            for step in steps
+                .iter_mut()
+                .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::Skipped))
+            {
                 step.status = StepStatus::Pending;
                 step.attempts = 0;
                 step.error = None;

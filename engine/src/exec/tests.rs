@@ -959,7 +959,10 @@ async fn resuming_a_failed_workflow_retries_the_failed_step_and_runs_what_it_blo
     let outcome = ran(&first, &plan).await;
     assert_eq!(outcome.status, WorkflowStatus::Failed, "{outcome:?}");
     let (_, steps) = first.status(&outcome.workflow).await.unwrap();
-    assert!(steps.iter().any(|s| s.status == StepStatus::Skipped), "{steps:?}");
+    assert!(
+        steps.iter().any(|s| s.status == StepStatus::Skipped),
+        "{steps:?}"
+    );
 
     // The cause is gone (the second sim fails nothing): resume finishes everything once.
     let second = engine_sharing(&store, &ledger, &[]);
@@ -987,7 +990,10 @@ async fn rollback_undoes_a_failed_workflow_once_and_refuses_the_rest() {
     let plan = first.plan(&cfg).await.unwrap();
     let outcome = ran(&first, &plan).await;
     assert_eq!(outcome.status, WorkflowStatus::Failed, "{outcome:?}");
-    assert!(world(&ledger).0 > 0, "something was created before the failure");
+    assert!(
+        world(&ledger).0 > 0,
+        "something was created before the failure"
+    );
 
     let second = engine_sharing(&store, &ledger, &[]);
     let rolled = second.rollback(&outcome.workflow, &caller()).await.unwrap();
@@ -995,16 +1001,25 @@ async fn rollback_undoes_a_failed_workflow_once_and_refuses_the_rest() {
     assert_eq!(world(&ledger), (0, 0));
     assert!(second.store.resources("ws").await.unwrap().is_empty());
 
-    let again = second.rollback(&outcome.workflow, &caller()).await.unwrap_err();
+    let again = second
+        .rollback(&outcome.workflow, &caller())
+        .await
+        .unwrap_err();
     assert!(matches!(again, ExecError::Finished { .. }), "{again}");
     let unknown = second.rollback("wf-nope", &caller()).await.unwrap_err();
-    assert!(matches!(unknown, ExecError::WorkflowNotFound { .. }), "{unknown}");
+    assert!(
+        matches!(unknown, ExecError::WorkflowNotFound { .. }),
+        "{unknown}"
+    );
 
     // A succeeded workflow is not rolled back: that is a destroy, planned and authorized.
     let plan = second.plan(&config("ws2", 1, &[])).await.unwrap();
     let done = ran(&second, &plan).await;
     assert_eq!(done.status, WorkflowStatus::Succeeded);
-    let err = second.rollback(&done.workflow, &caller()).await.unwrap_err();
+    let err = second
+        .rollback(&done.workflow, &caller())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("plan a destroy"), "{err}");
     let _ = std::fs::remove_dir_all(ledger.parent().unwrap());
 }
