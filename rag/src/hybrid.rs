@@ -98,6 +98,9 @@ impl Default for Tuning {
     }
 }
 
+/// A chunk's fused score and where each retriever ranked it.
+type Fused = (f32, Option<Ranked>, Option<Ranked>);
+
 /// Where a retriever ranked a hit (1-based) and its own score.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Ranked {
@@ -379,8 +382,7 @@ impl Retriever {
                 score: *s,
             });
         }
-        let mut ranked: Vec<(usize, (f32, Option<Ranked>, Option<Ranked>))> =
-            fused.into_iter().collect();
+        let mut ranked: Vec<(usize, Fused)> = fused.into_iter().collect();
         ranked.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.0.cmp(&b.0)));
         ranked.truncate(k);
         ranked

@@ -15,7 +15,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, ServerCapabilities, ServerConfig};
 use rmcp::service::RunningService;
@@ -32,9 +31,7 @@ struct EchoInput {
 }
 
 #[derive(Clone)]
-struct Echo {
-    tool_router: ToolRouter<Echo>,
-}
+struct Echo;
 
 #[tool_router]
 impl Echo {
@@ -54,11 +51,7 @@ impl ServerHandler for Echo {
 
 async fn bare_server() -> String {
     let service: StreamableHttpService<Echo, LocalSessionManager> = StreamableHttpService::new(
-        || {
-            Ok(Echo {
-                tool_router: Echo::tool_router(),
-            })
-        },
+        || Ok(Echo),
         Default::default(),
         StreamableHttpServerConfig::default(),
     );
