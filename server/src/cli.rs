@@ -52,6 +52,19 @@ pub struct Global {
         value_name = "URL"
     )]
     pub state: Option<String>,
+    /// Talk to a running `provisioning serve --http` at this URL (e.g. http://127.0.0.1:7070) for
+    /// `approvals`, `status` and `audit`, instead of opening the state here
+    #[arg(long, global = true, env = "PROVISIONING_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for --server (prefer the environment variable: a flag is visible in `ps`)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
     /// Largest config accepted, in bytes
     #[arg(long, global = true, env = "PROVISIONING_LIMITS_MAX_INPUT_BYTES", default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_input_bytes: usize,

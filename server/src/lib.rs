@@ -3,6 +3,8 @@
 
 pub mod cli;
 mod commands;
+mod remote;
+mod rest;
 mod settings;
 mod table;
 

@@ -23,6 +23,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// A running server to talk to (`--server`), with its token.
+    pub remote: Option<crate::remote::Remote>,
     pub file: ConfigFile,
 }
 
@@ -164,6 +166,10 @@ impl Settings {
             },
             config_file,
             file,
+            remote: match &g.server {
+                Some(url) => Some(crate::remote::Remote::new(url, g.token.as_deref())?),
+                None => None,
+            },
         })
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 mod approvals;
 mod cli;
 mod docs;
@@ -30,6 +31,7 @@ fn main() {
     trials.extend(approvals::trials());
     trials.extend(drafter::trials());
     trials.extend(mcp::trials());
+    trials.extend(api::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

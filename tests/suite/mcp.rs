@@ -45,7 +45,7 @@ const PEOPLE: &str =
 /// The words the drafter turns into the dev config below (3 sim servers with nginx).
 const INTENT: &str = "three small sim servers with nginx in sim-1 for the dev workspace lab";
 
-fn dev_config(n: usize) -> String {
+pub(crate) fn dev_config(n: usize) -> String {
     let servers: Vec<String> = (1..=n)
         .map(|i| {
             format!(r#"{{ name = "n{i}", provider = "sim", plan = "small", zone = "sim-1", taskservs = ["nginx"] }}"#)
@@ -57,7 +57,7 @@ fn dev_config(n: usize) -> String {
     )
 }
 
-const PROD: &str = r#"{ workspace = { name = "shop", environment = "prod" }, servers = [{ name = "w1", provider = "sim", plan = "small", zone = "sim-1" }] }"#;
+pub(crate) const PROD: &str = r#"{ workspace = { name = "shop", environment = "prod" }, servers = [{ name = "w1", provider = "sim", plan = "small", zone = "sim-1" }] }"#;
 
 fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap_or_default()
@@ -77,7 +77,7 @@ fn error_text(result: &CallToolResult) -> String {
     serde_json::to_string(&result.content).unwrap()
 }
 
-struct Dir(PathBuf);
+pub(crate) struct Dir(pub(crate) PathBuf);
 
 impl Drop for Dir {
     fn drop(&mut self) {
@@ -632,10 +632,96 @@ fn drafting_with_sampling_and_elicitation() {
     });
 }
 
-/// A raw HTTP/1.1 POST to `/mcp`; returns the status code.
-fn post_status(addr: &str, headers: &[(&str, &str)]) -> u16 {
+/// An OpenAI-compatible endpoint answering chat completions from a script, recording each
+/// request body and its Authorization header. Returns its base URL.
+async fn scripted_openai(
+    replies: Vec<String>,
+    seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) -> String {
+    let replies = Arc::new(std::sync::Mutex::new(replies));
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: String| {
+                let replies = replies.clone();
+                let seen = seen.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push((auth, body));
+                    let reply = replies.lock().unwrap().remove(0);
+                    axum::Json(serde_json::json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "scripted",
+                        "choices": [{ "index": 0, "finish_reason": "stop",
+                                      "message": { "role": "assistant", "content": reply } }]
+                    }))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+/// draft_config through a configured OpenAI-compatible endpoint (the client offers no
+/// sampling): the repair round carries the diagnostics; the key is sent, never shown.
+fn drafting_with_an_openai_endpoint() {
+    let dir = Dir(scratch("mcp-openai"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let base = scripted_openai(
+            vec![
+                format!("```nickel\n{}\n```", dev_config(2).replace("small", "huge")),
+                format!("```nickel\n{}\n```", dev_config(2)),
+            ],
+            seen.clone(),
+        )
+        .await;
+        let key = "sk-test-secret-0123456789";
+        let mut cmd = command(&dir.0, &[]);
+        cmd.env("PROVISIONING_DRAFTER_OPENAI_BASE_URL", &base)
+            .env("PROVISIONING_DRAFTER_OPENAI_MODEL", "scripted")
+            .env("PROVISIONING_DRAFTER_OPENAI_API_KEY", key);
+        let client = Client::default()
+            .serve(TokioChildProcess::new(cmd).unwrap())
+            .await
+            .unwrap();
+        let result = call(
+            &client,
+            "draft_config",
+            serde_json::json!({ "intent": "two sim servers with nginx" }),
+        )
+        .await;
+        assert!(
+            !format!("{result:?}").contains(key),
+            "the key leaked: {result:?}"
+        );
+        let d = structured(&result);
+        assert_eq!(d["drafter"], "openai", "{d}");
+        assert_eq!(d["rounds"], 2, "{d}");
+        assert_eq!(d["valid"], true, "{d}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, format!("Bearer {key}"));
+        assert!(seen[0].1.contains("server.ncl") && seen[0].1.contains("\"model\":\"scripted\""));
+        assert!(seen[1].1.contains("does not validate") && seen[1].1.contains("huge"));
+        client.cancel().await.unwrap();
+    });
+}
+
+/// A raw HTTP/1.1 POST to `/mcp` with `body` (an `initialize` request when `None`); returns
+/// the status code.
+fn post_status(addr: &str, headers: &[(&str, &str)], body: Option<&str>) -> u16 {
     use std::io::{Read, Write};
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    let body = body.unwrap_or(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#);
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let mut req = format!(
         "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -646,7 +732,8 @@ fn post_status(addr: &str, headers: &[(&str, &str)]) -> u16 {
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
+    // The server may answer (and close) before reading a body it refuses.
+    let _ = s.write_all(req.as_bytes());
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.split_whitespace()
@@ -655,24 +742,16 @@ fn post_status(addr: &str, headers: &[(&str, &str)]) -> u16 {
         .unwrap_or(0)
 }
 
-/// Streamable HTTP: bearer tokens map to principals, a foreign Origin gets 403, a missing or
-/// wrong token 401, and rmcp's HTTP client can list and call tools.
-fn http_auth_and_origin() {
-    use sha2::Digest;
+/// `provisioning serve --http 127.0.0.1:0` on the trial's data dir; the child and its URL.
+pub(crate) fn start_http(dir: &std::path::Path) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let dir = Dir(scratch("mcp-http"));
-    let token = "t0ken-for-alice-1234567890";
-    let hash = format!("{:x}", sha2::Sha256::digest(token.as_bytes()));
-    std::fs::write(
-        dir.0.join("config.toml"),
-        format!("[users.alice]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n"),
-    )
-    .unwrap();
     let mut child = std::process::Command::new(binary())
         .args(["serve", "--http", "127.0.0.1:0"])
         .current_dir(root())
-        .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
-        .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -684,71 +763,204 @@ fn http_auth_and_origin() {
     let url = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("no address line: {line:?}"))
         .to_string();
+    (child, url)
+}
+
+/// Kills the child when dropped (a failed assertion must not leave a server running).
+pub(crate) struct Server(pub(crate) std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn http_client(
+    url: &str,
+    token: &str,
+    handler: Client,
+) -> RunningService<RoleClient, Client> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_string())
+            .auth_header(token.to_string()),
+    );
+    handler.serve(transport).await.unwrap()
+}
+
+/// Streamable HTTP: bearer tokens map to principals, a foreign Origin gets 403, a missing or
+/// wrong token 401, an oversized body 413; then rmcp's HTTP client runs the whole flow as the
+/// token's principal: draft, validate, plan, apply with progress, the workflow log resource; a
+/// prod plan stops at the gate and runs after a second person approved it through the CLI.
+fn http_auth_and_origin() {
+    use sha2::Digest;
+    let dir = Dir(scratch("mcp-http"));
+    let token = "t0ken-for-alice-1234567890";
+    let hash = format!("{:x}", sha2::Sha256::digest(token.as_bytes()));
+    std::fs::write(
+        dir.0.join("config.toml"),
+        format!("[users.alice]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n\n[users.bob]\nroles = [\"approver\"]\n"),
+    )
+    .unwrap();
+    let (child, url) = start_http(&dir.0);
+    let server = Server(child);
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches("/mcp")
         .to_string();
-    let result = std::panic::catch_unwind(|| {
-        let bearer = format!("Bearer {token}");
-        assert_eq!(post_status(&addr, &[]), 401, "no token");
-        assert_eq!(
-            post_status(&addr, &[("Authorization", "Bearer wrong")]),
-            401,
-            "wrong token"
-        );
-        assert_eq!(
-            post_status(
-                &addr,
-                &[
-                    ("Authorization", &bearer),
-                    ("Origin", "http://evil.example")
-                ]
-            ),
-            403,
-            "foreign origin"
-        );
-        assert_eq!(post_status(&addr, &[("Authorization", &bearer)]), 200);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(post_status(&addr, &[], None), 401, "no token");
+    assert_eq!(
+        post_status(&addr, &[("Authorization", "Bearer wrong")], None),
+        401,
+        "wrong token"
+    );
+    assert_eq!(
+        post_status(
+            &addr,
+            &[
+                ("Authorization", &bearer),
+                ("Origin", "http://evil.example")
+            ],
+            None
+        ),
+        403,
+        "foreign origin"
+    );
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"validate_config","arguments":{{"config":"{}"}}}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    assert_eq!(
+        post_status(&addr, &[("Authorization", &bearer)], Some(&huge)),
+        413,
+        "a body over 1 MiB"
+    );
+    assert_eq!(
+        post_status(&addr, &[("Authorization", &bearer)], None),
+        200,
+        "still up"
+    );
 
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            use rmcp::transport::StreamableHttpClientTransport;
-            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-            let transport = StreamableHttpClientTransport::from_config(
-                StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(token),
-            );
-            let client = Client::default().serve(transport).await.unwrap();
-            assert!(client.list_all_tools().await.unwrap().len() >= 10);
-            let plan = structured(
-                &call(
-                    &client,
-                    "plan_changes",
-                    serde_json::json!({ "config": PROD }),
-                )
-                .await,
-            );
-            let policy = structured(
-                &call(
-                    &client,
-                    "check_policy",
-                    serde_json::json!({ "plan_id": plan["plan_id"] }),
-                )
-                .await,
-            );
-            assert_eq!(
-                policy["principal"], "user:alice",
-                "the token's principal: {policy}"
-            );
-            assert_eq!(policy["decision"], "needs_approval", "{policy}");
-            client.cancel().await.unwrap();
-        });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (prod_plan, request) = rt.block_on(async {
+        let handler = Client::default();
+        let client = http_client(&url, token, handler.clone()).await;
+        assert!(client.list_all_tools().await.unwrap().len() >= 18);
+        let drafted = structured(
+            &call(
+                &client,
+                "draft_config",
+                serde_json::json!({ "intent": INTENT }),
+            )
+            .await,
+        );
+        assert_eq!(drafted["valid"], true, "{drafted}");
+        let config = drafted["nickel"].as_str().unwrap().to_string();
+        let v = structured(
+            &call(
+                &client,
+                "validate_config",
+                serde_json::json!({ "config": config }),
+            )
+            .await,
+        );
+        assert_eq!(v["valid"], true);
+        let plan = structured(
+            &call(
+                &client,
+                "plan_changes",
+                serde_json::json!({ "config": config }),
+            )
+            .await,
+        );
+        let mut params = CallToolRequestParams::new("apply_plan")
+            .with_arguments(args(serde_json::json!({ "plan_id": plan["plan_id"] })));
+        params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+            NumberOrString::String("http-apply".into()),
+        )));
+        let applied = structured(&client.call_tool(params).await.unwrap());
+        assert_eq!(applied["status"], "succeeded", "{applied}");
+        assert!(
+            handler.progress.load(Ordering::SeqCst) >= 6,
+            "progress over HTTP: {}",
+            handler.progress.load(Ordering::SeqCst)
+        );
+        let log = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+                "provisioning://workflows/{}/log",
+                applied["workflow"].as_str().unwrap()
+            )))
+            .await
+            .unwrap();
+        assert!(format!("{log:?}").contains("StepSucceeded"));
+
+        let plan = structured(
+            &call(
+                &client,
+                "plan_changes",
+                serde_json::json!({ "config": PROD }),
+            )
+            .await,
+        );
+        let policy = structured(
+            &call(
+                &client,
+                "check_policy",
+                serde_json::json!({ "plan_id": plan["plan_id"] }),
+            )
+            .await,
+        );
+        assert_eq!(
+            policy["principal"], "user:alice",
+            "the token's principal: {policy}"
+        );
+        assert_eq!(policy["decision"], "needs_approval", "{policy}");
+        let gated = structured(
+            &call(
+                &client,
+                "apply_plan",
+                serde_json::json!({ "plan_id": plan["plan_id"] }),
+            )
+            .await,
+        );
+        assert_eq!(gated["status"], "needs_approval", "{gated}");
+        client.cancel().await.unwrap();
+        (
+            plan["plan_id"].as_str().unwrap().to_string(),
+            gated["approval_request"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    drop(server);
+
+    let ok = cli_as(
+        &dir.0,
+        "bob",
+        &["approvals", "approve", &request, "--comment", "ok"],
+    );
+    assert!(ok.status.success(), "{ok:?}");
+    let (child, url) = start_http(&dir.0);
+    let _server = Server(child);
+    rt.block_on(async {
+        let client = http_client(&url, token, Client::default()).await;
+        let applied = structured(
+            &call(
+                &client,
+                "apply_plan",
+                serde_json::json!({ "plan_id": prod_plan }),
+            )
+            .await,
+        );
+        assert_eq!(applied["status"], "succeeded", "{applied}");
+        client.cancel().await.unwrap();
+    });
 }
 
 /// The Python interpreter with the official MCP SDK, set up by `scripts/test`.
@@ -793,6 +1005,9 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("mcp::http_auth_and_origin", || check(http_auth_and_origin)),
         Trial::test("mcp::stdio_flow", || check(stdio_flow)),
         Trial::test("mcp::python_sdk_flow", || check(python_sdk_flow)),
+        Trial::test("mcp::drafting_with_an_openai_endpoint", || {
+            check(drafting_with_an_openai_endpoint)
+        }),
         Trial::test("mcp::drafting_with_sampling_and_elicitation", || {
             check(drafting_with_sampling_and_elicitation)
         }),

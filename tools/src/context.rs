@@ -21,6 +21,8 @@ pub struct Context {
     pub max_config_bytes: usize,
     /// The docs index (built in the background when the server starts).
     pub docs: Docs,
+    /// The OpenAI-compatible drafter, when configured.
+    pub openai: Option<crate::openai::OpenAiDrafter>,
 }
 
 impl std::fmt::Debug for Context {

@@ -8,6 +8,7 @@ pub mod draft;
 
 mod context;
 mod docs;
+pub mod openai;
 mod resources;
 mod server;
 mod tools;

@@ -248,6 +248,16 @@ pub trait StateStore: Send + Sync {
     async fn workflow(&self, id: &str) -> StateResult<Option<WorkflowRecord>>;
     /// Newest first.
     async fn workflows(&self, workspace: Option<&str>) -> StateResult<Vec<WorkflowRecord>>;
+    /// The newest `limit` workflows (of `workspace` when given), newest first.
+    async fn recent_workflows(
+        &self,
+        workspace: Option<&str>,
+        limit: usize,
+    ) -> StateResult<Vec<WorkflowRecord>> {
+        let mut all = self.workflows(workspace).await?;
+        all.truncate(limit);
+        Ok(all)
+    }
     async fn steps(&self, workflow: &str) -> StateResult<Vec<StepRecord>>;
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> StateResult<()>;
     async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>>;

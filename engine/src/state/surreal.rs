@@ -199,6 +199,7 @@ impl SurrealStore {
              DEFINE TABLE IF NOT EXISTS member_of TYPE RELATION SCHEMALESS;
              DEFINE INDEX IF NOT EXISTS resource_ws ON resource FIELDS ws;
              DEFINE INDEX IF NOT EXISTS workflow_ws ON workflow FIELDS ws;
+             DEFINE INDEX IF NOT EXISTS workflow_created ON workflow FIELDS created_at;
              DEFINE INDEX IF NOT EXISTS step_wf ON step FIELDS wf;
              DEFINE INDEX IF NOT EXISTS event_wf ON event FIELDS wf;
              DEFINE INDEX IF NOT EXISTS checkpoint_wf ON checkpoint FIELDS wf;",
@@ -506,6 +507,24 @@ impl StateStore for SurrealStore {
                 .await
             }
         }
+    }
+
+    async fn recent_workflows(
+        &self,
+        workspace: Option<&str>,
+        limit: usize,
+    ) -> StateResult<Vec<WorkflowRecord>> {
+        let (query, vars) = match workspace {
+            Some(ws) => (
+                "SELECT VALUE data FROM workflow WHERE ws = $ws ORDER BY created_at DESC LIMIT $n",
+                json!({ "ws": ws, "n": limit }),
+            ),
+            None => (
+                "SELECT VALUE data FROM workflow ORDER BY created_at DESC LIMIT $n",
+                json!({ "n": limit }),
+            ),
+        };
+        self.select("workflow", query, vars).await
     }
 
     async fn steps(&self, workflow: &str) -> StateResult<Vec<StepRecord>> {

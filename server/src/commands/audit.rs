@@ -8,6 +8,9 @@ use crate::cli::{AuditArgs, AuditWhat};
 
 pub fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
+        if let Some(r) = &settings.remote {
+            return remote(r, &args.what).await;
+        }
         let engine = open_engine(settings).await?;
         let (entries, head) = engine.store.audit_log().await?;
         match args.what {
@@ -35,4 +38,31 @@ pub fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// `audit` against a running server: the export as it sends it, and its own verification.
+async fn remote(r: &crate::remote::Remote, what: &AuditWhat) -> anyhow::Result<ExitCode> {
+    match what {
+        AuditWhat::Export => {
+            print!("{}", r.text("/audit/export").await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditWhat::Verify => {
+            let v: serde_json::Value = r.call(reqwest::Method::GET, "/audit/verify", None).await?;
+            if v["ok"] == true {
+                println!(
+                    "audit log intact: {} entries (verified by {})",
+                    v["entries"],
+                    r.base()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "audit log TAMPERED: {}",
+                    v["problem"].as_str().unwrap_or("(no detail)")
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
 }

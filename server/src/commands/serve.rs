@@ -49,7 +49,14 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             default_caller,
             max_config_bytes: settings.limits.max_input_bytes,
             docs: docs_source(settings, &args.docs),
+            openai: tools::openai::OpenAiDrafter::from_env(),
         });
+        if let Some(d) = &ctx.openai {
+            eprintln!(
+                "draft_config uses the OpenAI-compatible endpoint at {} (model {}) when the client offers no sampling",
+                d.base_url, d.model
+            );
+        }
         // Build the docs index in the background: the first index embeds every chunk.
         {
             let ctx = ctx.clone();
@@ -180,6 +187,106 @@ async fn authenticate(State(gate): State<Gate>, mut request: Request, next: Next
     next.run(request).await
 }
 
+/// Request counters by status class, for `/metrics`.
+#[derive(Default)]
+struct Metrics {
+    by_class: [std::sync::atomic::AtomicU64; 6],
+    started: std::sync::OnceLock<Instant>,
+}
+
+async fn count(State(m): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    m.started.get_or_init(Instant::now);
+    let response = next.run(request).await;
+    let class = (response.status().as_u16() / 100).min(5) as usize;
+    m.by_class[class].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    response
+}
+
+/// The Control Center: one page, no build step; it signs in with a token and talks to the
+/// REST API.
+async fn control_center() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../control_center.html"),
+    )
+        .into_response()
+}
+
+/// Ready when the state store answers.
+async fn readyz(ctx: Arc<Context>) -> Response {
+    match ctx.engine.store.workspaces().await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready",
+            format!("the state store does not answer: {e}"),
+        ),
+    }
+}
+
+/// Prometheus text format.
+async fn render_metrics(ctx: Arc<Context>, m: Arc<Metrics>) -> Response {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP provisioning_http_requests_total HTTP requests answered, by status class."
+    );
+    let _ = writeln!(out, "# TYPE provisioning_http_requests_total counter");
+    for (i, c) in m.by_class.iter().enumerate().skip(1) {
+        let _ = writeln!(
+            out,
+            "provisioning_http_requests_total{{class=\"{i}xx\"}} {}",
+            c.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
+    if let Ok(all) = ctx.engine.store.workflows(None).await {
+        for wf in &all {
+            *by_status.entry(wf.status.as_str()).or_default() += 1;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP provisioning_workflows Workflows recorded, by status."
+    );
+    let _ = writeln!(out, "# TYPE provisioning_workflows gauge");
+    for (status, n) in by_status {
+        let _ = writeln!(out, "provisioning_workflows{{status=\"{status}\"}} {n}");
+    }
+    let pending = ctx
+        .engine
+        .approvals(Some(policies::ApprovalStatus::Pending))
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP provisioning_approvals_pending Approval requests waiting."
+    );
+    let _ = writeln!(out, "# TYPE provisioning_approvals_pending gauge");
+    let _ = writeln!(out, "provisioning_approvals_pending {pending}");
+    let uptime = m
+        .started
+        .get()
+        .map(|t| t.elapsed().as_secs_f64())
+        .unwrap_or(0.0);
+    let _ = writeln!(
+        out,
+        "# HELP provisioning_uptime_seconds Seconds since the first request."
+    );
+    let _ = writeln!(out, "# TYPE provisioning_uptime_seconds gauge");
+    let _ = writeln!(out, "provisioning_uptime_seconds {uptime:.3}");
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = value
@@ -240,10 +347,40 @@ async fn http(
         rate: args.rate_limit,
         burst: (args.rate_limit * 2.0).max(1.0),
     };
+    let (api, openapi) = crate::rest::router();
+    let spec = openapi
+        .to_pretty_json()
+        .context("the OpenAPI document does not serialize")?;
+    let metrics = Arc::new(Metrics::default());
     let app = axum::Router::new()
         .nest_service("/mcp", service)
+        .merge(api.with_state(ctx.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(gate, authenticate))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], spec)
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/", axum::routing::get(control_center))
+        .route(
+            "/readyz",
+            axum::routing::get({
+                let ctx = ctx.clone();
+                move || readyz(ctx.clone())
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get({
+                let ctx = ctx.clone();
+                let metrics = metrics.clone();
+                move || render_metrics(ctx.clone(), metrics.clone())
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(metrics, count));
     // The address on stdout (one line), so scripts and tests can use port 0.
     println!("listening on http://{bound}/mcp");
     eprintln!(

@@ -1,7 +1,8 @@
 //! `draft_config`: intent text → a Nickel config, validated, with a bounded repair loop.
 //!
 //! Drafters, in this order: MCP sampling through the client's own model when the client offers
-//! sampling; otherwise the built-in parser ([`crate::draft`]). A model's draft is validated and,
+//! sampling; an OpenAI-compatible endpoint when one is configured ([`crate::openai`]);
+//! otherwise the built-in parser ([`crate::draft`]). A model's draft is validated and,
 //! while invalid, sent back with the structured diagnostics, at most [`MAX_ROUNDS`] times; if it
 //! still does not validate the built-in draft is returned with a notice. Values the built-in
 //! drafter will not guess (provider, zone, size, owner) are asked through MCP elicitation when
@@ -46,8 +47,8 @@ pub struct DraftInput {
     /// (e.g. {"zone": "fra1", "db.plan": "cx32"}).
     #[serde(default)]
     pub answers: BTreeMap<String, String>,
-    /// `auto` (default: the client's model when it offers sampling, else built-in), `sampling`
-    /// or `built-in`.
+    /// `auto` (default: the client's model when it offers sampling, else a configured
+    /// OpenAI-compatible endpoint, else built-in), `sampling`, `openai` or `built-in`.
     #[serde(default)]
     pub drafter: Option<String>,
 }
@@ -73,7 +74,7 @@ pub struct DraftOutput {
     pub diagnostics: serde_json::Value,
     /// The checked config with defaults filled in, when valid.
     pub config: Option<serde_json::Value>,
-    /// `sampling` (the client's model), `built-in`.
+    /// `sampling` (the client's model), `openai` (the configured endpoint), `built-in`.
     pub drafter: String,
     /// Model drafts tried, including repairs (0 for the built-in drafter).
     pub rounds: usize,
@@ -91,14 +92,16 @@ pub struct DraftOutput {
 enum Choice {
     Auto,
     Sampling,
+    OpenAi,
     BuiltIn,
 }
 
 #[tool_router(router = draft_router, vis = "pub(crate)")]
 impl ProvisioningServer {
     /// Draft a Nickel config from a description in words, then validate it. Uses the client's
-    /// model through sampling when offered (with the schema and docs in the prompt, repaired
-    /// from diagnostics up to 3 rounds), else the built-in parser. Returns the config, every
+    /// model through sampling when offered, else a configured OpenAI-compatible endpoint (with
+    /// the schema and docs in the prompt, repaired from diagnostics up to 3 rounds), else the
+    /// built-in parser. Returns the config, every
     /// assumption made, and questions for values it would not guess. Changes nothing.
     #[tool(annotations(
         read_only_hint = true,
@@ -114,10 +117,11 @@ impl ProvisioningServer {
         let choice = match input.drafter.as_deref().map(str::trim) {
             None | Some("" | "auto") => Choice::Auto,
             Some("sampling") => Choice::Sampling,
+            Some("openai") => Choice::OpenAi,
             Some("built-in" | "builtin") => Choice::BuiltIn,
             Some(other) => {
                 return Err(format!(
-                    "unknown drafter `{other}`; expected `auto`, `sampling` or `built-in`"
+                    "unknown drafter `{other}`; expected `auto`, `sampling`, `openai` or `built-in`"
                 ));
             }
         };
@@ -143,11 +147,30 @@ impl ProvisioningServer {
                     .into(),
             );
         }
-        if sampling && choice != Choice::BuiltIn {
-            match self.sampled(&input.intent, &input.answers, catalog, &rc).await {
+        let openai = self.ctx.openai.as_ref();
+        if choice == Choice::OpenAi && openai.is_none() {
+            return Err(
+                "drafter `openai` was asked for, but no endpoint is configured (PROVISIONING_DRAFTER_OPENAI_BASE_URL and PROVISIONING_DRAFTER_OPENAI_MODEL)"
+                    .into(),
+            );
+        }
+        let backend = match choice {
+            Choice::BuiltIn => None,
+            Choice::Sampling => Some(Backend::Sampling(&rc)),
+            Choice::OpenAi => openai.map(Backend::OpenAi),
+            Choice::Auto if sampling => Some(Backend::Sampling(&rc)),
+            Choice::Auto => openai.map(Backend::OpenAi),
+        };
+        if let Some(backend) = backend {
+            let name = backend.name();
+            match self
+                .model_draft(backend, &input.intent, &input.answers, catalog)
+                .await
+            {
                 Ok(out) => return Ok(Json(out)),
                 Err(why) => notices.push(format!(
-                    "the client's model did not produce a valid config ({why}); this is the built-in drafter's"
+                    "the {} drafter did not produce a valid config ({why}); this is the built-in drafter's",
+                    if name == "sampling" { "client's model (sampling)" } else { "OpenAI-compatible" }
                 )),
             }
         }
@@ -202,13 +225,14 @@ impl ProvisioningServer {
         })
     }
 
-    /// The client's model drafts; invalid drafts go back with their diagnostics.
-    async fn sampled(
+    /// A model drafts (the client's through sampling, or an OpenAI-compatible endpoint);
+    /// invalid drafts go back with their diagnostics, at most [`MAX_ROUNDS`] rounds.
+    async fn model_draft(
         &self,
+        backend: Backend<'_>,
         intent: &str,
         answers: &BTreeMap<String, String>,
         catalog: &knowledge::Catalog,
-        rc: &RequestContext<RoleServer>,
     ) -> Result<DraftOutput, String> {
         let docs = match self.ctx.docs.retriever().await {
             Ok(r) => r
@@ -240,23 +264,11 @@ impl ProvisioningServer {
                 serde_json::to_string(answers).unwrap_or_default()
             ));
         }
-        let mut messages = vec![SamplingMessage::user_text(user)];
+        let mut turns: Vec<(&str, String)> = vec![("user", user)];
         let system = system_prompt(catalog, &docs);
         let mut last = String::new();
         for round in 1..=MAX_ROUNDS {
-            #[allow(deprecated)]
-            let reply = rc
-                .peer
-                .create_message(sampling_params(messages.clone(), system.clone()))
-                .await
-                .map_err(|e| format!("sampling failed: {e}"))?;
-            let text = reply
-                .message
-                .content
-                .first()
-                .and_then(|c| c.as_text())
-                .map(|t| t.text.clone())
-                .unwrap_or_default();
+            let text = backend.complete(&system, &turns).await?;
             let nickel = extract_nickel(&text);
             let v = self.ctx.validate(nickel.clone()).await?;
             if v.is_valid() {
@@ -265,7 +277,7 @@ impl ProvisioningServer {
                     diagnostics: serde_json::json!([]),
                     config: v.value.clone(),
                     nickel,
-                    drafter: "sampling".into(),
+                    drafter: backend.name().into(),
                     rounds: round,
                     assumptions: serde_json::json!([]),
                     questions: Vec::new(),
@@ -281,16 +293,61 @@ impl ProvisioningServer {
                 .take(3)
                 .collect::<Vec<_>>()
                 .join("; ");
-            messages.push(SamplingMessage::new(
-                Role::Assistant,
-                rmcp::model::SamplingMessageContentBlock::text(text),
-            ));
-            messages.push(SamplingMessage::user_text(format!(
+            turns.push(("assistant", text));
+            turns.push(("user", format!(
                 "That config does not validate. Diagnostics (JSON, each with a field path, what is expected and a suggestion):\n{}\nReply with the corrected config only, in one ```nickel block.",
                 serde_json::to_string(&v.diagnostics).unwrap_or_default()
             )));
         }
         Err(format!("still invalid after {MAX_ROUNDS} rounds: {last}"))
+    }
+}
+
+/// Where a model draft comes from.
+enum Backend<'a> {
+    Sampling(&'a RequestContext<RoleServer>),
+    OpenAi(&'a crate::openai::OpenAiDrafter),
+}
+
+impl Backend<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sampling(_) => "sampling",
+            Backend::OpenAi(_) => "openai",
+        }
+    }
+
+    async fn complete(&self, system: &str, turns: &[(&str, String)]) -> Result<String, String> {
+        match self {
+            Backend::OpenAi(d) => d.complete(system, turns).await,
+            Backend::Sampling(rc) => {
+                let messages = turns
+                    .iter()
+                    .map(|(role, text)| {
+                        if *role == "assistant" {
+                            SamplingMessage::new(
+                                Role::Assistant,
+                                rmcp::model::SamplingMessageContentBlock::text(text.clone()),
+                            )
+                        } else {
+                            SamplingMessage::user_text(text.clone())
+                        }
+                    })
+                    .collect();
+                let reply = rc
+                    .peer
+                    .create_message(sampling_params(messages, system.to_string()))
+                    .await
+                    .map_err(|e| format!("sampling failed: {e}"))?;
+                Ok(reply
+                    .message
+                    .content
+                    .first()
+                    .and_then(|c| c.as_text())
+                    .map(|t| t.text.clone())
+                    .unwrap_or_default())
+            }
+        }
     }
 }
 

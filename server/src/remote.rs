@@ -1,0 +1,130 @@
+//! The CLI over REST: with `--server URL` (and a token), `approvals`, `status` and `audit` ask a
+//! running `provisioning serve --http` instead of opening the state store, so they work while
+//! the server holds the embedded store, and from another machine. Refusals keep their meaning:
+//! the server's problem details become the same errors the local engine gives.
+
+use engine::exec::ExecError;
+use engine::state::StateError;
+use serde::de::DeserializeOwned;
+
+#[derive(Clone)]
+pub struct Remote {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Remote> {
+        let base = url
+            .trim()
+            .trim_end_matches('/')
+            .trim_end_matches("/mcp")
+            .to_string();
+        anyhow::ensure!(
+            base.starts_with("http://") || base.starts_with("https://"),
+            "--server `{url}`: expected a URL such as http://127.0.0.1:7070"
+        );
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--server needs a token: set PROVISIONING_TOKEN (or --token); the server's config maps its SHA-256 to you"
+                )
+            })?
+            .to_string();
+        Ok(Remote {
+            base,
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, String), ExecError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            ExecError::State(StateError::Backend(format!(
+                "cannot reach the server at {}: {e}",
+                self.base
+            )))
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
+
+    /// A request whose answer is JSON of type `T`; problem details become engine errors.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ExecError> {
+        let (status, text) = self.send(method, path, body).await?;
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&text).map_err(|e| {
+                ExecError::State(StateError::Backend(format!(
+                    "the server's answer to {path} is not what this CLI expects ({e}); are the versions the same?"
+                )))
+            });
+        }
+        let problem: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let mut detail = problem["detail"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| text.trim().to_string());
+        if let Some(reasons) = problem["reasons"].as_array() {
+            for r in reasons.iter().filter_map(|r| r.as_str()) {
+                detail.push_str(&format!("\n  {r}"));
+            }
+        }
+        Err(match status {
+            401 => ExecError::State(StateError::Backend(format!(
+                "the server at {} refused the token ({detail})",
+                self.base
+            ))),
+            403 => ExecError::NotAllowed(detail),
+            404 => ExecError::State(StateError::Backend(detail)),
+            409 | 422 => ExecError::Approval(detail),
+            _ => ExecError::State(StateError::Backend(format!(
+                "the server answered {status}: {detail}"
+            ))),
+        })
+    }
+
+    pub async fn text(&self, path: &str) -> Result<String, ExecError> {
+        let (status, text) = self.send(reqwest::Method::GET, path, None).await?;
+        if (200..300).contains(&status) {
+            Ok(text)
+        } else {
+            Err(ExecError::State(StateError::Backend(format!(
+                "the server answered {status}: {}",
+                text.trim()
+            ))))
+        }
+    }
+}
