@@ -748,6 +748,25 @@ async fn docs_search(
     Ok(json(results))
 }
 
+/// Who the token belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Whoami {
+    /// `user:NAME` or `agent:NAME@PERSON`.
+    pub principal: String,
+    pub roles: Vec<String>,
+}
+
+/// The principal and roles the bearer token maps to.
+#[utoipa::path(get, path = "/whoami",
+    responses((status = 200, description = "The caller", body = Whoami)),
+    security(("bearer" = [])), tag = "access")]
+async fn whoami(Extension(caller): Extension<Caller>) -> axum::Json<Whoami> {
+    axum::Json(Whoami {
+        principal: caller.principal,
+        roles: caller.roles,
+    })
+}
+
 /// Providers, taskservs and cluster templates.
 #[utoipa::path(get, path = "/catalog",
     responses((status = 200, description = "The catalog", body = serde_json::Value)),
@@ -764,7 +783,7 @@ async fn catalog() -> ApiResult<Response> {
 #[openapi(
     info(title = "Provisioning", description = "Provision infrastructure safely: validate, plan, authorize (Cedar), approve, apply and audit."),
     modifiers(&Bearer),
-    tags((name = "configs"), (name = "plans"), (name = "approvals"), (name = "workflows"),
+    tags((name = "access"), (name = "configs"), (name = "plans"), (name = "approvals"), (name = "workflows"),
          (name = "state"), (name = "audit"), (name = "docs"), (name = "catalog"))
 )]
 struct ApiDoc;
@@ -804,7 +823,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_export))
         .routes(routes!(audit_verify))
         .routes(routes!(docs_search))
-        .routes(routes!(catalog));
+        .routes(routes!(catalog))
+        .routes(routes!(whoami));
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

@@ -33,6 +33,7 @@ function expect(cond, what) { if (!cond) throw new Error("expectation failed: " 
 
     await page.fill("#token", APPROVER);
     await page.click("#signin-form button");
+    await page.waitForSelector("#who:has-text('signed in as user:bob')");
     const card = page.locator(`.approval[data-id="${REQUEST}"]`);
     await card.waitFor({ timeout: 15000 });
     const requester = await card.locator(".requester").innerText();

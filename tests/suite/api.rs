@@ -148,6 +148,7 @@ fn every_route() {
             "/api/v1/audit/export",
             "/api/v1/audit/verify",
             "/api/v1/docs/search",
+            "/api/v1/whoami",
             "/api/v1/catalog",
         ] {
             assert!(
@@ -371,6 +372,9 @@ fn every_route() {
         assert_eq!(s, 422);
         let (s, _) = api.get("/api/v1/docs/search?q=redis&k=0", VIC).await;
         assert_eq!(s, 422);
+        let (s, me) = api.get("/api/v1/whoami", BOB).await;
+        assert_eq!((s, &me["principal"]), (200, &json!("user:bob")), "{me}");
+        assert_eq!(me["roles"], json!(["approver"]));
         let (s, cat) = api.get("/api/v1/catalog", VIC).await;
         assert_eq!(s, 200);
         assert!(cat["providers"]["hetzner"].is_object());
