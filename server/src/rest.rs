@@ -83,6 +83,12 @@ impl From<ExecError> for ApiError {
     }
 }
 
+impl From<engine::state::StateError> for ApiError {
+    fn from(e: engine::state::StateError) -> ApiError {
+        ExecError::from(e).into()
+    }
+}
+
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Refuses a change on a `--read-only` server.
@@ -305,12 +311,7 @@ async fn list_approvals(
 async fn get_approval(State(ctx): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let request = ctx.engine.approval(&id).await?;
     let plan = ctx.engine.load_plan(&request.plan_id).await.ok();
-    let current = ctx
-        .engine
-        .store
-        .state_version(&request.workspace)
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+    let current = ctx.engine.store.state_version(&request.workspace).await?;
     let stale = plan.as_ref().is_some_and(|p| p.state_version != current);
     Ok(json(serde_json::json!({
         "request": request,
@@ -403,8 +404,7 @@ async fn list_workflows(
         .engine
         .store
         .recent_workflows(q.workspace.as_deref(), limit as usize)
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+        .await?;
     Ok(json(page))
 }
 
@@ -415,12 +415,7 @@ async fn list_workflows(
     security(("bearer" = [])), tag = "workflows")]
 async fn get_workflow(State(ctx): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let (wf, steps) = ctx.engine.status(&id).await?;
-    let events = ctx
-        .engine
-        .store
-        .events(&wf.id, 0)
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+    let events = ctx.engine.store.events(&wf.id, 0).await?;
     let recent: Vec<_> = events.iter().rev().take(50).rev().collect();
     Ok(json(
         serde_json::json!({ "workflow": wf, "steps": steps, "events": recent }),
@@ -524,12 +519,7 @@ async fn workflow_events(
 ) -> ApiResult<Response> {
     let wf = ctx.engine.workflow(&id).await?;
     let live = ctx.engine.subscribe();
-    let recorded = ctx
-        .engine
-        .store
-        .events(&wf.id, 0)
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+    let recorded = ctx.engine.store.events(&wf.id, 0).await?;
     let last = recorded.last().map(|e| e.seq).unwrap_or(0);
     let done = wf.status.is_final()
         || matches!(
@@ -593,14 +583,13 @@ async fn get_state(
     Query(q): Query<WorkspaceQuery>,
 ) -> ApiResult<Response> {
     let store = &ctx.engine.store;
-    let err = |e| ApiError::from(ExecError::from(e));
     let workspaces = match q.workspace {
         Some(w) => vec![w],
-        None => store.workspaces().await.map_err(err)?,
+        None => store.workspaces().await?,
     };
     let mut out = serde_json::Map::new();
     for w in workspaces {
-        let resources = store.resources(&w).await.map_err(err)?;
+        let resources = store.resources(&w).await?;
         out.insert(w, serde_json::to_value(resources).unwrap_or_default());
     }
     Ok(json(out))
@@ -647,12 +636,7 @@ async fn get_audit(
             "`limit` must be 1 to 10000, got {limit}"
         )));
     }
-    let (entries, _) = ctx
-        .engine
-        .store
-        .audit_log()
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+    let (entries, _) = ctx.engine.store.audit_log().await?;
     let v = serde_json::to_value(&entries).unwrap_or_default();
     let mut picked: Vec<serde_json::Value> = v
         .as_array()
@@ -672,12 +656,7 @@ async fn get_audit(
     responses((status = 200, description = "JSON lines", body = String, content_type = "application/x-ndjson")),
     security(("bearer" = [])), tag = "audit")]
 async fn audit_export(State(ctx): State<AppState>) -> ApiResult<Response> {
-    let (entries, _) = ctx
-        .engine
-        .store
-        .audit_log()
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+    let (entries, _) = ctx.engine.store.audit_log().await?;
     let mut out = String::new();
     for e in &entries {
         out.push_str(&serde_json::to_string(e).unwrap_or_default());
@@ -691,12 +670,7 @@ async fn audit_export(State(ctx): State<AppState>) -> ApiResult<Response> {
     responses((status = 200, description = "Verification result", body = serde_json::Value)),
     security(("bearer" = [])), tag = "audit")]
 async fn audit_verify(State(ctx): State<AppState>) -> ApiResult<Response> {
-    let (entries, head) = ctx
-        .engine
-        .store
-        .audit_log()
-        .await
-        .map_err(|e| ApiError::from(ExecError::from(e)))?;
+    let (entries, head) = ctx.engine.store.audit_log().await?;
     let result = policies::audit::verify(&entries, head.as_ref().map(|(n, h)| (*n, h.as_str())));
     Ok(json(serde_json::json!({
         "entries": entries.len(),

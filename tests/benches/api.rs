@@ -8,8 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::BufRead;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use engine::state::{StateStore, StoreLocation, SurrealStore, WorkflowRecord, WorkflowStatus};
@@ -75,27 +73,7 @@ fn main() {
     });
     let recorded_in = t.elapsed();
 
-    let mut child = std::process::Command::new(tests::binary())
-        .args(["serve", "--http", "127.0.0.1:0", "--rate-limit", "1000000"])
-        .current_dir(tests::root())
-        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
-        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
-        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
-        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-bench")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .trim_end_matches("/mcp")
-        .to_string();
+    let (mut child, base) = tests::serve_http(&dir, &["--rate-limit", "1000000"]).unwrap();
     let (list, health, count) = rt.block_on(async {
         let http = reqwest::Client::new();
         let url = format!("{base}/api/v1/workflows");

@@ -10,8 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::BufRead;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -155,33 +153,9 @@ fn main() {
         format!("[users.bench]\nroles = [\"viewer\"]\ntoken_sha256 = \"{hash}\"\n"),
     )
     .unwrap();
-    let mut child = std::process::Command::new(tests::binary())
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--read-only",
-            "--rate-limit",
-            "1000000",
-        ])
-        .current_dir(tests::root())
-        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
-        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
-        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
-        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-bench")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ours = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (mut child, base) =
+        tests::serve_http(&dir, &["--read-only", "--rate-limit", "1000000"]).unwrap();
+    let ours = format!("{base}/mcp");
     let pid = child.id();
 
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -151,3 +151,34 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `provisioning serve --http 127.0.0.1:0 EXTRA...` on `dir` (`dir/data`, `dir/config.toml`, no
+/// embedding model, no personal config), and the base URL it printed (`http://127.0.0.1:PORT`).
+/// The caller owns the child: kill it when done.
+pub fn serve_http(dir: &Path, extra: &[&str]) -> Result<(std::process::Child, String), String> {
+    use std::io::BufRead;
+    let mut child = Command::new(binary())
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(root())
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary().display()))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "`provisioning serve --http` printed no address: {line:?}"
+        ));
+    };
+    Ok((child, url.trim_end_matches("/mcp").to_string()))
+}

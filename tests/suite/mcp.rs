@@ -744,28 +744,8 @@ fn post_status(addr: &str, headers: &[(&str, &str)], body: Option<&str>) -> u16 
 
 /// `provisioning serve --http 127.0.0.1:0` on the trial's data dir; the child and its URL.
 pub(crate) fn start_http(dir: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(binary())
-        .args(["serve", "--http", "127.0.0.1:0"])
-        .current_dir(root())
-        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
-        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
-        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
-        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("no address line: {line:?}"))
-        .to_string();
-    (child, url)
+    let (child, base) = tests::serve_http(dir, &[]).unwrap();
+    (child, format!("{base}/mcp"))
 }
 
 /// Kills the child when dropped (a failed assertion must not leave a server running).
