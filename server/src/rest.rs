@@ -722,6 +722,114 @@ async fn docs_search(
     Ok(json(results))
 }
 
+/// The policies in force.
+#[utoipa::path(get, path = "/policies",
+    responses((status = 200, description = "id, description, whether it is a gate, file", body = Vec<serde_json::Value>)),
+    security(("bearer" = [])), tag = "policies")]
+async fn list_policies(State(ctx): State<AppState>) -> ApiResult<Response> {
+    let authz = ctx.authz.as_ref().ok_or_else(no_policies)?;
+    let set = authz.policies.current();
+    let out: Vec<_> = set
+        .policies()
+        .iter()
+        .map(|(id, d, gate, file)| serde_json::json!({ "id": id, "description": d, "gate": gate, "file": file }))
+        .collect();
+    Ok(json(out))
+}
+
+fn no_policies() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no policies",
+        "this server runs without a policy set",
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyText {
+    /// Cedar policy text (one or more policies with `@id` and `@description`).
+    pub policies: String,
+}
+
+/// Validate Cedar policy text against the schema, as an addition to the policies in force.
+/// Changes nothing.
+#[utoipa::path(post, path = "/policies/validate", request_body = PolicyText,
+    responses((status = 200, description = "valid, and the policy count; or the errors", body = serde_json::Value),
+              (status = 422, description = "Not a policy request", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])), tag = "policies")]
+async fn validate_policies(Body(b): Body<PolicyText>) -> ApiResult<Response> {
+    if b.policies.len() > 256 * 1024 {
+        return Err(ApiError::bad("policy text over 256 KiB"));
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "provisioning-policy-check-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join("submitted.cedar"), &b.policies))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "scratch space",
+                e.to_string(),
+            )
+        })?;
+    let result = policies::PolicyEngine::load(&policies::PolicySource::Extend(dir.clone()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(json(match result {
+        Ok(engine) => serde_json::json!({ "valid": true, "policies": engine.policies().len() }),
+        Err(e) => serde_json::json!({ "valid": false, "error": e.to_string() }),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Simulation {
+    /// A stored plan.
+    pub plan_id: String,
+    /// `user:NAME[:ROLE,ROLE]` or `agent:NAME@USER[:ROLE,ROLE]`; the caller when omitted.
+    #[serde(default)]
+    pub principal: Option<String>,
+}
+
+/// What policy would decide if PRINCIPAL applied (or destroyed) a stored plan, and why.
+#[utoipa::path(post, path = "/policies/simulate", request_body = Simulation,
+    responses((status = 200, description = "decision with the policies behind it, and approvals needed", body = serde_json::Value),
+              (status = 404, description = "Unknown plan", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "Bad principal", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])), tag = "policies")]
+async fn simulate_policies(
+    State(ctx): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Body(b): Body<Simulation>,
+) -> ApiResult<Response> {
+    use engine::authz::{ApprovalFacts, Authorizer};
+    let authz = ctx.authz.as_ref().ok_or_else(no_policies)?;
+    let who = match &b.principal {
+        Some(p) => Caller::parse(p, "api").map_err(ApiError::bad)?,
+        None => caller,
+    };
+    let plan = ctx.engine.load_plan(&b.plan_id).await?;
+    let action = engine::authz::plan_action(&plan);
+    let decision = authz.decide(&who, action, &plan, &ApprovalFacts::default());
+    let needed = match &decision {
+        policies::Decision::NeedsApproval { .. } => authz.approvals_needed(&who, action, &plan),
+        _ => None,
+    };
+    Ok(json(serde_json::json!({
+        "principal": who.principal,
+        "action": action.as_str(),
+        "plan": plan.id,
+        "decision": decision,
+        "approvals_needed": needed,
+    })))
+}
+
 /// Who the token belongs to.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Whoami {
@@ -758,7 +866,7 @@ async fn catalog() -> ApiResult<Response> {
     info(title = "Provisioning", description = "Provision infrastructure safely: validate, plan, authorize (Cedar), approve, apply and audit."),
     modifiers(&Bearer),
     tags((name = "access"), (name = "configs"), (name = "plans"), (name = "approvals"), (name = "workflows"),
-         (name = "state"), (name = "audit"), (name = "docs"), (name = "catalog"))
+         (name = "state"), (name = "policies"), (name = "audit"), (name = "docs"), (name = "catalog"))
 )]
 struct ApiDoc;
 
@@ -798,7 +906,10 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_verify))
         .routes(routes!(docs_search))
         .routes(routes!(catalog))
-        .routes(routes!(whoami));
+        .routes(routes!(whoami))
+        .routes(routes!(list_policies))
+        .routes(routes!(validate_policies))
+        .routes(routes!(simulate_policies));
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

@@ -149,6 +149,9 @@ fn every_route() {
             "/api/v1/audit/verify",
             "/api/v1/docs/search",
             "/api/v1/whoami",
+            "/api/v1/policies",
+            "/api/v1/policies/validate",
+            "/api/v1/policies/simulate",
             "/api/v1/catalog",
         ] {
             assert!(
@@ -372,6 +375,33 @@ fn every_route() {
         assert_eq!(s, 422);
         let (s, _) = api.get("/api/v1/docs/search?q=redis&k=0", VIC).await;
         assert_eq!(s, 422);
+        // Policies: the set in force, validating text, simulating a decision.
+        let (s, list) = api.get("/api/v1/policies", VIC).await;
+        assert_eq!(s, 200);
+        assert!(list.to_string().contains("agents-never-approve"), "{list}");
+        let (s, v) = api
+            .post("/api/v1/policies/validate", VIC, json!({ "policies": "@id(\"x\")\n@description(\"d\")\nforbid(principal, action, resource) when { context.nope };" }))
+            .await;
+        assert_eq!((s, &v["valid"]), (200, &json!(false)), "{v}");
+        let (s, v) = api
+            .post("/api/v1/policies/validate", VIC, json!({ "policies": "@id(\"no-friday\")\n@description(\"d\")\nforbid(principal, action, resource);" }))
+            .await;
+        assert_eq!((s, &v["valid"]), (200, &json!(true)), "{v}");
+        let (s, v) = api
+            .post("/api/v1/policies/simulate", VIC, json!({ "plan_id": prod_id, "principal": "user:carol:operator" }))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["decision"].to_string().contains("needs_approval"), "{v}");
+        assert_eq!(v["principal"], "user:carol");
+        let (s, _) = api
+            .post("/api/v1/policies/simulate", VIC, json!({ "plan_id": "plan-000000000000" }))
+            .await;
+        assert_eq!(s, 404);
+        let (s, _) = api
+            .post("/api/v1/policies/simulate", VIC, json!({ "plan_id": prod_id, "principal": "nobody" }))
+            .await;
+        assert_eq!(s, 422);
+
         let (s, me) = api.get("/api/v1/whoami", BOB).await;
         assert_eq!((s, &me["principal"]), (200, &json!("user:bob")), "{me}");
         assert_eq!(me["roles"], json!(["approver"]));
@@ -600,8 +630,9 @@ fn cli_over_rest() {
     assert!(kinds.iter().any(|k| k == "approval_granted"), "{kinds:?}");
 }
 
-/// schemathesis (pip) generates requests from the OpenAPI document, valid and not, for every
-/// operation, as an operator with a token: no answer may be a server error (5xx).
+/// The OpenAPI document validates (openapi-spec-validator, pip), then schemathesis (pip)
+/// generates requests from it, valid and not, for every operation, as an operator with a
+/// token: no answer may be a server error (5xx).
 fn schemathesis_finds_no_server_error() {
     let st = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)
@@ -638,6 +669,26 @@ fn schemathesis_finds_no_server_error() {
         api.wait_for(v["workflow"].as_str().unwrap(), "succeeded")
             .await;
     });
+    let doc = dir.0.join("openapi.json");
+    let spec = rt.block_on(async {
+        reqwest::get(format!("{base}/api/openapi.json"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    std::fs::write(&doc, spec).unwrap();
+    let validated = std::process::Command::new(st.with_file_name("openapi-spec-validator"))
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert!(
+        validated.status.success(),
+        "the OpenAPI document does not validate: {}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
     let out = std::process::Command::new(&st)
         .args([
             "run",

@@ -21,6 +21,8 @@ pub struct Context {
     pub max_config_bytes: usize,
     /// The docs index (built in the background when the server starts).
     pub docs: Docs,
+    /// The Cedar policy set in force (for listing and simulating), when policies are configured.
+    pub authz: Option<Arc<engine::authz::CedarAuthorizer>>,
     /// The OpenAI-compatible drafter, when configured.
     pub openai: Option<crate::openai::OpenAiDrafter>,
 }

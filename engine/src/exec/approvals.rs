@@ -201,7 +201,12 @@ impl Engine {
 
     /// One request, or an error naming the recent ones.
     pub async fn approval(&self, id: &str) -> Result<ApprovalRequest, ExecError> {
-        match self.store.approval(id).await? {
+        let found = if super::is_id(id) {
+            self.store.approval(id).await?
+        } else {
+            None
+        };
+        match found {
             Some(request) => Ok(request),
             None => {
                 let known = self

@@ -220,6 +220,12 @@ impl Engine {
     }
 
     pub async fn load_plan(&self, id: &str) -> Result<Plan, ExecError> {
+        if !is_id(id) {
+            return Err(ExecError::PlanNotFound {
+                id: id.to_string(),
+                known: Vec::new(),
+            });
+        }
         match self.store.plan(id).await? {
             Some(plan) => Ok(plan),
             None => Err(ExecError::PlanNotFound {
@@ -433,7 +439,12 @@ impl Engine {
     }
 
     pub async fn workflow(&self, id: &str) -> Result<WorkflowRecord, ExecError> {
-        match self.store.workflow(id).await? {
+        let found = if is_id(id) {
+            self.store.workflow(id).await?
+        } else {
+            None
+        };
+        match found {
             Some(wf) => Ok(wf),
             None => {
                 let known = self
@@ -945,6 +956,16 @@ struct ForwardOutcome {
 }
 
 /// The steps of a plan: one per action that changes something, with dependencies renumbered.
+/// Whether `id` can name a record: ids the engine makes are `PREFIX-HEX`; anything empty, long
+/// or with other characters names nothing (and never reaches a query).
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 pub fn steps_for(plan: &Plan, workflow: &str) -> Vec<StepRecord> {
     let changing: Vec<&plan::Action> = plan.changes().collect();
     let position: BTreeMap<usize, usize> = changing

@@ -138,6 +138,30 @@ async fn stale_and_unknown_plans_are_refused_and_change_nothing() {
         .unwrap_err();
     assert!(matches!(err, ExecError::PlanNotFound { .. }), "{err}");
     assert_eq!(engine.store.workflows(None).await.unwrap().len(), 1);
+    // Ids that cannot name a record are "not found", never a store error.
+    for bad in ["", "plan-\u{0}", "x y", &"a".repeat(65)] {
+        assert!(
+            matches!(
+                engine.load_plan(bad).await,
+                Err(ExecError::PlanNotFound { .. })
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                engine.workflow(bad).await,
+                Err(ExecError::WorkflowNotFound { .. })
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                engine.approval(bad).await,
+                Err(ExecError::ApprovalNotFound { .. })
+            ),
+            "{bad:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -50,6 +50,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             max_config_bytes: settings.limits.max_input_bytes,
             docs: docs_source(settings, &args.docs),
             openai: tools::openai::OpenAiDrafter::from_env(),
+            authz: Some(Arc::new(super::engine_setup::authorizer(settings)?)),
         });
         if let Some(d) = &ctx.openai {
             eprintln!(
