@@ -132,6 +132,27 @@ where
     }
 }
 
+/// Query parameters whose errors are problem details (422), not axum's plain-text rejection.
+pub struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::bad(e.body_text())),
+        }
+    }
+}
+
 fn json(v: impl Serialize) -> Response {
     axum::Json(serde_json::to_value(v).unwrap_or_default()).into_response()
 }
@@ -284,7 +305,7 @@ pub struct ApprovalQuery {
     security(("bearer" = [])), tag = "approvals")]
 async fn list_approvals(
     State(ctx): State<AppState>,
-    Query(q): Query<ApprovalQuery>,
+    Params(q): Params<ApprovalQuery>,
 ) -> ApiResult<Response> {
     use policies::ApprovalStatus as S;
     let status = match q.status.as_deref().unwrap_or("pending") {
@@ -392,7 +413,7 @@ pub struct WorkflowQuery {
     security(("bearer" = [])), tag = "workflows")]
 async fn list_workflows(
     State(ctx): State<AppState>,
-    Query(q): Query<WorkflowQuery>,
+    Params(q): Params<WorkflowQuery>,
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -580,7 +601,7 @@ pub struct WorkspaceQuery {
     security(("bearer" = [])), tag = "state")]
 async fn get_state(
     State(ctx): State<AppState>,
-    Query(q): Query<WorkspaceQuery>,
+    Params(q): Params<WorkspaceQuery>,
 ) -> ApiResult<Response> {
     let store = &ctx.engine.store;
     let workspaces = match q.workspace {
@@ -602,7 +623,7 @@ async fn get_state(
     security(("bearer" = [])), tag = "state")]
 async fn get_drift(
     State(ctx): State<AppState>,
-    Query(q): Query<WorkspaceQuery>,
+    Params(q): Params<WorkspaceQuery>,
 ) -> ApiResult<Response> {
     let Some(w) = q.workspace else {
         return Err(ApiError::bad("give `workspace`"));
@@ -628,7 +649,7 @@ pub struct AuditQuery {
     security(("bearer" = [])), tag = "audit")]
 async fn get_audit(
     State(ctx): State<AppState>,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
@@ -695,7 +716,7 @@ pub struct DocsQuery {
     security(("bearer" = [])), tag = "docs")]
 async fn docs_search(
     State(ctx): State<AppState>,
-    Query(q): Query<DocsQuery>,
+    Params(q): Params<DocsQuery>,
 ) -> ApiResult<Response> {
     rag::hybrid::check_query(&q.q).map_err(|e| ApiError::bad(e.to_string()))?;
     let k = q.k.unwrap_or(5) as usize;

@@ -221,6 +221,11 @@ fn every_route() {
         assert!(list.to_string().contains(&wf));
         let (s, _) = api.get("/api/v1/workflows?limit=0", VIC).await;
         assert_eq!(s, 422);
+        let (s, ctype, body) = api
+            .send(reqwest::Method::GET, "/api/v1/workflows?limit=lots", Some(VIC), None)
+            .await;
+        assert_eq!((s, ctype.as_str()), (422, "application/problem+json"), "{body}");
+        assert!(body.contains("limit"), "{body}");
         let (s, _) = api.get("/api/v1/workflows/wf-nope", VIC).await;
         assert_eq!(s, 404);
         let (s, ctype, events) = api
