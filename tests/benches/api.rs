@@ -73,7 +73,17 @@ fn main() {
     });
     let recorded_in = t.elapsed();
 
-    let (mut child, base) = tests::serve_http(&dir, &["--rate-limit", "1000000"]).unwrap();
+    // The embedded store may still be closing in the background after the writes: the server
+    // refuses a store another handle holds, so try again briefly.
+    let mut started = Err(String::new());
+    for _ in 0..40 {
+        started = tests::serve_http(&dir, &["--rate-limit", "1000000"]);
+        if started.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (mut child, base) = started.unwrap();
     let (list, health, count) = rt.block_on(async {
         let http = reqwest::Client::new();
         let url = format!("{base}/api/v1/workflows");
