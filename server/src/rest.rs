@@ -403,6 +403,7 @@ pub struct WorkflowQuery {
     /// Only this workspace.
     pub workspace: Option<String>,
     /// At most this many, newest first (1 to 1000; default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -639,6 +640,7 @@ pub struct AuditQuery {
     /// Only entries by this actor (e.g. `user:bob`).
     pub actor: Option<String>,
     /// The newest this many (1 to 10000; default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
@@ -705,8 +707,10 @@ async fn audit_verify(State(ctx): State<AppState>) -> ApiResult<Response> {
 #[into_params(parameter_in = Query)]
 pub struct DocsQuery {
     /// The question or keywords (1 to 2048 bytes).
+    #[param(min_length = 1, max_length = 2048)]
     pub q: String,
-    /// Results (1 to 50; default 5).
+    /// Results (1 to 50, more is clamped to 50; default 5).
+    #[param(minimum = 1)]
     pub k: Option<u32>,
 }
 
@@ -935,5 +939,54 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .nest("/api/v1", v1)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    document_common_answers(&mut api);
     (router, api)
+}
+
+/// The answers every operation can give that its own annotation does not list: 401 and 429 from
+/// the token layer; 400, 413, 415 and 422 for a request body; 422 for query parameters.
+fn document_common_answers(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in api.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let has_body = op.request_body.is_some();
+            let has_query = op.parameters.iter().flatten().any(|p| match p {
+                RefOr::T(p) => matches!(p.parameter_in, ParameterIn::Query),
+                RefOr::Ref(_) => false,
+            });
+            let r = &mut op.responses.responses;
+            r.entry("401".into())
+                .or_insert_with(|| problem("Missing or unknown bearer token"));
+            r.entry("429".into())
+                .or_insert_with(|| problem("Too many requests from this principal"));
+            if has_body {
+                r.entry("400".into())
+                    .or_insert_with(|| problem("Malformed JSON"));
+                r.entry("413".into())
+                    .or_insert_with(|| problem("Body over 1 MiB"));
+                r.entry("415".into())
+                    .or_insert_with(|| problem("Body is not application/json"));
+                r.entry("422".into())
+                    .or_insert_with(|| problem("Body of the wrong shape"));
+            }
+            if has_query {
+                r.entry("422".into())
+                    .or_insert_with(|| problem("Bad query parameters"));
+            }
+        }
+    }
 }
