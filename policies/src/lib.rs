@@ -324,6 +324,14 @@ impl PolicyEngine {
         PolicyEngine::from_files(&default_files())
     }
 
+    /// The defaults plus `text` (named `name` in errors): what a policy file added to the
+    /// defaults would give, without writing it anywhere.
+    pub fn defaults_with(name: &str, text: &str) -> Result<PolicyEngine, PolicyError> {
+        let mut files = default_files();
+        files.push((name.to_string(), text.to_string()));
+        PolicyEngine::from_files(&files)
+    }
+
     pub fn load(source: &PolicySource) -> Result<PolicyEngine, PolicyError> {
         match source {
             PolicySource::Defaults => PolicyEngine::defaults(),

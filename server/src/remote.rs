@@ -4,7 +4,6 @@
 //! the server's problem details become the same errors the local engine gives.
 
 use engine::exec::ExecError;
-use engine::state::StateError;
 use serde::de::DeserializeOwned;
 
 #[derive(Clone)]
@@ -67,10 +66,7 @@ impl Remote {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            ExecError::State(StateError::Backend(format!(
-                "cannot reach the server at {}: {e}",
-                self.base
-            )))
+            ExecError::Remote(format!("cannot reach the server at {}: {e}", self.base))
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
@@ -87,9 +83,9 @@ impl Remote {
         let (status, text) = self.send(method, path, body).await?;
         if (200..300).contains(&status) {
             return serde_json::from_str(&text).map_err(|e| {
-                ExecError::State(StateError::Backend(format!(
+                ExecError::Remote(format!(
                     "the server's answer to {path} is not what this CLI expects ({e}); are the versions the same?"
-                )))
+                ))
             });
         }
         let problem: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -103,16 +99,14 @@ impl Remote {
             }
         }
         Err(match status {
-            401 => ExecError::State(StateError::Backend(format!(
+            401 => ExecError::Remote(format!(
                 "the server at {} refused the token ({detail})",
                 self.base
-            ))),
+            )),
             403 => ExecError::NotAllowed(detail),
-            404 => ExecError::State(StateError::Backend(detail)),
+            404 => ExecError::Remote(detail),
             409 | 422 => ExecError::Approval(detail),
-            _ => ExecError::State(StateError::Backend(format!(
-                "the server answered {status}: {detail}"
-            ))),
+            _ => ExecError::Remote(format!("the server answered {status}: {detail}")),
         })
     }
 
@@ -121,10 +115,10 @@ impl Remote {
         if (200..300).contains(&status) {
             Ok(text)
         } else {
-            Err(ExecError::State(StateError::Backend(format!(
+            Err(ExecError::Remote(format!(
                 "the server answered {status}: {}",
                 text.trim()
-            ))))
+            )))
         }
     }
 }

@@ -153,6 +153,18 @@ where
     }
 }
 
+/// `limit`, or `default` when absent; an error naming the accepted range outside 1..=max.
+fn bounded_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit as usize)
+    } else {
+        Err(ApiError::bad(format!(
+            "`limit` must be 1 to {max}, got {limit}"
+        )))
+    }
+}
+
 fn json(v: impl Serialize) -> Response {
     axum::Json(serde_json::to_value(v).unwrap_or_default()).into_response()
 }
@@ -307,19 +319,13 @@ async fn list_approvals(
     State(ctx): State<AppState>,
     Params(q): Params<ApprovalQuery>,
 ) -> ApiResult<Response> {
-    use policies::ApprovalStatus as S;
     let status = match q.status.as_deref().unwrap_or("pending") {
         "all" => None,
-        "pending" => Some(S::Pending),
-        "approved" => Some(S::Approved),
-        "rejected" => Some(S::Rejected),
-        "used" => Some(S::Used),
-        "expired" => Some(S::Expired),
-        other => {
-            return Err(ApiError::bad(format!(
-                "unknown status `{other}`; expected pending, approved, rejected, used, expired or all"
-            )));
-        }
+        text => Some(policies::ApprovalStatus::parse(text).ok_or_else(|| {
+            ApiError::bad(format!(
+                "unknown status `{text}`; expected pending, approved, rejected, used, expired or all"
+            ))
+        })?),
     };
     Ok(json(ctx.engine.approvals(status).await?))
 }
@@ -416,16 +422,11 @@ async fn list_workflows(
     State(ctx): State<AppState>,
     Params(q): Params<WorkflowQuery>,
 ) -> ApiResult<Response> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad(format!(
-            "`limit` must be 1 to 1000, got {limit}"
-        )));
-    }
+    let limit = bounded_limit(q.limit, 50, 1000)?;
     let page = ctx
         .engine
         .store
-        .recent_workflows(q.workspace.as_deref(), limit as usize)
+        .recent_workflows(q.workspace.as_deref(), limit)
         .await?;
     Ok(json(page))
 }
@@ -653,23 +654,14 @@ async fn get_audit(
     State(ctx): State<AppState>,
     Params(q): Params<AuditQuery>,
 ) -> ApiResult<Response> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad(format!(
-            "`limit` must be 1 to 10000, got {limit}"
-        )));
-    }
+    let limit = bounded_limit(q.limit, 100, 10_000)?;
     let (entries, _) = ctx.engine.store.audit_log().await?;
-    let v = serde_json::to_value(&entries).unwrap_or_default();
-    let mut picked: Vec<serde_json::Value> = v
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let mut picked: Vec<_> = entries
         .into_iter()
-        .filter(|e| q.kind.as_ref().is_none_or(|k| e["kind"] == k.as_str()))
-        .filter(|e| q.actor.as_ref().is_none_or(|a| e["actor"] == a.as_str()))
+        .filter(|e| q.kind.as_ref().is_none_or(|k| e.kind == *k))
+        .filter(|e| q.actor.as_ref().is_none_or(|a| e.actor == *a))
         .collect();
-    let skip = picked.len().saturating_sub(limit as usize);
+    let skip = picked.len().saturating_sub(limit);
     picked.drain(..skip);
     Ok(json(picked))
 }
@@ -787,25 +779,7 @@ async fn validate_policies(Body(b): Body<PolicyText>) -> ApiResult<Response> {
     if b.policies.len() > 256 * 1024 {
         return Err(ApiError::bad("policy text over 256 KiB"));
     }
-    let dir = std::env::temp_dir().join(format!(
-        "provisioning-policy-check-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(dir.join("submitted.cedar"), &b.policies))
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "scratch space",
-                e.to_string(),
-            )
-        })?;
-    let result = policies::PolicyEngine::load(&policies::PolicySource::Extend(dir.clone()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let result = policies::PolicyEngine::defaults_with("submitted.cedar", &b.policies);
     Ok(json(match result {
         Ok(engine) => serde_json::json!({ "valid": true, "policies": engine.policies().len() }),
         Err(e) => serde_json::json!({ "valid": false, "error": e.to_string() }),

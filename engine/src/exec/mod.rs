@@ -77,6 +77,10 @@ pub enum ExecError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    /// A remote server (the CLI's `--server`) could not be reached or answered an error that
+    /// has no engine counterpart; the text says which.
+    #[error("{0}")]
+    Remote(String),
 }
 
 fn hint_list(what: &str, items: &[String]) -> String {

@@ -37,6 +37,14 @@ pub fn store_location(settings: &Settings) -> anyhow::Result<StoreLocation> {
 
 /// The engine with the real state store and providers, as configured.
 pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
+    open_engine_with(settings, Arc::new(authorizer(settings)?)).await
+}
+
+/// [`open_engine`] deciding with `authz` (the server shares it with its policy routes).
+pub async fn open_engine_with(
+    settings: &Settings,
+    authz: Arc<CedarAuthorizer>,
+) -> anyhow::Result<Engine> {
     let location = store_location(settings)?;
     let store = match SurrealStore::open(location.clone()).await {
         Ok(store) => store,
@@ -52,8 +60,7 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
     let exe = std::env::current_exe().context("cannot locate the provisioning executable")?;
     let local = LocalProvider::new(settings.data_dir.join("local"), Supervisor::binary(exe));
     let providers = Providers::new().with(Arc::new(sim)).with(Arc::new(local));
-    let mut engine =
-        Engine::new(Arc::new(store), providers).with_authorizer(Arc::new(authorizer(settings)?));
+    let mut engine = Engine::new(Arc::new(store), providers).with_authorizer(authz);
     engine.approval_ttl = settings.approval_ttl();
     // Crash tests: die like `kill -9` at the n-th fault point.
     if let Ok(text) = std::env::var("PROVISIONING_FAULT_KILL_AT") {

@@ -22,7 +22,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use sha2::{Digest, Sha256};
 use tools::{Context, ProvisioningServer};
 
-use super::engine_setup::{open_engine, runtime};
+use super::engine_setup::{open_engine_with, runtime};
 use super::validator;
 use crate::Settings;
 use crate::cli::ServeArgs;
@@ -33,7 +33,8 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let validator = Arc::new(validator(settings)?);
     runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
+        let authz = Arc::new(super::engine_setup::authorizer(settings)?);
+        let engine = open_engine_with(settings, authz.clone()).await?;
         let local = settings.local_caller();
         let default_caller = Caller {
             principal: format!("agent:mcp@{}", local.person()),
@@ -50,7 +51,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             max_config_bytes: settings.limits.max_input_bytes,
             docs: docs_source(settings, &args.docs),
             openai: tools::openai::OpenAiDrafter::from_env(),
-            authz: Some(Arc::new(super::engine_setup::authorizer(settings)?)),
+            authz: Some(authz),
         });
         if let Some(d) = &ctx.openai {
             eprintln!(

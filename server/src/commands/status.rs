@@ -31,10 +31,7 @@ impl Source {
     fn now(&self) -> u64 {
         match self {
             Source::Local(engine) => engine.clock.now_ms(),
-            Source::Remote(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            Source::Remote(_) => engine::runtime::Clock::now_ms(&engine::runtime::SystemClock),
         }
     }
 
