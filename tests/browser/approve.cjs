@@ -60,8 +60,9 @@ function expect(cond, what) { if (!cond) throw new Error("expectation failed: " 
     await page.waitForSelector("#wf-status:has-text('succeeded')", { timeout: 30000 });
     const nodes = await page.locator(".dag .node").count();
     expect(nodes >= 1, `the DAG shows the steps (${nodes})`);
-    const log = await page.locator("#wf-log").innerText();
-    expect(log.includes("workflow_finished") || log.includes("WorkflowFinished") || log.length > 0, `log shown: ${log}`);
+    // The status comes from the workflow record, the log from the event stream, which may
+    // arrive a moment later: wait for the stream's last event.
+    await page.waitForSelector("#wf-log:has-text('workflow_finished')", { timeout: 15000 });
 
     await page.click("#tabs button[data-tab='audit']");
     await page.click("#verify");
@@ -70,6 +71,7 @@ function expect(cond, what) { if (!cond) throw new Error("expectation failed: " 
     await page.click("#tabs button[data-tab='workflows']");
     await page.click(`a[data-wf="${wf}"]`);
     await page.waitForSelector("#wf-status:has-text('succeeded')", { timeout: 30000 });
+    await page.waitForSelector("#wf-log:has-text('workflow_finished')", { timeout: 15000 });
     await page.screenshot({ path: SHOT, fullPage: true });
     expect(consoleErrors.length === 0, `no page errors: ${consoleErrors.join("; ")}`);
     console.log(`browser flow: ok (workflow ${wf}, ${nodes} steps, screenshot ${SHOT})`);
