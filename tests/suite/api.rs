@@ -709,6 +709,8 @@ fn schemathesis_finds_no_server_error() {
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache (`.schemathesis/`) goes to the scratch dir, not the checkout.
+        .current_dir(&dir.0)
         .output()
         .unwrap();
     let text = format!(
