@@ -12,6 +12,10 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the server is already evaluating {running} configs, its limit; retry in a few seconds"
+    )]
+    Busy { running: usize },
     #[error("the Nickel sandbox answered with something unreadable: {0}")]
     SandboxProtocol(String),
     #[error("cannot convert the config to {format}: {message}")]

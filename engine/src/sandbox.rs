@@ -1,12 +1,17 @@
 //! Nickel evaluation with limits. Outside input is evaluated in a child process (the
-//! `provisioning` binary's hidden `__nickel-eval` command) with an address-space limit and a
-//! wall-clock timeout, so a hostile config can neither hang nor crash the server: Nickel allows
-//! unbounded recursion, and runaway evaluation ends in an allocation failure or a stack overflow
-//! that aborts the process doing it.
+//! `provisioning` binary's hidden `__nickel-eval` command) with an address-space limit, a
+//! wall-clock timeout and a cap on what it may write back, so a hostile config can neither hang
+//! nor crash the server: Nickel allows unbounded recursion, and runaway evaluation ends in an
+//! allocation failure or a stack overflow that aborts the process doing it.
+//!
+//! The child starts with an empty environment in an empty working directory, and a confined
+//! request (outside input) makes it give up, before it reads the source, every file access and
+//! the network through Landlock where the kernel has it (see [`confine`]). The contracts travel
+//! inside the source ([`knowledge::contract_bundle`]), so a confined evaluation needs no file.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,6 +32,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Address space of the evaluating process (subprocess sandbox only).
     pub memory_bytes: u64,
+    /// Largest result the evaluator may write back, in bytes (subprocess sandbox only).
+    pub max_output_bytes: usize,
+    /// Evaluations running at once; more are refused as busy, not queued.
+    pub max_concurrent: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +44,8 @@ impl Default for Limits {
             max_input_bytes: 1024 * 1024,
             timeout: Duration::from_secs(10),
             memory_bytes: 2 * 1024 * 1024 * 1024,
+            max_output_bytes: 16 * 1024 * 1024,
+            max_concurrent: 4,
         }
     }
 }
@@ -46,6 +57,8 @@ pub enum Sandbox {
     Subprocess {
         program: PathBuf,
         args: Vec<OsString>,
+        /// The child's working directory: an empty folder of the server's own.
+        workdir: PathBuf,
     },
     /// A thread of this process with a large stack and a timeout after which its result is
     /// abandoned (the thread is not stopped). For trusted input: tests and benchmarks.
@@ -53,11 +66,13 @@ pub enum Sandbox {
 }
 
 impl Sandbox {
-    /// The running executable as the sandbox (the `provisioning` binary).
-    pub fn current_exe() -> std::io::Result<Sandbox> {
+    /// The running executable as the sandbox (the `provisioning` binary), working in an empty
+    /// folder `sandbox-cwd` under `cache_dir`.
+    pub fn current_exe(cache_dir: &std::path::Path) -> std::io::Result<Sandbox> {
         Ok(Sandbox::Subprocess {
             program: std::env::current_exe()?,
             args: Vec::new(),
+            workdir: cache_dir.join("sandbox-cwd"),
         })
     }
 }
@@ -70,6 +85,24 @@ pub struct EvalRequest {
     pub source_name: String,
     pub memory_bytes: u64,
     pub cpu_seconds: u64,
+    /// Outside input: the child confines itself (no file, no network) before it evaluates.
+    #[serde(default)]
+    pub confined: bool,
+    /// Byte range of the caller's own text inside `source` (the rest is ours: the wrapper and
+    /// the contracts). It must parse as one complete expression by itself, so it cannot close
+    /// the wrapper's parenthesis and steer the contracts onto something else; when it does not,
+    /// it is evaluated alone for Nickel's syntax diagnostics (positions mapped into `source`).
+    #[serde(default)]
+    pub user: Option<(usize, usize)>,
+}
+
+/// What the child sends back: the outcome, and how it was confined.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildReport {
+    pub outcome: EvalOutcome,
+    /// The kernel restriction in force, e.g. `landlock ABI 7, fully enforced`; `None` when the
+    /// request was not confined.
+    pub confinement: Option<String>,
 }
 
 /// What evaluation produced.
@@ -90,6 +123,8 @@ pub enum AbortReason {
     Timeout,
     Memory,
     StackOverflow,
+    /// The result was larger than [`Limits::max_output_bytes`].
+    Output,
     Crash,
 }
 
@@ -101,8 +136,34 @@ pub fn evaluate(
 ) -> Result<EvalOutcome, EngineError> {
     match sandbox {
         Sandbox::InProcess => Ok(in_thread(request, limits.timeout)),
-        Sandbox::Subprocess { program, args } => in_child(program, args, limits, &request),
+        Sandbox::Subprocess {
+            program,
+            args,
+            workdir,
+        } => Ok(in_child(program, args, workdir, limits, &request)?.outcome),
     }
+}
+
+/// Runs a trivial confined evaluation and returns how the child was confined: `Some` with the
+/// kernel restriction, `None` when the kernel offers none (or the sandbox is in-process).
+pub fn probe(sandbox: &Sandbox, limits: &Limits) -> Result<Option<String>, EngineError> {
+    let Sandbox::Subprocess {
+        program,
+        args,
+        workdir,
+    } = sandbox
+    else {
+        return Ok(None);
+    };
+    let request = EvalRequest {
+        source: "1".into(),
+        source_name: "<probe>".into(),
+        memory_bytes: limits.memory_bytes,
+        cpu_seconds: limits.timeout.as_secs() + 1,
+        confined: true,
+        user: None,
+    };
+    Ok(in_child(program, args, workdir, limits, &request)?.confinement)
 }
 
 fn in_thread(request: EvalRequest, timeout: Duration) -> EvalOutcome {
@@ -157,22 +218,31 @@ fn human_duration(d: Duration) -> String {
 fn in_child(
     program: &PathBuf,
     args: &[OsString],
+    workdir: &Path,
     limits: &Limits,
     request: &EvalRequest,
-) -> Result<EvalOutcome, EngineError> {
+) -> Result<ChildReport, EngineError> {
     let spawn_err = |source| EngineError::SandboxSpawn {
         program: program.display().to_string(),
         source,
     };
+    std::fs::create_dir_all(workdir).map_err(spawn_err)?;
     let mut child = Command::new(program)
         .args(args)
         .arg(CHILD_COMMAND)
+        // Nothing of the server's environment (keys, tokens, database URLs) reaches the child.
+        .env_clear()
+        .env("RUST_BACKTRACE", "0")
+        .current_dir(workdir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env("RUST_BACKTRACE", "0")
         .spawn()
         .map_err(spawn_err)?;
+    let report = |outcome| ChildReport {
+        outcome,
+        confinement: None,
+    };
     let payload =
         serde_json::to_vec(request).map_err(|e| EngineError::SandboxProtocol(e.to_string()))?;
     let mut stdin = child.stdin.take();
@@ -181,38 +251,35 @@ fn in_child(
             let _ = stdin.write_all(&payload);
         }
     });
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = read_all(stdout.map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = read_all(stderr.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let pid = child.id();
+    let out = read_capped(child.stdout.take(), limits.max_output_bytes, pid);
+    let err = read_capped(child.stderr.take(), STDERR_CAP, pid);
     let status = child.wait_timeout(limits.timeout).map_err(spawn_err)?;
-    let status = match status {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = writer.join();
-            return Ok(timeout_outcome(limits.timeout));
-        }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = writer.join();
+        return Ok(report(timeout_outcome(limits.timeout)));
     };
     let _ = writer.join();
-    let out = out.join().unwrap_or_default();
-    let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let (out, out_over) = out.join().unwrap_or_default();
+    let (err, _) = err.join().unwrap_or_default();
+    if out_over {
+        return Ok(report(aborted(
+            AbortReason::Output,
+            format!(
+                "the evaluated config is larger than the limit of {} MiB",
+                limits.max_output_bytes / (1024 * 1024)
+            ),
+        )));
+    }
+    let err = String::from_utf8_lossy(&err).into_owned();
     if status.success() {
         return serde_json::from_slice(&out)
             .map_err(|e| EngineError::SandboxProtocol(e.to_string()));
     }
     let mib = limits.memory_bytes / (1024 * 1024);
-    Ok(if err.contains("overflowed its stack") {
+    Ok(report(if err.contains("overflowed its stack") {
         aborted(
             AbortReason::StackOverflow,
             "evaluation recursed too deeply (stack overflow)".into(),
@@ -232,6 +299,37 @@ fn in_child(
             AbortReason::Crash,
             format!("the evaluator stopped ({status}): {last}"),
         )
+    }))
+}
+
+/// What is kept of the child's standard error (the last line names a crash).
+const STDERR_CAP: usize = 64 * 1024;
+
+/// Reads `pipe` on a thread, keeping at most `cap` bytes; past the cap the child is killed
+/// (it would otherwise block on a full pipe until the timeout) and the flag is set.
+fn read_capped<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    cap: usize,
+    pid: u32,
+) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let Some(pipe) = pipe else {
+            return (buf, false);
+        };
+        let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+        let _ = pipe.take(limit).read_to_end(&mut buf);
+        let over = buf.len() > cap;
+        if over {
+            buf.truncate(cap);
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        (buf, over)
     })
 }
 
@@ -246,6 +344,8 @@ pub fn child_main() -> std::process::ExitCode {
         return std::process::ExitCode::from(3);
     };
     let request_memory = request.memory_bytes;
+    // Before the source is parsed or evaluated: no file, no network.
+    let confinement = request.confined.then(confine);
     let _ = rlimit::setrlimit(
         rlimit::Resource::AS,
         request.memory_bytes,
@@ -268,10 +368,53 @@ pub fn child_main() -> std::process::ExitCode {
             format!("cannot start the evaluation thread: {e}"),
         ),
     };
-    match serde_json::to_writer(std::io::stdout().lock(), &outcome) {
+    let report = ChildReport {
+        outcome,
+        confinement: confinement.flatten(),
+    };
+    match serde_json::to_writer(std::io::stdout().lock(), &report) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(_) => std::process::ExitCode::from(3),
     }
+}
+
+/// Confines the calling thread and every thread it starts afterwards (so call it before the
+/// evaluation thread is spawned): with Landlock, no file may be read, written or executed and
+/// no TCP connection made, signals and abstract sockets stay inside; written files are capped at
+/// zero bytes either way. Returns a description of the kernel restriction, or `None` when the
+/// kernel offers none: then an empty environment, an empty working directory and the refusal of
+/// `import` tokens before evaluation (with Nickel's own lexer) are what protect the files.
+pub fn confine() -> Option<String> {
+    let _ = rlimit::setrlimit(rlimit::Resource::FSIZE, 0, 0);
+    landlock_all().ok().flatten()
+}
+
+fn landlock_all() -> Result<Option<String>, landlock::RulesetError> {
+    use landlock::{
+        ABI, Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, RulesetStatus, Scope,
+    };
+    let abi = ABI::V10;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))?
+        .handle_access(AccessNet::from_all(abi))?
+        .scope(Scope::from_all(abi))?
+        .create()?
+        .restrict_self()?;
+    let kernel = match status.landlock {
+        LandlockStatus::Available {
+            effective_abi,
+            kernel_abi,
+        } => kernel_abi.map_or_else(|| format!("{effective_abi:?}"), |k| format!("V{k}")),
+        _ => return Ok(None),
+    };
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => Some(format!("landlock ABI {kernel}, fully enforced")),
+        RulesetStatus::PartiallyEnforced => {
+            Some(format!("landlock ABI {kernel}, partially enforced"))
+        }
+        _ => None,
+    })
 }
 
 /// Describes a panic of the evaluation thread. Under the address-space limit, allocation
@@ -299,9 +442,66 @@ fn panicked(payload: &(dyn std::any::Any + Send), memory_bytes: u64) -> EvalOutc
 
 /// Evaluates deeply for export and returns JSON or Nickel's diagnostics.
 fn eval_nickel(request: &EvalRequest) -> EvalOutcome {
-    let mut ctx = nickel_lang::Context::new().with_source_name(request.source_name.clone());
+    if let Some((start, end)) = request.user {
+        let Some(user) = request.source.get(start..end) else {
+            return aborted(AbortReason::Crash, "bad user range in the request".into());
+        };
+        if !parses_alone(user) {
+            return match eval_source(user, &request.source_name) {
+                EvalOutcome::NickelError { mut diagnostics } => {
+                    shift_labels(&mut diagnostics, start);
+                    EvalOutcome::NickelError { diagnostics }
+                }
+                _ => aborted(
+                    AbortReason::Crash,
+                    "the config is not one complete Nickel expression".into(),
+                ),
+            };
+        }
+    }
+    eval_source(&request.source, &request.source_name)
+}
+
+/// Whether `text` parses as one complete Nickel term (with Nickel's own parser).
+fn parses_alone(text: &str) -> bool {
+    use nickel_lang_parser::ErrorTolerantParser;
+    let alloc = nickel_lang_parser::ast::AstAlloc::new();
+    let mut files = nickel_lang_parser::files::Files::empty();
+    let id = files.add("<input>", text);
+    nickel_lang_parser::grammar::TermParser::new()
+        .parse_strict(&alloc, id, nickel_lang_parser::lexer::Lexer::new(text))
+        .is_ok()
+}
+
+/// Moves every label of Nickel's diagnostics `by` bytes later (they were reported against the
+/// user's text alone).
+fn shift_labels(diagnostics: &mut serde_json::Value, by: usize) {
+    let Some(list) = diagnostics
+        .get_mut("diagnostics")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for d in list {
+        let Some(labels) = d.get_mut("labels").and_then(serde_json::Value::as_array_mut) else {
+            continue;
+        };
+        for label in labels {
+            if let Some(range) = label.get_mut("range") {
+                for key in ["start", "end"] {
+                    if let Some(n) = range.get(key).and_then(serde_json::Value::as_u64) {
+                        range[key] = serde_json::Value::from(n + by as u64);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn eval_source(source: &str, source_name: &str) -> EvalOutcome {
+    let mut ctx = nickel_lang::Context::new().with_source_name(source_name.to_owned());
     let result = ctx
-        .eval_deep_for_export(&request.source)
+        .eval_deep_for_export(source)
         .and_then(|expr| ctx.expr_to_json(&expr));
     match result {
         Ok(json) => EvalOutcome::Value { json },

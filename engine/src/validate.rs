@@ -2,7 +2,9 @@
 //! the sandbox), conversion into the typed model, then the cross-field checks. Every failure is
 //! a [`Diagnostic`]; nothing is changed anywhere.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use knowledge::Catalog;
 
@@ -17,7 +19,8 @@ pub struct Input<'a> {
     /// How to name the source in messages (a file path, or `<mcp>`).
     pub name: &'a str,
     /// Directory relative imports resolve from. `None` forbids `import` altogether: configs from
-    /// MCP or REST callers must not read files of the server's machine.
+    /// MCP or REST callers must not read files of the server's machine, so they are evaluated
+    /// confined (no file, no network) and an `import` token is refused before that.
     pub imports_from: Option<&'a Path>,
 }
 
@@ -50,20 +53,27 @@ impl Validation {
 pub struct Validator {
     sandbox: Sandbox,
     limits: Limits,
-    config_contract: PathBuf,
+    /// The contract library as one expression (no imports), see [`knowledge::contract_bundle`].
+    contracts: Arc<str>,
     catalog: &'static Catalog,
+    /// Evaluations running now, shared by clones.
+    running: Arc<AtomicUsize>,
 }
 
 impl Validator {
-    /// `cache_dir` receives a copy of the schema library (Nickel resolves imports from disk).
-    pub fn new(sandbox: Sandbox, limits: Limits, cache_dir: &Path) -> Result<Self, EngineError> {
-        let dir = knowledge::materialize(cache_dir)?;
+    pub fn new(sandbox: Sandbox, limits: Limits) -> Result<Self, EngineError> {
         Ok(Validator {
             sandbox,
             limits,
-            config_contract: dir.join("schemas").join("config.ncl"),
+            contracts: knowledge::contract_bundle()?.into(),
             catalog: Catalog::embedded()?,
+            running: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// How the evaluator is confined on this machine (see [`sandbox::probe`]).
+    pub fn confinement(&self) -> Result<Option<String>, EngineError> {
+        sandbox::probe(&self.sandbox, &self.limits)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -106,11 +116,15 @@ impl Validator {
                 .expected("a self-contained config: inline the imported values"),
             ]));
         }
+        let Some(_slot) = Slot::take(&self.running, self.limits.max_concurrent) else {
+            return Err(EngineError::Busy {
+                running: self.limits.max_concurrent,
+            });
+        };
+        // The user's text first, then the contracts: nothing the user writes can reach into the
+        // contracts' bindings, and diagnostics keep the user's offsets (after the prefix).
         let prefix = "(";
-        let wrapped = format!(
-            "{prefix}{src}\n) | (import \"{}\").Config\n",
-            nickel_string(&self.config_contract.to_string_lossy())
-        );
+        let wrapped = format!("{prefix}{src}\n) | ({}).Config\n", self.contracts);
         let source_name = match input.imports_from {
             Some(dir) => dir
                 .join(file_name(input.name))
@@ -123,6 +137,8 @@ impl Validator {
             source_name,
             memory_bytes: self.limits.memory_bytes,
             cpu_seconds: self.limits.timeout.as_secs() + 1,
+            confined: input.imports_from.is_none(),
+            user: Some((prefix.len(), prefix.len() + src.len())),
         };
         let at = Placement {
             user_source: src,
@@ -172,7 +188,10 @@ impl Validator {
 
 fn aborted(reason: AbortReason, detail: String) -> Diagnostic {
     let expected = match reason {
-        AbortReason::Timeout | AbortReason::Memory | AbortReason::StackOverflow => {
+        AbortReason::Timeout
+        | AbortReason::Memory
+        | AbortReason::StackOverflow
+        | AbortReason::Output => {
             "a config that evaluates within the limits: look for unbounded recursion (`let rec`) or very large generated arrays"
         }
         AbortReason::Crash => "a config the evaluator can process; please report this input",
@@ -187,11 +206,24 @@ fn file_name(name: &str) -> String {
     )
 }
 
-/// Escapes text for a Nickel string literal.
-fn nickel_string(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "\\%")
+/// One of the validator's evaluation slots, given back on drop.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(running: &'a AtomicUsize, max: usize) -> Option<Self> {
+        running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(running))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]
@@ -199,8 +231,7 @@ mod tests {
     use super::*;
 
     fn validator() -> Validator {
-        let dir = std::env::temp_dir().join("provisioning-engine-unit");
-        Validator::new(Sandbox::InProcess, Limits::default(), &dir).unwrap()
+        Validator::new(Sandbox::InProcess, Limits::default()).unwrap()
     }
 
     fn run(src: &str) -> Validation {

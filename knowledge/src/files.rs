@@ -6,7 +6,7 @@ use include_dir::{Dir, include_dir};
 
 use crate::KnowledgeError;
 
-static SCHEMAS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/schemas");
+pub(crate) static SCHEMAS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/schemas");
 pub(crate) static CATALOG: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/catalog");
 
 /// One Nickel schema file of the contract library.

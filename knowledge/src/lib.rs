@@ -3,11 +3,13 @@
 //! runs from any directory; [`materialize`] writes the files out for the Nickel evaluator, which
 //! resolves imports from disk.
 
+mod bundle;
 mod catalog;
 mod files;
 #[cfg(test)]
 mod reference_check;
 
+pub use bundle::contract_bundle;
 pub use catalog::{Catalog, Plan, Provider, Role, Taskserv, Template, Zone};
 pub use files::{Schema, materialize, schema, schema_names};
 

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 mod approvals;
 pub mod audit;
+pub mod bounds;
 pub mod canonical;
 mod live;
 pub use approvals::{ApprovalRecord, ApprovalRequest, ApprovalStatus, Verdict, count_valid};
@@ -31,6 +32,8 @@ static DEFAULT_POLICIES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/default");
 /// The Cedar schema every policy is validated against.
 pub const SCHEMA: &str = include_str!("../provisioning.cedarschema");
 const NS: &str = "Provisioning";
+/// Stack of the thread that parses and validates policy text.
+const PARSE_STACK: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -38,6 +41,11 @@ pub enum PolicyError {
     Schema(String),
     #[error("{file}: policy does not parse: {message}")]
     Parse { file: String, message: String },
+    #[error(
+        "{file}: {what}; split it into simpler policies (limits: {} bytes, {} nested brackets, {} operators and {} `if`s per policy)",
+        bounds::MAX_TEXT_BYTES, bounds::MAX_NESTING, bounds::MAX_OPERATORS, bounds::MAX_IFS
+    )]
+    TooComplex { file: String, what: String },
     #[error(
         "{file}: a policy has no @id annotation; every policy needs @id(\"...\") and @description(\"...\")"
     )]
@@ -346,7 +354,32 @@ impl PolicyEngine {
 
     /// Parses `(file name, text)` pairs, names each policy by its `@id`, and validates the
     /// whole set against the schema (strict mode).
+    ///
+    /// Every text is checked against [`bounds`] before Cedar parses it, and parsing and
+    /// validation run on a thread with a stack sized for the deepest text the bounds admit.
     pub fn from_files(files: &[(String, String)]) -> Result<PolicyEngine, PolicyError> {
+        for (file, text) in files {
+            bounds::check(file, text)?;
+        }
+        let files = files.to_vec();
+        std::thread::Builder::new()
+            .name("cedar-parse".into())
+            .stack_size(PARSE_STACK)
+            .spawn(move || PolicyEngine::parse_files(&files))
+            .map_err(|e| PolicyError::Parse {
+                file: String::new(),
+                message: format!("cannot start the parser thread: {e}"),
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(PolicyError::Parse {
+                    file: String::new(),
+                    message: "the Cedar parser failed on this text".into(),
+                })
+            })
+    }
+
+    fn parse_files(files: &[(String, String)]) -> Result<PolicyEngine, PolicyError> {
         let (schema, _) =
             Schema::from_cedarschema_str(SCHEMA).map_err(|e| PolicyError::Schema(e.to_string()))?;
         let mut all = PolicySet::new();

@@ -304,3 +304,52 @@ fn approvals_needed_reads_the_threshold_from_the_gates() {
     assert_eq!(needed(request("prod", Action::Apply, &["viewer"], 0)), None);
     assert_eq!(needed(request("prod", Action::Apply, &[], 0)), None);
 }
+
+/// The deepest and longest text `bounds` admits parses, validates and decides on a thread with
+/// the stack of a tokio worker (2 MiB), where requests are decided.
+#[test]
+fn the_worst_text_the_bounds_admit_decides_on_a_small_stack() {
+    // `when {` and the `(` after the negations are two levels.
+    let n = bounds::MAX_NESTING - 2;
+    let nested = format!("{}context.deletes > 0{}", "(".repeat(n), ")".repeat(n));
+    let chain = " && context.deletes > 0".repeat(bounds::MAX_OPERATORS / 3 - n);
+    let ifs = "if context.deletes > 0 then true else ".repeat(bounds::MAX_IFS / 2);
+    let text = format!(
+        "@id(\"worst\")\n@description(\"at the limits\")\nforbid(principal, action, resource) when {{ {ifs} !!!!({nested}{chain}) }};"
+    );
+    bounds::check("worst.cedar", &text).unwrap();
+    let decided = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            let engine = PolicyEngine::defaults_with("worst.cedar", &text).unwrap();
+            let request = AuthRequest {
+                principal: Principal::User {
+                    id: "alice".into(),
+                    roles: vec!["operator".into()],
+                },
+                action: Action::Apply,
+                resource: Resource {
+                    kind: ResourceType::Plan,
+                    id: "plan-1".into(),
+                    environment: "dev".into(),
+                    owner: None,
+                    budget_cents: None,
+                    forbidden_zones: None,
+                    hash: Some("h".into()),
+                    zone: None,
+                },
+                facts: Facts {
+                    authenticated: true,
+                    channel: "cli".into(),
+                    deletes: 1,
+                    ..Facts::default()
+                },
+            };
+            engine.decide(&request).unwrap().kind()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // Every branch holds with one delete, so the forbid applies.
+    assert_eq!(decided, "deny");
+}

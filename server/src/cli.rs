@@ -86,6 +86,17 @@ pub struct Global {
         value_name = "MIB"
     )]
     pub eval_memory_mb: u64,
+    /// Configs evaluated at once; further requests are answered "busy, retry" (each
+    /// evaluation is a sandboxed child process)
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_LIMITS_MAX_EVALS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=256),
+        value_name = "N"
+    )]
+    pub max_evals: u16,
 }
 
 #[derive(Debug, Subcommand)]

@@ -65,6 +65,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<tools::ValidateError> for ApiError {
+    fn from(e: tools::ValidateError) -> ApiError {
+        match e {
+            tools::ValidateError::Busy(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry", m)
+            }
+            tools::ValidateError::Rejected(m) => ApiError::bad(m),
+        }
+    }
+}
+
 impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> ApiError {
         let (status, title) = match &e {
@@ -198,14 +209,14 @@ async fn validate_config(
     State(ctx): State<AppState>,
     Body(b): Body<ConfigBody>,
 ) -> ApiResult<Response> {
-    let v = ctx.validate(b.config).await.map_err(ApiError::bad)?;
+    let v = ctx.validate(b.config).await?;
     Ok(json(serde_json::json!({
         "valid": v.is_valid(), "diagnostics": v.diagnostics, "config": v.value,
     })))
 }
 
 async fn checked_config(ctx: &AppState, source: String) -> ApiResult<engine::Config> {
-    let v = ctx.validate(source).await.map_err(ApiError::bad)?;
+    let v = ctx.validate(source).await?;
     match v.config {
         Some(c) if v.is_valid() => Ok(c),
         _ => Err(ApiError(
@@ -776,9 +787,9 @@ pub struct PolicyText {
               (status = 422, description = "Not a policy request", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "policies")]
 async fn validate_policies(Body(b): Body<PolicyText>) -> ApiResult<Response> {
-    if b.policies.len() > 256 * 1024 {
-        return Err(ApiError::bad("policy text over 256 KiB"));
-    }
+    // Bounded before Cedar's recursive parser sees it (size, nesting, operator chains).
+    policies::bounds::check("submitted.cedar", &b.policies)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     let result = policies::PolicyEngine::defaults_with("submitted.cedar", &b.policies);
     Ok(json(match result {
         Ok(engine) => serde_json::json!({ "valid": true, "policies": engine.policies().len() }),

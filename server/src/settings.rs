@@ -163,6 +163,8 @@ impl Settings {
                 max_input_bytes: g.max_input_bytes,
                 timeout: Duration::from_millis(g.eval_timeout_ms),
                 memory_bytes: g.eval_memory_mb.saturating_mul(1024 * 1024),
+                max_concurrent: usize::from(g.max_evals),
+                ..Limits::default()
             },
             config_file,
             file,

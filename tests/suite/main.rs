@@ -11,6 +11,8 @@ mod drafter;
 mod engine;
 mod examples;
 mod fixtures;
+mod fuzz;
+mod hostile;
 mod mcp;
 mod policies;
 mod rag;
@@ -32,6 +34,8 @@ fn main() {
     trials.extend(drafter::trials());
     trials.extend(mcp::trials());
     trials.extend(api::trials());
+    trials.extend(hostile::trials());
+    trials.extend(fuzz::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -21,7 +21,7 @@ use crate::check;
 
 /// Counts progress notifications.
 #[derive(Clone, Default)]
-struct Client {
+pub(crate) struct Client {
     progress: Arc<AtomicUsize>,
 }
 
@@ -758,7 +758,7 @@ impl Drop for Server {
     }
 }
 
-async fn http_client(
+pub(crate) async fn http_client(
     url: &str,
     token: &str,
     handler: Client,

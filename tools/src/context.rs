@@ -39,13 +39,13 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// Validates config text from outside: no imports, the validator's limits, off the async
     /// threads (evaluation runs in a sandboxed child process).
-    pub async fn validate(self: &Arc<Self>, config: String) -> Result<Validation, String> {
+    pub async fn validate(self: &Arc<Self>, config: String) -> Result<Validation, ValidateError> {
         if config.len() > self.max_config_bytes {
-            return Err(format!(
+            return Err(ValidateError::Rejected(format!(
                 "config is {} bytes; the largest accepted is {} bytes",
                 config.len(),
                 self.max_config_bytes
-            ));
+            )));
         }
         let validator = self.validator.clone();
         tokio::task::spawn_blocking(move || {
@@ -55,9 +55,35 @@ impl Context {
                     name: "<config>",
                     imports_from: None,
                 })
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    engine::EngineError::Busy { .. } => ValidateError::Busy(e.to_string()),
+                    e => ValidateError::Rejected(e.to_string()),
+                })
         })
         .await
-        .map_err(|e| format!("validation did not finish: {e}"))?
+        .map_err(|e| ValidateError::Rejected(format!("validation did not finish: {e}")))?
+    }
+}
+
+/// Why a config could not be validated at all (its diagnostics are a [`Validation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidateError {
+    /// The input itself was refused (too large) or the evaluator could not run.
+    Rejected(String),
+    /// Every evaluation slot is taken: retry shortly.
+    Busy(String),
+}
+
+impl std::fmt::Display for ValidateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValidateError::Rejected(m) | ValidateError::Busy(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<ValidateError> for String {
+    fn from(e: ValidateError) -> String {
+        e.to_string()
     }
 }

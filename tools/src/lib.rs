@@ -13,7 +13,7 @@ mod resources;
 mod server;
 mod tools;
 
-pub use context::Context;
+pub use context::{Context, ValidateError};
 pub use docs::{Docs, DocsInit};
 pub use server::{ProvisioningServer, READ_TOOLS};
 

@@ -70,11 +70,7 @@ impl Source {
 }
 
 pub fn validator(settings: &Settings) -> anyhow::Result<Validator> {
-    let sandbox = Sandbox::current_exe()
+    let sandbox = Sandbox::current_exe(&settings.cache_dir)
         .context("cannot locate the provisioning executable for the Nickel sandbox")?;
-    Ok(Validator::new(
-        sandbox,
-        settings.limits,
-        &settings.cache_dir,
-    )?)
+    Ok(Validator::new(sandbox, settings.limits)?)
 }

@@ -32,6 +32,15 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let validator = Arc::new(validator(settings)?);
+    match validator.confinement() {
+        Ok(Some(how)) => eprintln!("config sandbox: {how} (no file, no network, empty environment)"),
+        Ok(None) => eprintln!(
+            "warning: config sandbox: the kernel offers no Landlock here, so evaluated configs are not confined by the kernel; \
+             they run in a child process with an empty environment, an empty working directory and time, memory and output limits, \
+             and a config holding an `import` (found with Nickel's own lexer) is refused before evaluation"
+        ),
+        Err(e) => eprintln!("warning: config sandbox: cannot probe the evaluator: {e}"),
+    }
     runtime()?.block_on(async {
         let authz = Arc::new(super::engine_setup::authorizer(settings)?);
         let engine = open_engine_with(settings, authz.clone()).await?;
