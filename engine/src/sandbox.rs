@@ -391,8 +391,8 @@ pub fn confine() -> Option<String> {
 
 fn landlock_all() -> Result<Option<String>, landlock::RulesetError> {
     use landlock::{
-        ABI, Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr,
-        RulesetCreatedAttr, RulesetStatus, Scope,
+        ABI, Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr, RulesetStatus,
+        Scope,
     };
     let abi = ABI::V10;
     let status = Ruleset::default()
@@ -483,7 +483,10 @@ fn shift_labels(diagnostics: &mut serde_json::Value, by: usize) {
         return;
     };
     for d in list {
-        let Some(labels) = d.get_mut("labels").and_then(serde_json::Value::as_array_mut) else {
+        let Some(labels) = d
+            .get_mut("labels")
+            .and_then(serde_json::Value::as_array_mut)
+        else {
             continue;
         };
         for label in labels {

@@ -39,7 +39,10 @@ impl Bundle {
             return Ok(name);
         }
         if self.open.iter().any(|p| p == path) {
-            return Err(invalid(path, "the schema files import each other in a cycle"));
+            return Err(invalid(
+                path,
+                "the schema files import each other in a cycle",
+            ));
         }
         self.open.push(path.to_owned());
         let body = if path.ends_with(".toml") {
@@ -102,7 +105,10 @@ fn file_text(path: &str) -> Result<&'static str, KnowledgeError> {
     } else if let Some(rel) = path.strip_prefix("catalog/") {
         (&CATALOG, rel)
     } else {
-        return Err(invalid(path, "imports must stay inside `schemas/` and `catalog/`"));
+        return Err(invalid(
+            path,
+            "imports must stay inside `schemas/` and `catalog/`",
+        ));
     };
     tree.get_file(rel)
         .and_then(|f| f.contents_utf8())

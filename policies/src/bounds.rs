@@ -43,7 +43,10 @@ pub fn check(file: &str, text: &str) -> Result<(), PolicyError> {
                 next = end_of_string(b, i + 1);
             }
             b'/' if b.get(i + 1) == Some(&b'/') => {
-                next = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
+                next = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p);
             }
             b'(' | b'[' | b'{' => {
                 depth += 1;
@@ -138,14 +141,30 @@ mod tests {
 
     #[test]
     fn each_limit_names_what_it_bounds() {
-        let deep = format!("permit(principal, action, resource) when {{ {}true{} }};",
-            "(".repeat(40), ")".repeat(40));
-        assert!(err(&deep).contains("nests brackets deeper than 32"), "{}", err(&deep));
-        let nots = format!("permit(principal, action, resource) when {{ {}true }};", "!".repeat(9));
+        let deep = format!(
+            "permit(principal, action, resource) when {{ {}true{} }};",
+            "(".repeat(40),
+            ")".repeat(40)
+        );
+        assert!(
+            err(&deep).contains("nests brackets deeper than 32"),
+            "{}",
+            err(&deep)
+        );
+        let nots = format!(
+            "permit(principal, action, resource) when {{ {}true }};",
+            "!".repeat(9)
+        );
         assert!(err(&nots).contains("unary operators in a row"));
-        let chain = format!("permit(principal, action, resource) when {{ true{} }};", " && true".repeat(300));
+        let chain = format!(
+            "permit(principal, action, resource) when {{ true{} }};",
+            " && true".repeat(300)
+        );
         assert!(err(&chain).contains("more than 256 operators"));
-        let ifs = format!("permit(principal, action, resource) when {{ {}true }};", "if true then true else ".repeat(40));
+        let ifs = format!(
+            "permit(principal, action, resource) when {{ {}true }};",
+            "if true then true else ".repeat(40)
+        );
         assert!(err(&ifs).contains("`if` expressions"));
         let big = "/".repeat(MAX_TEXT_BYTES + 1);
         assert!(err(&big).contains("over the limit"));
@@ -163,7 +182,10 @@ mod tests {
 
     #[test]
     fn limits_reset_between_policies() {
-        let one = format!("permit(principal, action, resource) when {{ true{} }};\n", " && true".repeat(200));
+        let one = format!(
+            "permit(principal, action, resource) when {{ true{} }};\n",
+            " && true".repeat(200)
+        );
         check("t.cedar", &one.repeat(5)).unwrap();
     }
 }

@@ -43,7 +43,10 @@ pub enum PolicyError {
     Parse { file: String, message: String },
     #[error(
         "{file}: {what}; split it into simpler policies (limits: {} bytes, {} nested brackets, {} operators and {} `if`s per policy)",
-        bounds::MAX_TEXT_BYTES, bounds::MAX_NESTING, bounds::MAX_OPERATORS, bounds::MAX_IFS
+        bounds::MAX_TEXT_BYTES,
+        bounds::MAX_NESTING,
+        bounds::MAX_OPERATORS,
+        bounds::MAX_IFS
     )]
     TooComplex { file: String, what: String },
     #[error(

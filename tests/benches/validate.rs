@@ -164,7 +164,14 @@ fn health_under_attack(smoke: bool) -> f64 {
     .unwrap();
     let (mut child, base) = tests::serve_http(
         &dir,
-        &["--eval-timeout-ms", "3000", "--eval-memory-mb", "512"],
+        &[
+            "--eval-timeout-ms",
+            "3000",
+            "--eval-memory-mb",
+            "512",
+            "--rate-limit",
+            "100000",
+        ],
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -41,11 +41,57 @@ impl Rng {
 }
 
 const DICTIONARY: &[&str] = &[
-    "import", "\"", "%{", "}", "m%\"", "\"%", "(", ")", "[", "]", "{", "}", "let rec ", " in ",
-    "fun x => ", "std.array.replicate 99999999 ", "'Text", "\\", "\u{0}", "\u{202e}", "#", "\n",
-    "\r", "99999999999999999999999999", "-1", "1e308", "null", "true", ",", ":", "=", "|", "&&",
-    "!", "-", "if ", "then ", "else ", "when ", "unless ", "permit(", "forbid(", "principal",
-    "@id(\"x\")", "::", ".", "\"jsonrpc\"", "\"2.0\"", "\"method\"", "\"params\"", "%",
+    "import",
+    "\"",
+    "%{",
+    "}",
+    "m%\"",
+    "\"%",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "let rec ",
+    " in ",
+    "fun x => ",
+    "std.array.replicate 99999999 ",
+    "'Text",
+    "\\",
+    "\u{0}",
+    "\u{202e}",
+    "#",
+    "\n",
+    "\r",
+    "99999999999999999999999999",
+    "-1",
+    "1e308",
+    "null",
+    "true",
+    ",",
+    ":",
+    "=",
+    "|",
+    "&&",
+    "!",
+    "-",
+    "if ",
+    "then ",
+    "else ",
+    "when ",
+    "unless ",
+    "permit(",
+    "forbid(",
+    "principal",
+    "@id(\"x\")",
+    "::",
+    ".",
+    "\"jsonrpc\"",
+    "\"2.0\"",
+    "\"method\"",
+    "\"params\"",
+    "%",
 ];
 
 fn mutate(rng: &mut Rng, seed: &str) -> String {
@@ -113,7 +159,9 @@ fn configs() -> Vec<String> {
 fn policies() -> Vec<String> {
     ["approvals", "base", "limits"]
         .iter()
-        .map(|n| std::fs::read_to_string(root().join(format!("policies/default/{n}.cedar"))).unwrap())
+        .map(|n| {
+            std::fs::read_to_string(root().join(format!("policies/default/{n}.cedar"))).unwrap()
+        })
         .collect()
 }
 
@@ -128,9 +176,18 @@ fn rpc_seeds() -> Vec<String> {
 
 fn rest_seeds() -> Vec<(&'static str, String)> {
     vec![
-        ("/api/v1/plans", json!({"config": crate::mcp::dev_config(1)}).to_string()),
-        ("/api/v1/approvals/apr-0000/approve", json!({"comment": "ok"}).to_string()),
-        ("/api/v1/policies/simulate", json!({"plan_id": "plan-x", "principal": "user:bob:approver"}).to_string()),
+        (
+            "/api/v1/plans",
+            json!({"config": crate::mcp::dev_config(1)}).to_string(),
+        ),
+        (
+            "/api/v1/approvals/apr-0000/approve",
+            json!({"comment": "ok"}).to_string(),
+        ),
+        (
+            "/api/v1/policies/simulate",
+            json!({"plan_id": "plan-x", "principal": "user:bob:approver"}).to_string(),
+        ),
         ("/api/v1/workflows/wf-0/cancel", "{}".to_string()),
     ]
 }
@@ -144,7 +201,14 @@ fn start(dir: &Path) -> (Server, String) {
     .unwrap();
     let (child, base) = tests::serve_http_with(
         dir,
-        &["--eval-timeout-ms", "3000", "--eval-memory-mb", "512"],
+        &[
+            "--eval-timeout-ms",
+            "3000",
+            "--eval-memory-mb",
+            "512",
+            "--rate-limit",
+            "100000",
+        ],
         &[],
         Stdio::null(),
     )
@@ -187,15 +251,26 @@ fn server_survives_mutants() {
         let (configs, pols, rpcs, rests) = (configs(), policies(), rpc_seeds(), rest_seeds());
         for i in 0..n {
             let config = mutate(&mut rng, &configs[i % configs.len()]);
-            post("/api/v1/configs/validate".into(), json!({ "config": config }).to_string()).await;
+            post(
+                "/api/v1/configs/validate".into(),
+                json!({ "config": config }).to_string(),
+            )
+            .await;
             let policy = mutate(&mut rng, &pols[i % pols.len()]);
-            post("/api/v1/policies/validate".into(), json!({ "policies": policy }).to_string()).await;
+            post(
+                "/api/v1/policies/validate".into(),
+                json!({ "policies": policy }).to_string(),
+            )
+            .await;
             post("/mcp".into(), mutate(&mut rng, &rpcs[i % rpcs.len()])).await;
             let (path, body) = &rests[i % rests.len()];
             post((*path).into(), mutate(&mut rng, body)).await;
             if i % 10 == 9 {
                 let ok = http.get(format!("{base}/healthz")).send().await;
-                assert!(ok.is_ok_and(|r| r.status().is_success()), "server down after case {i}");
+                assert!(
+                    ok.is_ok_and(|r| r.status().is_success()),
+                    "server down after case {i}"
+                );
             }
         }
     });

@@ -52,7 +52,10 @@ fn corpus(dir: &Path, server_pid: u32) -> Vec<(String, String)> {
         text.replace("@SECRET_FILE@", &secret.display().to_string())
             .replace("@SECRET_NCL@", &secret_ncl.display().to_string())
             .replace("@SECRET_JSON@", &secret_json.display().to_string())
-            .replace("@CONFIG_FILE@", &dir.join("config.toml").display().to_string())
+            .replace(
+                "@CONFIG_FILE@",
+                &dir.join("config.toml").display().to_string(),
+            )
             .replace("@SERVER_PID@", &server_pid.to_string())
     };
     let mut cases: Vec<(String, String)> = tests::ncl_files(&root().join("tests/fixtures/hostile"))
@@ -67,8 +70,14 @@ fn corpus(dir: &Path, server_pid: u32) -> Vec<(String, String)> {
         "deep-parentheses".into(),
         format!("{}1{}", "(".repeat(n), ")".repeat(n)),
     ));
-    cases.push(("deep-records".into(), format!("{}1{}", "{a=".repeat(n), "}".repeat(n))));
-    cases.push(("deep-arrays".into(), format!("{}1{}", "[".repeat(n), "]".repeat(n))));
+    cases.push((
+        "deep-records".into(),
+        format!("{}1{}", "{a=".repeat(n), "}".repeat(n)),
+    ));
+    cases.push((
+        "deep-arrays".into(),
+        format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+    ));
     cases.push((
         "deep-interpolations".into(),
         format!("{}x{}", "\"%{".repeat(20_000), "}\"".repeat(20_000)),
@@ -86,7 +95,14 @@ fn start(dir: &Path) -> (Server, String) {
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
     let (child, base) = tests::serve_http_with(
         dir,
-        &["--eval-timeout-ms", "4000", "--eval-memory-mb", "768"],
+        &[
+            "--eval-timeout-ms",
+            "4000",
+            "--eval-memory-mb",
+            "768",
+            "--rate-limit",
+            "100000",
+        ],
         &[("PROVISIONING_TEST_CANARY", ENV_CANARY)],
         Stdio::from(log),
     )
@@ -267,8 +283,9 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("hostile::nested_inputs_get_4xx", || {
             check(nested_inputs_get_4xx)
         }),
-        Trial::test("hostile::the_sandbox_holds_without_the_import_check", || {
-            check(the_sandbox_holds_without_the_import_check)
-        }),
+        Trial::test(
+            "hostile::the_sandbox_holds_without_the_import_check",
+            || check(the_sandbox_holds_without_the_import_check),
+        ),
     ]
 }

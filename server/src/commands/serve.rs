@@ -33,7 +33,9 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let validator = Arc::new(validator(settings)?);
     match validator.confinement() {
-        Ok(Some(how)) => eprintln!("config sandbox: {how} (no file, no network, empty environment)"),
+        Ok(Some(how)) => {
+            eprintln!("config sandbox: {how} (no file, no network, empty environment)")
+        }
         Ok(None) => eprintln!(
             "warning: config sandbox: the kernel offers no Landlock here, so evaluated configs are not confined by the kernel; \
              they run in a child process with an empty environment, an empty working directory and time, memory and output limits, \
