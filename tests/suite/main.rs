@@ -8,6 +8,7 @@ mod approvals;
 mod cli;
 mod docs;
 mod drafter;
+mod edges;
 mod engine;
 mod examples;
 mod fixtures;
@@ -32,6 +33,7 @@ fn main() {
     trials.extend(drafter::trials());
     trials.extend(mcp::trials());
     trials.extend(api::trials());
+    trials.extend(edges::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
