@@ -197,12 +197,14 @@ fn foreign_origin_and_unknown_host_are_refused_everywhere() {
         for (method, path, body) in &routes {
             for token in [None, Some(ALICE)] {
                 let send = |headers: Vec<(&'static str, String)>| {
-                    let h: Vec<(&str, &str)> =
-                        headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
                     let http = &http;
                     let method = method.clone();
                     let body = body.clone();
-                    async move { http.send(method, path, token, &h, body).await }
+                    async move {
+                        let h: Vec<(&str, &str)> =
+                            headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        http.send(method, path, token, &h, body).await
+                    }
                 };
                 let who = format!("{method} {path} with token {}", token.is_some());
                 for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
@@ -217,7 +219,8 @@ fn foreign_origin_and_unknown_host_are_refused_everywhere() {
                         a.content_type
                     );
                 }
-                for host in ["evil.example", &format!("evil.example:{port}"), "127.0.0.1:1"] {
+                let evil_on_our_port = format!("evil.example:{port}");
+                for host in ["evil.example", evil_on_our_port.as_str(), "127.0.0.1:1"] {
                     let a = send(vec![("Host", host.to_string())]).await;
                     assert_eq!(a.status, 421, "{who}, Host {host}: {}", a.body);
                 }
@@ -386,11 +389,7 @@ fn oversized_and_nested_bodies_are_refused() {
         let request = gated_request(&http).await;
         let approve = format!("/api/v1/approvals/{request}/approve");
         let reject = format!("/api/v1/approvals/{request}/reject");
-        let audit_len = || async {
-            let a = http.get("/api/v1/audit?limit=10000", Some(ALICE)).await;
-            serde_json::from_str::<Value>(&a.body).unwrap().as_array().unwrap().len()
-        };
-        let entries = audit_len().await;
+        let entries = audit_len(&http).await;
 
         let long = "x".repeat(4097);
         for path in [&approve, &reject] {
@@ -436,11 +435,20 @@ fn oversized_and_nested_bodies_are_refused() {
         let a = http.get(&format!("/api/v1/approvals/{request}"), Some(BOB)).await;
         let v: Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["status"], "pending", "{v}");
-        assert_eq!(audit_len().await, entries);
+        assert_eq!(audit_len(&http).await, entries);
         assert_eq!(http.get("/healthz", None).await.status, 200, "still answering");
         let (s, v) = http.post(&approve, BOB, json!({ "comment": "x".repeat(4096) })).await;
         assert_eq!(s, 200, "a comment at the limit: {v}");
     });
+}
+
+async fn audit_len(http: &Http) -> usize {
+    let a = http.get("/api/v1/audit?limit=10000", Some(ALICE)).await;
+    serde_json::from_str::<Value>(&a.body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 impl Answer {

@@ -82,7 +82,7 @@ impl Allowed {
     /// Checks `Host` (or the HTTP/2 `:authority` in `uri`) and then `Origin`.
     pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
         let host = match headers.get(header::HOST) {
-            Some(v) => v.to_str().ok().map(str::to_string),
+            Some(v) => Some(String::from_utf8_lossy(v.as_bytes()).into_owned()),
             None => uri.authority().map(|a| a.as_str().to_string()),
         };
         let Some(host) = host else {
