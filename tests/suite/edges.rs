@@ -234,9 +234,13 @@ fn foreign_origin_and_unknown_host_are_refused_everywhere() {
                 }
             }
         }
-        let refused = http.metric("provisioning_http_refused_total{reason=\"origin\"}").await;
+        let refused = http
+            .metric("provisioning_http_refused_total{reason=\"origin\"}")
+            .await;
         assert_eq!(refused, 7 * 2 * 3, "every foreign origin counted");
-        let refused = http.metric("provisioning_http_refused_total{reason=\"host\"}").await;
+        let refused = http
+            .metric("provisioning_http_refused_total{reason=\"host\"}")
+            .await;
         assert_eq!(refused, 7 * 2 * 3, "every unknown host counted");
     });
 }
@@ -253,7 +257,11 @@ fn metrics_need_a_token_and_count_as_things_happen() {
         assert_eq!(a.status, 401, "{}", a.body);
         let a = http.get("/metrics", Some(BOB)).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        assert!(a.content_type.starts_with("text/plain"), "{}", a.content_type);
+        assert!(
+            a.content_type.starts_with("text/plain"),
+            "{}",
+            a.content_type
+        );
 
         let ok = "provisioning_http_requests_total{class=\"2xx\"}";
         let client_errors = "provisioning_http_requests_total{class=\"4xx\"}";
@@ -265,7 +273,12 @@ fn metrics_need_a_token_and_count_as_things_happen() {
         );
         assert_eq!(http.get("/api/v1/whoami", Some(ALICE)).await.status, 200);
         assert_eq!(http.get("/api/v1/whoami", None).await.status, 401);
-        assert_eq!(http.get("/api/v1/workflows/wf-nope", Some(ALICE)).await.status, 404);
+        assert_eq!(
+            http.get("/api/v1/workflows/wf-nope", Some(ALICE))
+                .await
+                .status,
+            404
+        );
         let after = (
             http.metric(ok).await,
             http.metric(client_errors).await,
@@ -279,7 +292,10 @@ fn metrics_need_a_token_and_count_as_things_happen() {
         // Workflows: started and finished by outcome.
         let started = "provisioning_workflows_started_total{how=\"new\"}";
         let succeeded = "provisioning_workflows_finished_total{outcome=\"succeeded\"}";
-        assert_eq!((http.metric(started).await, http.metric(succeeded).await), (0, 0));
+        assert_eq!(
+            (http.metric(started).await, http.metric(succeeded).await),
+            (0, 0)
+        );
         for _ in 0..2 {
             let (_, plan) = http
                 .post("/api/v1/plans", ALICE, json!({ "config": dev_config(1) }))
@@ -349,13 +365,20 @@ fn requests_without_a_valid_token_are_rate_limited() {
             let a = http.get("/api/v1/workflows", token).await;
             if a.status == 429 {
                 retry_after = a.retry_after.clone();
-                assert!(a.body.contains("without a valid bearer token"), "{}", a.body);
+                assert!(
+                    a.body.contains("without a valid bearer token"),
+                    "{}",
+                    a.body
+                );
             }
             statuses.push(a.status);
         }
         let limited = statuses.iter().filter(|s| **s == 429).count();
         assert!(limited >= 20, "{statuses:?}");
-        assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 401 || *s == 429),
+            "{statuses:?}"
+        );
         let secs: u64 = retry_after.unwrap().parse().unwrap();
         assert!((1..=60).contains(&secs), "{secs}");
         // The MCP endpoint shares the gate.
@@ -396,29 +419,49 @@ fn oversized_and_nested_bodies_are_refused() {
             let (s, v) = http.post(path, BOB, json!({ "comment": long })).await;
             assert_eq!(s, 422, "{path}: {v}");
             let detail = v["detail"].as_str().unwrap();
-            assert!(detail.contains("`comment`") && detail.contains("4096"), "{detail}");
+            assert!(
+                detail.contains("`comment`") && detail.contains("4096"),
+                "{detail}"
+            );
         }
         let huge = "x".repeat(2 * 1024 * 1024);
         let (s, v) = http.post(&approve, BOB, json!({ "comment": huge })).await;
         assert_eq!(s, 413, "{v}");
         assert_eq!(v["title"], "body too large", "{v}");
         let (s, v) = http
-            .post("/api/v1/policies/validate", BOB, json!({ "policies": "x".repeat(300 * 1024) }))
+            .post(
+                "/api/v1/policies/validate",
+                BOB,
+                json!({ "policies": "x".repeat(300 * 1024) }),
+            )
             .await;
         assert_eq!(s, 422, "{v}");
         assert!(v["detail"].as_str().unwrap().contains("256 KiB"), "{v}");
-        let (s, v) = http.get("/api/v1/approvals?limit=1001", Some(BOB)).await.status_json();
+        let (s, v) = http
+            .get("/api/v1/approvals?limit=1001", Some(BOB))
+            .await
+            .status_json();
         assert_eq!(s, 422, "{v}");
 
         // Deeply nested JSON: serde stops at depth 128; a 4xx, not a crash.
-        let deep = format!("{{\"comment\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"comment\": {}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         let a = http
             .send(reqwest::Method::POST, &approve, Some(BOB), &[], Some(deep))
             .await;
         assert!((400..500).contains(&a.status), "{}: {}", a.status, a.body);
         let deep = format!("{}{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
         let a = http
-            .send(reqwest::Method::POST, "/api/v1/configs/validate", Some(BOB), &[], Some(deep))
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/configs/validate",
+                Some(BOB),
+                &[],
+                Some(deep),
+            )
             .await;
         assert!((400..500).contains(&a.status), "{}: {}", a.status, a.body);
         let deep = format!(
@@ -429,15 +472,28 @@ fn oversized_and_nested_bodies_are_refused() {
         let a = http
             .send(reqwest::Method::POST, "/mcp", Some(BOB), &[], Some(deep))
             .await;
-        assert!((400..500).contains(&a.status), "/mcp: {}: {}", a.status, a.body);
+        assert!(
+            (400..500).contains(&a.status),
+            "/mcp: {}: {}",
+            a.status,
+            a.body
+        );
 
         // Nothing changed: the request is still pending, the audit log as long as before.
-        let a = http.get(&format!("/api/v1/approvals/{request}"), Some(BOB)).await;
+        let a = http
+            .get(&format!("/api/v1/approvals/{request}"), Some(BOB))
+            .await;
         let v: Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["status"], "pending", "{v}");
         assert_eq!(audit_len(&http).await, entries);
-        assert_eq!(http.get("/healthz", None).await.status, 200, "still answering");
-        let (s, v) = http.post(&approve, BOB, json!({ "comment": "x".repeat(4096) })).await;
+        assert_eq!(
+            http.get("/healthz", None).await.status,
+            200,
+            "still answering"
+        );
+        let (s, v) = http
+            .post(&approve, BOB, json!({ "comment": "x".repeat(4096) }))
+            .await;
         assert_eq!(s, 200, "a comment at the limit: {v}");
     });
 }
@@ -466,12 +522,14 @@ pub fn trials() -> Vec<Trial> {
             "edges::foreign_origin_and_unknown_host_are_refused_everywhere",
             || check(foreign_origin_and_unknown_host_are_refused_everywhere),
         ),
-        Trial::test("edges::metrics_need_a_token_and_count_as_things_happen", || {
-            check(metrics_need_a_token_and_count_as_things_happen)
-        }),
-        Trial::test("edges::requests_without_a_valid_token_are_rate_limited", || {
-            check(requests_without_a_valid_token_are_rate_limited)
-        }),
+        Trial::test(
+            "edges::metrics_need_a_token_and_count_as_things_happen",
+            || check(metrics_need_a_token_and_count_as_things_happen),
+        ),
+        Trial::test(
+            "edges::requests_without_a_valid_token_are_rate_limited",
+            || check(requests_without_a_valid_token_are_rate_limited),
+        ),
         Trial::test("edges::oversized_and_nested_bodies_are_refused", || {
             check(oversized_and_nested_bodies_are_refused)
         }),

@@ -25,7 +25,6 @@ use crate::cli::ServeArgs;
 use crate::http::{Allowed, Edge, Gate, Metrics, problem};
 use crate::rest::MAX_BODY_BYTES;
 
-
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let validator = Arc::new(validator(settings)?);
     runtime()?.block_on(async {
@@ -244,10 +243,10 @@ async fn http(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the HTTP server stopped with an error")?;
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("the HTTP server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -53,7 +53,9 @@ impl Allowed {
             .iter()
             .map(|h| {
                 parse_name(h).ok_or_else(|| {
-                    format!("--allow-host `{h}`: expected HOST or HOST:PORT, e.g. console.example.com")
+                    format!(
+                        "--allow-host `{h}`: expected HOST or HOST:PORT, e.g. console.example.com"
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -118,9 +120,7 @@ impl Allowed {
         loopback
             || self.hosts.iter().any(|allowed| {
                 allowed.host == name.host
-                    && allowed
-                        .port
-                        .is_none_or(|p| p == name.port.unwrap_or(80))
+                    && allowed.port.is_none_or(|p| p == name.port.unwrap_or(80))
             })
     }
 }
@@ -171,7 +171,11 @@ fn normalize(host: &str) -> String {
 /// A header value as it may appear in an error: at most 100 characters, control characters
 /// escaped.
 fn shown(text: &str) -> String {
-    let mut out: String = text.chars().take(100).flat_map(char::escape_default).collect();
+    let mut out: String = text
+        .chars()
+        .take(100)
+        .flat_map(char::escape_default)
+        .collect();
     if text.chars().count() > 100 {
         out.push('…');
     }
@@ -209,7 +213,12 @@ mod tests {
 
     #[test]
     fn loopback_names_on_the_bound_port_are_accepted() {
-        for host in ["127.0.0.1:7070", "localhost:7070", "LOCALHOST:7070", "[::1]:7070"] {
+        for host in [
+            "127.0.0.1:7070",
+            "localhost:7070",
+            "LOCALHOST:7070",
+            "[::1]:7070",
+        ] {
             assert_eq!(check(Some(host), None), Ok(()), "{host}");
         }
     }
@@ -225,7 +234,10 @@ mod tests {
             "user@127.0.0.1:7070",
             "",
         ] {
-            assert!(matches!(check(Some(host), None), Err(Refusal::Host(_))), "{host}");
+            assert!(
+                matches!(check(Some(host), None), Err(Refusal::Host(_))),
+                "{host}"
+            );
         }
         assert!(matches!(check(None, None), Err(Refusal::Host(_))));
     }

@@ -175,7 +175,10 @@ pub async fn render(State(m): State<Arc<Metrics>>) -> Response {
         "Approval requests granted or rejected through this server.",
         &[
             ("{decision=\"granted\"}".into(), load(&m.approvals_granted)),
-            ("{decision=\"rejected\"}".into(), load(&m.approvals_rejected)),
+            (
+                "{decision=\"rejected\"}".into(),
+                load(&m.approvals_rejected),
+            ),
         ],
     );
     family(
@@ -211,9 +214,5 @@ pub async fn render(State(m): State<Arc<Metrics>>) -> Response {
         "# HELP provisioning_uptime_seconds Seconds since the server started.\n# TYPE provisioning_uptime_seconds gauge\nprovisioning_uptime_seconds {:.3}",
         m.started.elapsed().as_secs_f64()
     );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -291,15 +291,27 @@ mod tests {
         let (base, metrics) = serve(100.0).await;
         let http = reqwest::Client::new();
         let evil = "http://evil.example";
-        for (path, token) in [("/ok", None), ("/p", None), ("/p", Some(TOKEN)), ("/boom", None)] {
+        for (path, token) in [
+            ("/ok", None),
+            ("/p", None),
+            ("/p", Some(TOKEN)),
+            ("/boom", None),
+        ] {
             let mut req = http.get(format!("{base}{path}")).header("Origin", evil);
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
             let r = req.send().await.unwrap();
             assert_eq!(r.status(), 403, "{path} with token {token:?}");
-            assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
-            let mut req = http.get(format!("{base}{path}")).header("Host", "evil.example:80");
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/plain")
+            );
+            let mut req = http
+                .get(format!("{base}{path}"))
+                .header("Host", "evil.example:80");
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
@@ -336,7 +348,10 @@ mod tests {
         let http = reqwest::Client::new();
         let bad = |t: &'static str| http.get(format!("{base}/p")).bearer_auth(t).send();
         assert_eq!(bad("wrong").await.unwrap().status(), 401);
-        assert_eq!(http.get(format!("{base}/p")).send().await.unwrap().status(), 401);
+        assert_eq!(
+            http.get(format!("{base}/p")).send().await.unwrap().status(),
+            401
+        );
         let r = bad("wrong").await.unwrap();
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "1");
