@@ -196,13 +196,16 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address (put TLS in front of it)
     #[arg(long)]
     pub allow_remote: bool,
-    /// Another accepted Host header value (repeatable; loopback names are always accepted)
+    /// Another accepted Host header value, HOST (any port) or HOST:PORT (repeatable; loopback
+    /// names on the bound port are always accepted; other hosts get 421)
     #[arg(long, value_name = "HOST")]
     pub allow_host: Vec<String>,
-    /// Another accepted browser Origin, e.g. https://console.example.com:443 (repeatable)
+    /// Another accepted browser Origin, e.g. https://console.example.com:443 (repeatable; the
+    /// server's own loopback origins are always accepted; other origins get 403)
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
-    /// Requests per second per principal over HTTP (twice that as a burst)
+    /// Requests per second per principal over HTTP (twice that as a burst), and the same per
+    /// client address for requests without a valid token
     #[arg(long, default_value_t = 20.0, value_name = "N")]
     pub rate_limit: f64,
     #[command(flatten)]

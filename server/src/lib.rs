@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod commands;
+mod http;
 mod remote;
 mod rest;
 mod settings;

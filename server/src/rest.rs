@@ -23,6 +23,13 @@ use utoipa_axum::routes;
 
 pub type AppState = Arc<Context>;
 
+/// Largest request body (the server's body limit; also documented as the 413 answer).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest approval or rejection comment, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 4096;
+/// Longest policy text `POST /policies/validate` takes, in bytes.
+pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+
 /// An error as problem details (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -133,6 +140,11 @@ where
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected JSON",
                 e.body_text(),
+            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large",
+                format!("the request body is over {MAX_BODY_BYTES} bytes (1 MiB); send less"),
             )),
             Err(e) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -319,17 +331,21 @@ async fn apply_plan(
 pub struct ApprovalQuery {
     /// `pending` (default), `approved`, `rejected`, `used`, `expired` or `all`.
     pub status: Option<String>,
+    /// At most this many, newest first (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }
 
 /// Approval requests, newest first.
 #[utoipa::path(get, path = "/approvals", params(ApprovalQuery),
     responses((status = 200, description = "Requests", body = Vec<serde_json::Value>),
-              (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json")),
+              (status = 422, description = "Unknown status or bad limit", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "approvals")]
 async fn list_approvals(
     State(ctx): State<AppState>,
     Params(q): Params<ApprovalQuery>,
 ) -> ApiResult<Response> {
+    let limit = bounded_limit(q.limit, 100, 1000)?;
     let status = match q.status.as_deref().unwrap_or("pending") {
         "all" => None,
         text => Some(policies::ApprovalStatus::parse(text).ok_or_else(|| {
@@ -338,7 +354,9 @@ async fn list_approvals(
             ))
         })?),
     };
-    Ok(json(ctx.engine.approvals(status).await?))
+    let mut requests = ctx.engine.approvals(status).await?;
+    requests.truncate(limit);
+    Ok(json(requests))
 }
 
 /// One approval request with its plan (diff, blast radius, cost).
@@ -362,9 +380,24 @@ async fn get_approval(State(ctx): State<AppState>, Path(id): Path<String>) -> Ap
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
-    /// Why (required to reject).
+    /// Why (required to reject; at most 4096 bytes).
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub comment: Option<String>,
+}
+
+impl CommentBody {
+    /// The comment, or an error naming the limit when it is too long.
+    fn checked(self) -> ApiResult<String> {
+        let comment = self.comment.unwrap_or_default();
+        if comment.len() > MAX_COMMENT_BYTES {
+            return Err(ApiError::bad(format!(
+                "`comment` is {} bytes; at most {MAX_COMMENT_BYTES} are accepted",
+                comment.len()
+            )));
+        }
+        Ok(comment)
+    }
 }
 
 /// Approve a request as the caller (policy decides; never the requester; single use).
@@ -382,8 +415,12 @@ async fn approve(
     Body(b): Body<CommentBody>,
 ) -> ApiResult<Response> {
     writable(&ctx)?;
-    let comment = b.comment.unwrap_or_default();
-    Ok(json(ctx.engine.approve(&id, &caller, &comment).await?))
+    let comment = b.checked()?;
+    let mut response = json(ctx.engine.approve(&id, &caller, &comment).await?);
+    response
+        .extensions_mut()
+        .insert(crate::http::Happened::ApprovalGranted);
+    Ok(response)
 }
 
 /// Reject a request with a comment; final for that plan.
@@ -402,13 +439,17 @@ async fn reject(
     Body(b): Body<CommentBody>,
 ) -> ApiResult<Response> {
     writable(&ctx)?;
-    let comment = b.comment.unwrap_or_default();
+    let comment = b.checked()?;
     if comment.trim().is_empty() {
         return Err(ApiError::bad(
             "a rejection needs a `comment` telling the requester why",
         ));
     }
-    Ok(json(ctx.engine.reject(&id, &caller, &comment).await?))
+    let mut response = json(ctx.engine.reject(&id, &caller, &comment).await?);
+    response
+        .extensions_mut()
+        .insert(crate::http::Happened::ApprovalRejected);
+    Ok(response)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -776,7 +817,8 @@ fn no_policies() -> ApiError {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyText {
-    /// Cedar policy text (one or more policies with `@id` and `@description`).
+    /// Cedar policy text (one or more policies with `@id` and `@description`; at most 256 KiB).
+    #[schema(max_length = 262144)]
     pub policies: String,
 }
 
@@ -787,6 +829,12 @@ pub struct PolicyText {
               (status = 422, description = "Not a policy request", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "policies")]
 async fn validate_policies(Body(b): Body<PolicyText>) -> ApiResult<Response> {
+    if b.policies.len() > MAX_POLICY_BYTES {
+        return Err(ApiError::bad(format!(
+            "`policies` is {} bytes; at most {MAX_POLICY_BYTES} (256 KiB) are accepted",
+            b.policies.len()
+        )));
+    }
     // Bounded before Cedar's recursive parser sees it (size, nesting, operator chains).
     policies::bounds::check("submitted.cedar", &b.policies)
         .map_err(|e| ApiError::bad(e.to_string()))?;
@@ -928,8 +976,9 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     (router, api)
 }
 
-/// The answers every operation can give that its own annotation does not list: 401 and 429 from
-/// the token layer; 400, 413, 415 and 422 for a request body; 422 for query parameters.
+/// The answers every operation can give that its own annotation does not list: 403 and 421 from
+/// the Host/Origin guard, 401 and 429 from the token layer, 500 from panic containment; 400,
+/// 413, 415 and 422 for a request body; 422 for query parameters.
 fn document_common_answers(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::ParameterIn;
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -956,8 +1005,17 @@ fn document_common_answers(api: &mut utoipa::openapi::OpenApi) {
             let r = &mut op.responses.responses;
             r.entry("401".into())
                 .or_insert_with(|| problem("Missing or unknown bearer token"));
-            r.entry("429".into())
-                .or_insert_with(|| problem("Too many requests from this principal"));
+            r.entry("403".into())
+                .or_insert_with(|| problem("A foreign `Origin` (checked before the token)"));
+            r.entry("421".into()).or_insert_with(|| {
+                problem("A `Host` this server does not answer for (checked before the token)")
+            });
+            r.entry("429".into()).or_insert_with(|| {
+                problem("Too many requests from this principal, or without a valid token from this address; see `Retry-After`")
+            });
+            r.entry("500".into()).or_insert_with(|| {
+                problem("The server failed while answering (logged; nothing internal is revealed)")
+            });
             if has_body {
                 r.entry("400".into())
                     .or_insert_with(|| problem("Malformed JSON"));

@@ -1,7 +1,8 @@
 //! The REST API end to end: the real binary (`provisioning serve --http`) on loopback with
 //! three people's tokens, every route, auth failures (401), Cedar denials (403 with reasons),
 //! unknown ids (404), malformed and mis-shaped bodies (400/422), a replayed approval (409), the
-//! OpenAPI document, server-sent events, health and metrics.
+//! OpenAPI document, server-sent events, health and metrics (the HTTP edges themselves are in
+//! `edges.rs`).
 
 use std::time::Duration;
 
@@ -414,15 +415,19 @@ fn every_route() {
         assert_eq!(s, 200);
         assert!(cat["providers"]["hetzner"].is_object());
 
-        // Health and metrics (no token needed).
+        // Health (no token needed) and metrics (any valid token).
         let (s, _, _) = api.send(reqwest::Method::GET, "/healthz", None, None).await;
         assert_eq!(s, 200);
         let (s, _, _) = api.send(reqwest::Method::GET, "/readyz", None, None).await;
         assert_eq!(s, 200);
-        let (s, _, metrics) = api.send(reqwest::Method::GET, "/metrics", None, None).await;
+        let (s, _, _) = api.send(reqwest::Method::GET, "/metrics", None, None).await;
+        assert_eq!(s, 401);
+        let (s, _, metrics) = api
+            .send(reqwest::Method::GET, "/metrics", Some(VIC), None)
+            .await;
         assert_eq!(s, 200);
         assert!(
-            metrics.contains("provisioning_workflows{status=\"succeeded\"} 2"),
+            metrics.contains("provisioning_workflows_finished_total{outcome=\"succeeded\"} 2"),
             "{metrics}"
         );
         assert!(metrics.contains("provisioning_http_requests_total{class=\"4xx\"}"));

@@ -8,6 +8,7 @@ mod approvals;
 mod cli;
 mod docs;
 mod drafter;
+mod edges;
 mod engine;
 mod examples;
 mod fixtures;
@@ -36,6 +37,7 @@ fn main() {
     trials.extend(api::trials());
     trials.extend(hostile::trials());
     trials.extend(fuzz::trials());
+    trials.extend(edges::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -42,7 +42,7 @@ impl Source {
                 let which = status.map(|s| s.as_str()).unwrap_or("all");
                 r.call(
                     reqwest::Method::GET,
-                    &format!("/approvals?status={which}"),
+                    &format!("/approvals?status={which}&limit=1000"),
                     None,
                 )
                 .await

@@ -1,34 +1,29 @@
 //! `provisioning serve [--http ADDR] [--read-only]`: the MCP server. Over stdio (logs go to
-//! stderr only) it acts as the agent of the person who started it; over streamable HTTP at
-//! `/mcp` every request needs a bearer token mapped to a principal in the config file, the
-//! `Host` and `Origin` headers are checked, bodies are capped and each principal is rate
-//! limited.
+//! stderr only) it acts as the agent of the person who started it; over HTTP it composes the
+//! app: streamable MCP at `/mcp`, REST at `/api/v1`, `/metrics` (all three behind a bearer
+//! token), and the public page, OpenAPI document and health checks, everything behind the
+//! edge layers of [`crate::http`] (Host and Origin first, counters, panic containment).
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use engine::authz::Caller;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use sha2::{Digest, Sha256};
 use tools::{Context, ProvisioningServer};
 
 use super::engine_setup::{open_engine_with, runtime};
 use super::validator;
 use crate::Settings;
 use crate::cli::ServeArgs;
-
-/// Largest HTTP request body accepted.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+use crate::http::{Allowed, Edge, Gate, Metrics, problem};
+use crate::rest::MAX_BODY_BYTES;
 
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let validator = Arc::new(validator(settings)?);
@@ -130,91 +125,6 @@ async fn stdio(ctx: Arc<Context>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Clone)]
-struct Gate {
-    tokens: Arc<BTreeMap<String, Caller>>,
-    limiter: Arc<Mutex<HashMap<String, (f64, Instant)>>>,
-    /// Requests per second each principal may make, with this burst.
-    rate: f64,
-    burst: f64,
-}
-
-fn problem(status: StatusCode, title: &str, detail: String) -> Response {
-    let body = serde_json::json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-/// Bearer token → principal (as a request extension rmcp hands to the tools), and a token
-/// bucket per principal.
-async fn authenticate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
-    let token = bearer(request.headers());
-    let Some(token) = token else {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token",
-            "send `Authorization: Bearer TOKEN`; tokens are configured per user or agent in the config file (token_sha256)".into(),
-        );
-    };
-    let hash = format!("{:x}", Sha256::digest(token.as_bytes()));
-    let Some(caller) = gate.tokens.get(&hash).cloned() else {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unknown token",
-            "the bearer token matches no user or agent in the config file".into(),
-        );
-    };
-    let allowed = match gate.limiter.lock() {
-        Ok(mut buckets) => {
-            let now = Instant::now();
-            let (tokens, last) = buckets
-                .entry(caller.principal.clone())
-                .or_insert((gate.burst, now));
-            *tokens =
-                (*tokens + now.duration_since(*last).as_secs_f64() * gate.rate).min(gate.burst);
-            *last = now;
-            if *tokens >= 1.0 {
-                *tokens -= 1.0;
-                true
-            } else {
-                false
-            }
-        }
-        Err(_) => true,
-    };
-    if !allowed {
-        return problem(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limited",
-            format!(
-                "{} made more than {} requests per second; slow down",
-                caller.principal, gate.rate
-            ),
-        );
-    }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
-}
-
-/// Request counters by status class, for `/metrics`.
-#[derive(Default)]
-struct Metrics {
-    by_class: [std::sync::atomic::AtomicU64; 6],
-    started: std::sync::OnceLock<Instant>,
-}
-
-async fn count(State(m): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    m.started.get_or_init(Instant::now);
-    let response = next.run(request).await;
-    let class = (response.status().as_u16() / 100).min(5) as usize;
-    m.by_class[class].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    response
-}
-
 /// The Control Center: one page, no build step; it signs in with a token and talks to the
 /// REST API.
 async fn control_center() -> Response {
@@ -244,71 +154,6 @@ async fn readyz(ctx: Arc<Context>) -> Response {
     }
 }
 
-/// Prometheus text format.
-async fn render_metrics(ctx: Arc<Context>, m: Arc<Metrics>) -> Response {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP provisioning_http_requests_total HTTP requests answered, by status class."
-    );
-    let _ = writeln!(out, "# TYPE provisioning_http_requests_total counter");
-    for (i, c) in m.by_class.iter().enumerate().skip(1) {
-        let _ = writeln!(
-            out,
-            "provisioning_http_requests_total{{class=\"{i}xx\"}} {}",
-            c.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
-    if let Ok(all) = ctx.engine.store.workflows(None).await {
-        for wf in &all {
-            *by_status.entry(wf.status.as_str()).or_default() += 1;
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP provisioning_workflows Workflows recorded, by status."
-    );
-    let _ = writeln!(out, "# TYPE provisioning_workflows gauge");
-    for (status, n) in by_status {
-        let _ = writeln!(out, "provisioning_workflows{{status=\"{status}\"}} {n}");
-    }
-    let pending = ctx
-        .engine
-        .approvals(Some(policies::ApprovalStatus::Pending))
-        .await
-        .map(|v| v.len())
-        .unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "# HELP provisioning_approvals_pending Approval requests waiting."
-    );
-    let _ = writeln!(out, "# TYPE provisioning_approvals_pending gauge");
-    let _ = writeln!(out, "provisioning_approvals_pending {pending}");
-    let uptime = m
-        .started
-        .get()
-        .map(|t| t.elapsed().as_secs_f64())
-        .unwrap_or(0.0);
-    let _ = writeln!(
-        out,
-        "# HELP provisioning_uptime_seconds Seconds since the first request."
-    );
-    let _ = writeln!(out, "# TYPE provisioning_uptime_seconds gauge");
-    let _ = writeln!(out, "provisioning_uptime_seconds {uptime:.3}");
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
-    let token = token.trim();
-    (!token.is_empty()).then(|| token.to_string())
-}
-
 async fn http(
     ctx: Arc<Context>,
     settings: &Settings,
@@ -333,12 +178,15 @@ async fn http(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    // The one place Host and Origin are decided; rmcp gets the same lists for its own check.
+    let allowed = Allowed::new(bound.port(), &args.allow_host, &args.allow_origin)
+        .map_err(anyhow::Error::msg)?;
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
     hosts.extend(args.allow_host.iter().cloned());
-    let mut origins: Vec<String> = vec![
-        format!("http://127.0.0.1:{}", bound.port()),
-        format!("http://localhost:{}", bound.port()),
-    ];
+    let mut origins: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .map(|h| format!("http://{h}:{}", bound.port()))
+        .collect();
     origins.extend(args.allow_origin.iter().cloned());
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
@@ -354,46 +202,42 @@ async fn http(
             Default::default(),
             config,
         );
-    let gate = Gate {
-        tokens: Arc::new(tokens),
-        limiter: Arc::new(Mutex::new(HashMap::new())),
-        rate: args.rate_limit,
-        burst: (args.rate_limit * 2.0).max(1.0),
-    };
+    let metrics = Arc::new(Metrics::default());
+    crate::http::metrics::follow(ctx.engine.clone(), metrics.clone());
+    let gate = Arc::new(Gate::new(tokens, args.rate_limit, metrics.clone()));
     let (api, openapi) = crate::rest::router();
     let spec = openapi
         .to_pretty_json()
         .context("the OpenAPI document does not serialize")?;
-    let metrics = Arc::new(Metrics::default());
-    let app = axum::Router::new()
+    let protected = axum::Router::new()
         .nest_service("/mcp", service)
         .merge(api.with_state(ctx.clone()))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(gate, authenticate))
+        .route(
+            "/metrics",
+            get(crate::http::metrics::render).with_state(metrics.clone()),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let app = crate::http::authenticated(protected, gate)
         .route(
             "/api/openapi.json",
-            axum::routing::get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], spec)
-            }),
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
         )
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route("/", axum::routing::get(control_center))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(control_center))
         .route(
             "/readyz",
-            axum::routing::get({
+            get({
                 let ctx = ctx.clone();
                 move || readyz(ctx.clone())
             }),
-        )
-        .route(
-            "/metrics",
-            axum::routing::get({
-                let ctx = ctx.clone();
-                let metrics = metrics.clone();
-                move || render_metrics(ctx.clone(), metrics.clone())
-            }),
-        )
-        .layer(axum::middleware::from_fn_with_state(metrics, count));
+        );
+    let app = crate::http::harden(
+        app,
+        &Edge {
+            allowed: Arc::new(allowed),
+            metrics,
+        },
+    );
     // The address on stdout (one line), so scripts and tests can use port 0.
     println!("listening on http://{bound}/mcp");
     eprintln!(
@@ -406,11 +250,14 @@ async fn http(
     );
     use std::io::Write as _;
     std::io::stdout().flush().ok();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the HTTP server stopped with an error")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("the HTTP server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }
