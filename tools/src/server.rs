@@ -149,9 +149,11 @@ impl ServerHandler for ProvisioningServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        Ok(ReadResourceResponse::Complete(
-            self.read(&request.uri).await?,
-        ))
+        self.redacted(
+            self.read(&request.uri)
+                .await
+                .map(ReadResourceResponse::Complete),
+        )
     }
 
     async fn list_prompts(
@@ -169,9 +171,11 @@ impl ServerHandler for ProvisioningServer {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        Ok(GetPromptResponse::Complete(
-            self.prompt(&request.name, &request.arguments).await?,
-        ))
+        self.redacted(
+            self.prompt(&request.name, &request.arguments)
+                .await
+                .map(GetPromptResponse::Complete),
+        )
     }
 
     async fn call_tool(
@@ -214,7 +218,42 @@ impl ServerHandler for ProvisioningServer {
             ));
         }
         let tcc = ToolCallContext::new(self, request, context);
-        self.tool_router.call(tcc).await
+        // Every tool result and tool error passes here on its way to the model.
+        self.redacted(self.tool_router.call(tcc).await)
+    }
+}
+
+impl ProvisioningServer {
+    /// `result` with every secret the server knows replaced by `[redacted]`, in every string
+    /// of the result or error. A result that cannot be redacted is not sent.
+    fn redacted<T>(&self, result: Result<T, ErrorData>) -> Result<T, ErrorData>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let redactor = &self.ctx.engine.redactor;
+        if redactor.is_empty() {
+            return result;
+        }
+        match result {
+            Ok(value) => {
+                let unredactable = || {
+                    ErrorData::internal_error(
+                        "the result could not be checked for secrets, so it is withheld",
+                        None,
+                    )
+                };
+                let mut json = serde_json::to_value(&value).map_err(|_| unredactable())?;
+                redactor.redact_json(&mut json);
+                serde_json::from_value(json).map_err(|_| unredactable())
+            }
+            Err(mut error) => {
+                error.message = redactor.redact(&error.message).into_owned().into();
+                if let Some(data) = error.data.as_mut() {
+                    redactor.redact_json(data);
+                }
+                Err(error)
+            }
+        }
     }
 }
 
