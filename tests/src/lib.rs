@@ -156,6 +156,15 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// embedding model, no personal config), and the base URL it printed (`http://127.0.0.1:PORT`).
 /// The caller owns the child: kill it when done.
 pub fn serve_http(dir: &Path, extra: &[&str]) -> Result<(std::process::Child, String), String> {
+    serve_http_with(dir, extra, Stdio::null())
+}
+
+/// [`serve_http`] with the server's standard error (its log) going to `stderr`.
+pub fn serve_http_with(
+    dir: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> Result<(std::process::Child, String), String> {
     use std::io::BufRead;
     let mut child = Command::new(binary())
         .args(["serve", "--http", "127.0.0.1:0"])
@@ -165,8 +174,12 @@ pub fn serve_http(dir: &Path, extra: &[&str]) -> Result<(std::process::Child, St
         .env("PROVISIONING_CONFIG", dir.join("config.toml"))
         .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
         .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
+        .env_remove("PROVISIONING_DRAFTER_OPENAI_BASE_URL")
+        .env_remove("PROVISIONING_DRAFTER_OPENAI_MODEL")
+        .env_remove("PROVISIONING_DRAFTER_OPENAI_API_KEY")
+        .env_remove("OPENAI_API_KEY")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary().display()))?;
     let mut line = String::new();

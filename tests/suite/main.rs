@@ -14,6 +14,7 @@ mod fixtures;
 mod mcp;
 mod policies;
 mod rag;
+mod secrets;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -32,6 +33,7 @@ fn main() {
     trials.extend(drafter::trials());
     trials.extend(mcp::trials());
     trials.extend(api::trials());
+    trials.extend(secrets::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
