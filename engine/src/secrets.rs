@@ -26,9 +26,9 @@ const ACCEPTED: &str =
 /// Why a reference does not parse or resolve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("empty secret reference; {ACCEPTED}")]
+    #[error("empty secret reference; {}", ACCEPTED)]
     Empty,
-    #[error("unknown secret reference scheme `{scheme}:`; {ACCEPTED}")]
+    #[error("unknown secret reference scheme `{scheme}:`; {}", ACCEPTED)]
     UnknownScheme { scheme: String },
     #[error(
         "secret reference `env:{name}`: `{name}` is not an environment variable name; expected letters, digits and `_`, not starting with a digit"

@@ -65,7 +65,7 @@ pub fn display_url(url: &str, secrets: Option<&Secrets>) -> String {
             if let Some(s) = secrets {
                 if let Some(password) = parsed.password() {
                     s.redactor().register(password);
-                    if let Ok(decoded) = urldecode(password) {
+                    if let Some(decoded) = urldecode(password) {
                         s.redactor().register(&decoded);
                     }
                 }
@@ -86,11 +86,11 @@ pub fn display_url(url: &str, secrets: Option<&Secrets>) -> String {
     }
 }
 
-fn urldecode(text: &str) -> Result<String, ()> {
+/// A percent-encoded URL component, decoded.
+fn urldecode(text: &str) -> Option<String> {
     url::form_urlencoded::parse(format!("x={text}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
-        .ok_or(())
 }
 
 impl OpenAiDrafter {

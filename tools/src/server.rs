@@ -149,11 +149,8 @@ impl ServerHandler for ProvisioningServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.redacted(
-            self.read(&request.uri)
-                .await
-                .map(ReadResourceResponse::Complete),
-        )
+        self.redacted(self.read(&request.uri).await)
+            .map(ReadResourceResponse::Complete)
     }
 
     async fn list_prompts(
@@ -171,11 +168,8 @@ impl ServerHandler for ProvisioningServer {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        self.redacted(
-            self.prompt(&request.name, &request.arguments)
-                .await
-                .map(GetPromptResponse::Complete),
-        )
+        self.redacted(self.prompt(&request.name, &request.arguments).await)
+            .map(GetPromptResponse::Complete)
     }
 
     async fn call_tool(
@@ -218,8 +212,15 @@ impl ServerHandler for ProvisioningServer {
             ));
         }
         let tcc = ToolCallContext::new(self, request, context);
-        // Every tool result and tool error passes here on its way to the model.
-        self.redacted(self.tool_router.call(tcc).await)
+        // Every tool result and tool error passes here on its way to the model. (The other
+        // kinds of response, input requests and tasks, carry no tool output.)
+        match self.tool_router.call(tcc).await {
+            Ok(CallToolResponse::Complete(result)) => {
+                self.redacted(Ok(result)).map(CallToolResponse::Complete)
+            }
+            Ok(other) => Ok(other),
+            Err(error) => self.redacted(Err(error)),
+        }
     }
 }
 
