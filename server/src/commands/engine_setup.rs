@@ -159,6 +159,7 @@ pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
 /// Prints each step's progress to stderr as it happens, until the workflow finishes.
 pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<()> {
     let mut events = engine.subscribe();
+    let redactor = engine.redactor.clone();
     tokio::spawn(async move {
         let mut done = 0usize;
         let width = total.to_string().len();
@@ -190,12 +191,13 @@ pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<
                     format!("[{done:>width$}/{total}] ..  {}", event.message)
                 }
                 EventKind::WorkflowFinished => {
-                    eprintln!("{}", event.message);
+                    eprintln!("{}", redactor.redact(&event.message));
                     break;
                 }
                 _ => event.message.clone(),
             };
-            eprintln!("{line}");
+            // Step errors quote provider text.
+            eprintln!("{}", redactor.redact(&line));
         }
     })
 }
