@@ -26,9 +26,10 @@ const BOB: &str = "bob-secrets-token-0123456789";
 const VIC: &str = "vic-secrets-token-0123456789";
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test("secrets::a_resolved_canary_never_leaves", || {
-        check(a_resolved_canary_never_leaves)
-    })]
+    vec![Trial::test(
+        "secrets::a_resolved_canary_never_leaves",
+        || check(a_resolved_canary_never_leaves),
+    )]
 }
 
 /// An OpenAI-compatible endpoint that refuses every key and, like a careless provider, quotes
@@ -66,8 +67,7 @@ async fn echoing_endpoint(seen: Arc<Mutex<Vec<String>>>) -> String {
 /// `plain` encrypted to `recipient` (binary age format).
 fn encrypt(recipient: &age::x25519::Recipient, plain: &[u8]) -> Vec<u8> {
     let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
-            .unwrap();
+        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient)).unwrap();
     let mut out = Vec::new();
     let mut w = encryptor.wrap_output(&mut out).unwrap();
     w.write_all(plain).unwrap();
@@ -204,8 +204,12 @@ fn a_resolved_canary_never_leaves() {
         .await;
         assert_eq!(s, 403, "{gated}");
         let gated: Value = serde_json::from_str(&gated).unwrap();
-        let request = gated["approval_request"]["id"].as_str().unwrap().to_string();
-        let comment = format!("the drafter endpoint said: Incorrect API key provided: Bearer {CANARY}");
+        let request = gated["approval_request"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let comment =
+            format!("the drafter endpoint said: Incorrect API key provided: Bearer {CANARY}");
         let (s, rejected) = rest(
             &http,
             reqwest::Method::POST,
@@ -249,7 +253,10 @@ fn a_resolved_canary_never_leaves() {
             )
             .await
             .unwrap();
-        assert_redacted("the get_approval result", &serde_json::to_string(&got).unwrap());
+        assert_redacted(
+            "the get_approval result",
+            &serde_json::to_string(&got).unwrap(),
+        );
         client.cancel().await.unwrap();
         server
     });
@@ -257,7 +264,10 @@ fn a_resolved_canary_never_leaves() {
 
     // The server's log names the failure without the key.
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("draft_config: the openai drafter failed"), "{log}");
+    assert!(
+        log.contains("draft_config: the openai drafter failed"),
+        "{log}"
+    );
     assert_redacted("the server log", &log);
 
     // The audit entry as stored (read without the server, so no edge redacts it).

@@ -152,8 +152,7 @@ impl OpenAiDrafter {
         for (role, text) in turns {
             messages.push(serde_json::json!({ "role": role, "content": text }));
         }
-        let prompt_bytes: usize =
-            system.len() + turns.iter().map(|(_, t)| t.len()).sum::<usize>();
+        let prompt_bytes: usize = system.len() + turns.iter().map(|(_, t)| t.len()).sum::<usize>();
         let max_tokens = u64::from(s.max_tokens).min(remaining);
         let request = serde_json::json!({
             "model": s.model,

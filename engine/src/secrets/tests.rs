@@ -57,7 +57,9 @@ fn references_parse() {
         SecretRef::Age("/etc/provisioning/keys/a.age".into())
     );
     assert_eq!(
-        SecretRef::parse("file:/abs").unwrap().relative_to(Path::new("/x")),
+        SecretRef::parse("file:/abs")
+            .unwrap()
+            .relative_to(Path::new("/x")),
         SecretRef::File("/abs".into())
     );
 }
@@ -100,7 +102,11 @@ fn every_bad_reference_has_its_own_error() {
         text,
         "unknown secret reference scheme `vault:`; expected `env:NAME`, `file:PATH` or `age:PATH` (an age-encrypted file), or a plain value"
     );
-    assert!(err("env:1KEY").to_string().contains("not an environment variable name"));
+    assert!(
+        err("env:1KEY")
+            .to_string()
+            .contains("not an environment variable name")
+    );
     assert_eq!(
         format!("{:?}", SecretRef::parse("hunter2-but-longer").unwrap()),
         "plain value [redacted]"
@@ -127,7 +133,11 @@ fn env_and_file_references_resolve_and_join_the_redactor() {
     let got = s.resolve(&SecretRef::Env("KEY".into())).unwrap();
     assert_eq!(got.expose(), "env-secret-value-1");
     let got = s.resolve(&SecretRef::File("/k/db".into())).unwrap();
-    assert_eq!(got.expose(), "file-secret-value-2", "the line break is dropped");
+    assert_eq!(
+        got.expose(),
+        "file-secret-value-2",
+        "the line break is dropped"
+    );
     assert_eq!(
         s.redactor()
             .redact("a env-secret-value-1 b file-secret-value-2 c"),
@@ -146,7 +156,8 @@ fn env_and_file_references_resolve_and_join_the_redactor() {
         }
     );
     assert!(matches!(
-        s.resolve(&SecretRef::File("/k/missing".into())).unwrap_err(),
+        s.resolve(&SecretRef::File("/k/missing".into()))
+            .unwrap_err(),
         SecretError::Unreadable { scheme: "file", .. }
     ));
     assert_eq!(
@@ -165,8 +176,7 @@ fn env_and_file_references_resolve_and_join_the_redactor() {
 /// `plain` encrypted to `recipient`, binary or armored.
 fn encrypt(recipient: &age::x25519::Recipient, plain: &[u8], armor: bool) -> Vec<u8> {
     let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
-            .unwrap();
+        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient)).unwrap();
     let mut out = Vec::new();
     let format = if armor {
         age::armor::Format::AsciiArmor
@@ -223,11 +233,13 @@ fn age_references_decrypt_with_the_configured_identity() {
         "x [redacted] [redacted] y"
     );
     assert!(matches!(
-        s.resolve(&SecretRef::Age("/k/foreign.age".into())).unwrap_err(),
+        s.resolve(&SecretRef::Age("/k/foreign.age".into()))
+            .unwrap_err(),
         SecretError::Decrypt { .. }
     ));
     assert!(matches!(
-        s.resolve(&SecretRef::Age("/k/garbage.age".into())).unwrap_err(),
+        s.resolve(&SecretRef::Age("/k/garbage.age".into()))
+            .unwrap_err(),
         SecretError::Decrypt { .. }
     ));
     // No identity configured, an unusable one, one with no key.
