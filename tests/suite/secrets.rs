@@ -290,3 +290,125 @@ fn a_resolved_canary_never_leaves() {
     assert!(stdout.contains("approval_rejected"), "{stdout}");
     assert_redacted("the stored audit log", &stdout);
 }
+
+/// A config file with a malformed reference is refused at startup, naming the setting and
+/// what is accepted.
+fn bad_references_stop_with_their_error() {
+    let dir = Dir(scratch("secrets-bad"));
+    let cases = [
+        (
+            "[drafter.openai]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\napi_key = \"evn:OPENAI_KEY\"\n",
+            "drafter.openai.api_key: unknown secret reference scheme `evn:`; expected `env:NAME`, `file:PATH` or `age:PATH`",
+        ),
+        (
+            "[secrets]\nage_identity = \"file:\"\n",
+            "secrets.age_identity: secret reference `file:` names no file; expected `file:PATH`",
+        ),
+        (
+            "[state]\npassword = \"env:1PASS\"\n",
+            "state.password: secret reference `env:1PASS`: `1PASS` is not an environment variable name",
+        ),
+    ];
+    for (text, expected) in cases {
+        let config = dir.0.join("config.toml");
+        std::fs::write(&config, text).unwrap();
+        let out = tests::run_env(
+            &dir.0,
+            &["catalog"],
+            &[("PROVISIONING_CONFIG", config.to_str().unwrap())],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}
+
+/// An endpoint that answers the first chat completion at once with a config that does not
+/// validate, and every later one only after 5 s. Records request bodies.
+async fn slow_after_first(seen: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(body.0);
+                    seen.len()
+                };
+                if n > 1 {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+                axum::Json(json!({
+                    "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{ "index": 0, "finish_reason": "stop",
+                                  "message": { "role": "assistant", "content": "```nickel\n{ nope\n```" } }]
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+/// `max_tokens` goes with each call, a draft stops when its budget is spent, and a call that
+/// takes longer than `timeout_secs` ends the model draft (the built-in draft comes back).
+fn the_drafter_has_a_token_budget_and_a_timeout() {
+    let dir = Dir(scratch("secrets-budget"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    rt.block_on(async {
+        let endpoint = slow_after_first(seen.clone()).await;
+        let h = format!("{:x}", sha2::Sha256::digest(ALICE.as_bytes()));
+        std::fs::write(
+            dir.0.join("config.toml"),
+            format!(
+                "[users.alice]\nroles = [\"operator\"]\ntoken_sha256 = \"{h}\"\n\n[drafter.openai]\nbase_url = \"{endpoint}\"\nmodel = \"m\"\napi_key = \"plain-key-value-123\"\nmax_tokens = 5\nmax_total_tokens = 10\ntimeout_secs = 1\n"
+            ),
+        )
+        .unwrap();
+        let (child, base) = tests::serve_http(&dir.0, &[]).unwrap();
+        let _server = Server(child);
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"))
+                .auth_header(ALICE.to_string()),
+        );
+        let client = ().serve(transport).await.unwrap();
+        let draft = || {
+            client.call_tool(
+                CallToolRequestParams::new("draft_config").with_arguments(
+                    json!({ "intent": "two sim servers with nginx", "drafter": "openai" })
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                ),
+            )
+        };
+        // The first round's prompt alone is over 10 tokens: no second round.
+        let first = draft().await.unwrap();
+        let d = first.structured_content.clone().unwrap_or_default();
+        assert_eq!(d["drafter"], "built-in", "{d}");
+        assert!(d["notices"].to_string().contains("spent its token budget"), "{d}");
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 1, "one call, then the budget is spent");
+            assert_eq!(seen[0]["max_tokens"], 5, "{}", seen[0]);
+        }
+        // The next call takes 5 s; the limit is 1 s.
+        let started = std::time::Instant::now();
+        let second = draft().await.unwrap();
+        let d = second.structured_content.clone().unwrap_or_default();
+        assert_eq!(d["drafter"], "built-in", "{d}");
+        assert!(d["notices"].to_string().contains("did not answer within 1 s"), "{d}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "the timeout did not cut the call short: {:?}",
+            started.elapsed()
+        );
+        client.cancel().await.unwrap();
+    });
+}
