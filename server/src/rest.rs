@@ -912,15 +912,19 @@ pub async fn redact_responses(
         )
         .into_response();
     };
-    let body = match std::str::from_utf8(&bytes) {
+    let redacted = match std::str::from_utf8(&bytes) {
         Ok(text) => match redactor.redact(text) {
-            std::borrow::Cow::Borrowed(_) => bytes,
-            std::borrow::Cow::Owned(redacted) => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                axum::body::Bytes::from(redacted)
-            }
+            std::borrow::Cow::Owned(redacted) => Some(redacted),
+            std::borrow::Cow::Borrowed(_) => None,
         },
-        Err(_) => bytes,
+        Err(_) => None,
+    };
+    let body = match redacted {
+        Some(redacted) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            axum::body::Bytes::from(redacted)
+        }
+        None => bytes,
     };
     Response::from_parts(parts, axum::body::Body::from(body))
 }
