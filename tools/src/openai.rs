@@ -160,7 +160,8 @@ impl OpenAiDrafter {
             "temperature": 0,
             "max_tokens": max_tokens,
         });
-        let call = client.chat().create_byot(request);
+        let chat = client.chat();
+        let call = chat.create_byot(request);
         let response: serde_json::Value = match tokio::time::timeout(s.timeout, call).await {
             Err(_) => {
                 return Err(format!(
