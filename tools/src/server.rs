@@ -219,7 +219,7 @@ impl ServerHandler for ProvisioningServer {
                 self.redacted(Ok(result)).map(CallToolResponse::Complete)
             }
             Ok(other) => Ok(other),
-            Err(error) => self.redacted(Err(error)),
+            Err(error) => Err(self.redacted_error(error)),
         }
     }
 }
@@ -247,14 +247,18 @@ impl ProvisioningServer {
                 redactor.redact_json(&mut json);
                 serde_json::from_value(json).map_err(|_| unredactable())
             }
-            Err(mut error) => {
-                error.message = redactor.redact(&error.message).into_owned().into();
-                if let Some(data) = error.data.as_mut() {
-                    redactor.redact_json(data);
-                }
-                Err(error)
-            }
+            Err(error) => Err(self.redacted_error(error)),
         }
+    }
+
+    /// An error's message and data with every known secret replaced.
+    fn redacted_error(&self, mut error: ErrorData) -> ErrorData {
+        let redactor = &self.ctx.engine.redactor;
+        error.message = redactor.redact(&error.message).into_owned().into();
+        if let Some(data) = error.data.as_mut() {
+            redactor.redact_json(data);
+        }
+        error
     }
 }
 
