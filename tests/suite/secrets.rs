@@ -26,10 +26,18 @@ const BOB: &str = "bob-secrets-token-0123456789";
 const VIC: &str = "vic-secrets-token-0123456789";
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test(
-        "secrets::a_resolved_canary_never_leaves",
-        || check(a_resolved_canary_never_leaves),
-    )]
+    vec![
+        Trial::test("secrets::a_resolved_canary_never_leaves", || {
+            check(a_resolved_canary_never_leaves)
+        }),
+        Trial::test("secrets::bad_references_stop_with_their_error", || {
+            check(bad_references_stop_with_their_error)
+        }),
+        Trial::test(
+            "secrets::the_drafter_has_a_token_budget_and_a_timeout",
+            || check(the_drafter_has_a_token_budget_and_a_timeout),
+        ),
+    ]
 }
 
 /// An OpenAI-compatible endpoint that refuses every key and, like a careless provider, quotes
