@@ -1,6 +1,6 @@
 //! The Provisioning engine: Nickel evaluation in a sandbox, structured diagnostics, the typed
 //! configuration model, validation, the planner, the durable DAG executor, providers and the
-//! SurrealDB state store.
+//! SurrealDB state store, secret references and the redactor.
 
 pub mod authz;
 mod checks;
@@ -14,6 +14,7 @@ pub mod plan;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;
+pub mod secrets;
 pub mod state;
 mod suggest;
 mod validate;

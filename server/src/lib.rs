@@ -48,7 +48,8 @@ pub fn run(cli: cli::Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let text = format!("{e:#}");
+            eprintln!("error: {}", settings.secrets.redactor().redact(&text));
             ExitCode::from(EXIT_USAGE)
         }
     }

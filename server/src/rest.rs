@@ -601,17 +601,19 @@ async fn workflow_events(
             wf.status,
             engine::state::WorkflowStatus::Failed | engine::state::WorkflowStatus::Cancelled
         );
+    let redactor = ctx.engine.redactor.clone();
     let to_sse = |e: &engine::state::Event| {
         SseEvent::default()
             .event("step")
             .id(e.seq.to_string())
-            .data(serde_json::to_string(e).unwrap_or_default())
+            .data(redactor.redact(&serde_json::to_string(e).unwrap_or_default()))
     };
     let first: Vec<Result<SseEvent, std::convert::Infallible>> =
         recorded.iter().map(|e| Ok(to_sse(e))).collect();
     let wf_id = wf.id.clone();
     let tail = futures_util::stream::unfold((live, last, done), move |(mut live, last, done)| {
         let wf_id = wf_id.clone();
+        let redactor = redactor.clone();
         async move {
             if done {
                 return None;
@@ -623,7 +625,7 @@ async fn workflow_events(
                         let ev = SseEvent::default()
                             .event("step")
                             .id(e.seq.to_string())
-                            .data(serde_json::to_string(&e).unwrap_or_default());
+                            .data(redactor.redact(&serde_json::to_string(&e).unwrap_or_default()));
                         return Some((Ok(ev), (live, e.seq, finished)));
                     }
                     Ok(_) => continue,
@@ -938,6 +940,52 @@ impl Modify for Bearer {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// Largest response body the redaction layer reads; a larger one is refused rather than sent
+/// unchecked.
+const MAX_REDACTED_BODY: usize = 256 * 1024 * 1024;
+
+/// A layer for every REST response: the body with each secret the server knows replaced by
+/// `[redacted]`. Server-sent events pass through (each event is redacted where it is made).
+pub async fn redact_responses(
+    State(redactor): State<engine::secrets::Redactor>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if streaming || redactor.is_empty() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REDACTED_BODY).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            "the response could not be checked for secrets, so it is withheld",
+        )
+        .into_response();
+    };
+    let redacted = match std::str::from_utf8(&bytes) {
+        Ok(text) => match redactor.redact(text) {
+            std::borrow::Cow::Owned(redacted) => Some(redacted),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
+        Err(_) => None,
+    };
+    let body = match redacted {
+        Some(redacted) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            axum::body::Bytes::from(redacted)
+        }
+        None => bytes,
+    };
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// The API routes (to be nested under `/api/v1`) and the OpenAPI document describing them.

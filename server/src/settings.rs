@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use engine::Limits;
 use engine::authz::{Caller, WorkspaceLimits};
+use engine::secrets::{Redactor, SecretRef, SecretSource, Secrets};
 use policies::PolicySource;
 use serde::Deserialize;
 
@@ -26,6 +27,13 @@ pub struct Settings {
     /// A running server to talk to (`--server`), with its token.
     pub remote: Option<crate::remote::Remote>,
     pub file: ConfigFile,
+    /// Resolves the config file's secret references; its redactor knows every secret value.
+    pub secrets: Secrets,
+    /// The OpenAI-compatible drafter, when a base URL and a model are configured.
+    pub openai: Option<tools::openai::OpenAiSettings>,
+    /// `[state]` credentials for a SurrealDB server (references, resolved when it is opened).
+    pub state_user: Option<SecretRef>,
+    pub state_password: Option<SecretRef>,
 }
 
 /// The config file. Every section is optional.
@@ -47,6 +55,24 @@ pub struct Settings {
 /// [workspaces.shop]
 /// budget = 150.0                 # monthly cost increase without approval
 /// forbidden_zones = ["sin"]
+///
+/// # Credentials are secret references: `env:NAME`, `file:PATH`, `age:PATH` (an age-encrypted
+/// # file, decrypted with `secrets.age_identity`), or a plain value. Relative paths are taken
+/// # from this file's folder. Every resolved value is redacted from output and logs.
+/// [secrets]
+/// age_identity = "file:/etc/provisioning/age-key.txt"
+///
+/// [drafter.openai]
+/// base_url = "https://api.openai.com/v1"
+/// model = "gpt-4o-mini"
+/// api_key = "age:openai-key.age"
+/// max_tokens = 2048              # per completion
+/// max_total_tokens = 60000       # per draft, over its repair rounds
+/// timeout_secs = 60              # per call
+///
+/// [state]                        # a SurrealDB server (--state ws://...)
+/// user = "root"
+/// password = "env:SURREAL_PASS"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +90,58 @@ pub struct ConfigFile {
     pub agents: BTreeMap<String, AgentEntry>,
     #[serde(default)]
     pub workspaces: BTreeMap<String, WorkspaceLimits>,
+    #[serde(default)]
+    pub secrets: SecretsSection,
+    #[serde(default)]
+    pub drafter: DrafterSection,
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSection {
+    /// A reference to the age identity file that decrypts `age:` references.
+    pub age_identity: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrafterSection {
+    pub openai: Option<OpenAiSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSection {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    /// A secret reference.
+    pub api_key: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub max_total_tokens: Option<u64>,
+    pub timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// A secret reference (or plain value) for the SurrealDB user.
+    pub user: Option<String>,
+    /// A secret reference (or plain value) for the SurrealDB password.
+    pub password: Option<String>,
+}
+
+/// The process environment and file system, as the engine's [`SecretSource`].
+struct OsSource;
+
+impl SecretSource for OsSource {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -155,7 +233,65 @@ impl Settings {
             Some(path) => read_config(path)?,
             None => ConfigFile::default(),
         };
+        let base = config_file
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let origin = config_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(none)".into());
+        let reference = |what: &str, text: &str| {
+            SecretRef::parse(text)
+                .map(|r| r.relative_to(&base))
+                .map_err(|e| anyhow::anyhow!("config file {origin}: {what}: {e}"))
+        };
+        let redactor = Redactor::new();
+        // Secrets that come straight from the environment are known from the start.
+        for var in [
+            "PROVISIONING_TOKEN",
+            "PROVISIONING_STATE_PASS",
+            "PROVISIONING_DOCS_QDRANT_API_KEY",
+            "PROVISIONING_DRAFTER_OPENAI_API_KEY",
+            "OPENAI_API_KEY",
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                redactor.register(value.trim());
+            }
+        }
+        if let Some(token) = &g.token {
+            redactor.register(token);
+        }
+        let age_identity = match &file.secrets.age_identity {
+            Some(text) => Some(reference("secrets.age_identity", text)?),
+            None => None,
+        };
+        let secrets =
+            Secrets::new(std::sync::Arc::new(OsSource), redactor).with_age_identity(age_identity);
+        let openai = openai_settings(&file, &reference)?;
+        // Plain values written in the file are secrets as well.
+        for r in openai.iter().filter_map(|o| o.api_key.as_ref()) {
+            if let SecretRef::Plain(s) = r {
+                secrets.redactor().register(s.expose());
+            }
+        }
+        let state_user = match &file.state.user {
+            Some(text) => Some(reference("state.user", text)?),
+            None => None,
+        };
+        let state_password = match &file.state.password {
+            Some(text) => Some(reference("state.password", text)?),
+            None => None,
+        };
+        if let Some(SecretRef::Plain(s)) = &state_password {
+            secrets.redactor().register(s.expose());
+        }
         Ok(Settings {
+            secrets,
+            openai,
+            state_user,
+            state_password,
             cache_dir: g.cache_dir.clone().unwrap_or_else(default_cache_dir),
             data_dir: g.data_dir.clone().unwrap_or_else(default_data_dir),
             state: g.state.clone(),
@@ -242,6 +378,89 @@ impl Settings {
             (self.file.approvals.ttl_hours * 3600.0).clamp(60.0, 90.0 * 86400.0),
         )
     }
+}
+
+/// The drafter's endpoint: `PROVISIONING_DRAFTER_OPENAI_*` over `[drafter.openai]` over the
+/// defaults. The key is a reference: `PROVISIONING_DRAFTER_OPENAI_API_KEY` when set, else the
+/// file's `api_key`, else `OPENAI_API_KEY`, each read when a draft is made.
+fn openai_settings(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<Option<tools::openai::OpenAiSettings>> {
+    use tools::openai::{
+        DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOTAL_TOKENS, DEFAULT_TIMEOUT, OpenAiSettings,
+    };
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let section = file.drafter.openai.clone().unwrap_or_default();
+    let nonblank = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let Some(base_url) =
+        var("PROVISIONING_DRAFTER_OPENAI_BASE_URL").or_else(|| nonblank(section.base_url))
+    else {
+        return Ok(None);
+    };
+    let Some(model) = var("PROVISIONING_DRAFTER_OPENAI_MODEL").or_else(|| nonblank(section.model))
+    else {
+        return Ok(None);
+    };
+    let api_key = if var("PROVISIONING_DRAFTER_OPENAI_API_KEY").is_some() {
+        Some(SecretRef::Env("PROVISIONING_DRAFTER_OPENAI_API_KEY".into()))
+    } else if let Some(text) = &section.api_key {
+        Some(reference("drafter.openai.api_key", text)?)
+    } else if var("OPENAI_API_KEY").is_some() {
+        Some(SecretRef::Env("OPENAI_API_KEY".into()))
+    } else {
+        None
+    };
+    fn number<T: std::str::FromStr>(
+        env: &str,
+        file: Option<T>,
+        default: T,
+        expected: &str,
+    ) -> anyhow::Result<T> {
+        match std::env::var(env).ok().filter(|v| !v.trim().is_empty()) {
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{env}: `{text}` is not {expected}")),
+            None => Ok(file.unwrap_or(default)),
+        }
+    }
+    let max_tokens = number(
+        "PROVISIONING_DRAFTER_OPENAI_MAX_TOKENS",
+        section.max_tokens,
+        DEFAULT_MAX_TOKENS,
+        "a whole number of tokens",
+    )?;
+    let max_total_tokens = number(
+        "PROVISIONING_DRAFTER_OPENAI_MAX_TOTAL_TOKENS",
+        section.max_total_tokens,
+        DEFAULT_MAX_TOTAL_TOKENS,
+        "a whole number of tokens",
+    )?;
+    let timeout_secs = number(
+        "PROVISIONING_DRAFTER_OPENAI_TIMEOUT_SECS",
+        section.timeout_secs,
+        DEFAULT_TIMEOUT.as_secs_f64(),
+        "a number of seconds",
+    )?;
+    if max_tokens == 0 || max_total_tokens == 0 {
+        anyhow::bail!(
+            "drafter.openai: max_tokens = {max_tokens}, max_total_tokens = {max_total_tokens}; expected both above 0"
+        );
+    }
+    if !(timeout_secs.is_finite() && (0.1..=3600.0).contains(&timeout_secs)) {
+        anyhow::bail!(
+            "drafter.openai.timeout_secs = {timeout_secs}; expected between 0.1 and 3600 seconds"
+        );
+    }
+    Ok(Some(OpenAiSettings {
+        base_url,
+        model,
+        api_key,
+        max_tokens,
+        max_total_tokens,
+        timeout: Duration::from_secs_f64(timeout_secs),
+    }))
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {

@@ -17,6 +17,7 @@ mod hostile;
 mod mcp;
 mod policies;
 mod rag;
+mod secrets;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -38,6 +39,7 @@ fn main() {
     trials.extend(hostile::trials());
     trials.extend(fuzz::trials());
     trials.extend(edges::trials());
+    trials.extend(secrets::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -149,9 +149,8 @@ impl ServerHandler for ProvisioningServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        Ok(ReadResourceResponse::Complete(
-            self.read(&request.uri).await?,
-        ))
+        self.redacted(self.read(&request.uri).await)
+            .map(ReadResourceResponse::Complete)
     }
 
     async fn list_prompts(
@@ -169,9 +168,8 @@ impl ServerHandler for ProvisioningServer {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        Ok(GetPromptResponse::Complete(
-            self.prompt(&request.name, &request.arguments).await?,
-        ))
+        self.redacted(self.prompt(&request.name, &request.arguments).await)
+            .map(GetPromptResponse::Complete)
     }
 
     async fn call_tool(
@@ -214,7 +212,53 @@ impl ServerHandler for ProvisioningServer {
             ));
         }
         let tcc = ToolCallContext::new(self, request, context);
-        self.tool_router.call(tcc).await
+        // Every tool result and tool error passes here on its way to the model. (The other
+        // kinds of response, input requests and tasks, carry no tool output.)
+        match self.tool_router.call(tcc).await {
+            Ok(CallToolResponse::Complete(result)) => {
+                self.redacted(Ok(result)).map(CallToolResponse::Complete)
+            }
+            Ok(other) => Ok(other),
+            Err(error) => Err(self.redacted_error(error)),
+        }
+    }
+}
+
+impl ProvisioningServer {
+    /// `result` with every secret the server knows replaced by `[redacted]`, in every string
+    /// of the result or error. A result that cannot be redacted is not sent.
+    fn redacted<T>(&self, result: Result<T, ErrorData>) -> Result<T, ErrorData>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let redactor = &self.ctx.engine.redactor;
+        if redactor.is_empty() {
+            return result;
+        }
+        match result {
+            Ok(value) => {
+                let unredactable = || {
+                    ErrorData::internal_error(
+                        "the result could not be checked for secrets, so it is withheld",
+                        None,
+                    )
+                };
+                let mut json = serde_json::to_value(&value).map_err(|_| unredactable())?;
+                redactor.redact_json(&mut json);
+                serde_json::from_value(json).map_err(|_| unredactable())
+            }
+            Err(error) => Err(self.redacted_error(error)),
+        }
+    }
+
+    /// An error's message and data with every known secret replaced.
+    fn redacted_error(&self, mut error: ErrorData) -> ErrorData {
+        let redactor = &self.ctx.engine.redactor;
+        error.message = redactor.redact(&error.message).into_owned().into();
+        if let Some(data) = error.data.as_mut() {
+            redactor.redact_json(data);
+        }
+        error
     }
 }
 

@@ -106,6 +106,8 @@ pub struct Engine {
     pub cancel_poll: Duration,
     /// How long an approval request stays open.
     pub approval_ttl: Duration,
+    /// Every secret value the server knows; applied to each audit entry before it is written.
+    pub redactor: crate::secrets::Redactor,
     events: broadcast::Sender<Event>,
     cancel: Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
@@ -153,6 +155,7 @@ impl Engine {
             step_timeout: Duration::from_secs(600),
             cancel_poll: Duration::from_millis(250),
             approval_ttl: Duration::from_secs(24 * 3600),
+            redactor: crate::secrets::Redactor::new(),
             events,
             cancel: Arc::new(std::sync::Mutex::new(BTreeSet::new())),
         }
@@ -175,6 +178,12 @@ impl Engine {
 
     pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
         self.authorizer = authorizer;
+        self
+    }
+
+    /// The redactor shared with the server's edges (tool results, REST, logs).
+    pub fn with_redactor(mut self, redactor: crate::secrets::Redactor) -> Self {
+        self.redactor = redactor;
         self
     }
 
@@ -329,20 +338,22 @@ impl Engine {
         }))
     }
 
-    /// Appends to the audit log.
+    /// Appends to the audit log, every known secret redacted (workflow, step and approval
+    /// entries all pass here).
     pub async fn audit(
         &self,
         kind: &str,
         actor: &str,
         subject: &str,
-        data: serde_json::Value,
+        mut data: serde_json::Value,
     ) -> Result<(), ExecError> {
+        self.redactor.redact_json(&mut data);
         self.store
             .append_audit(AuditRecord {
                 at: self.clock.now_ms(),
-                kind: kind.to_string(),
-                actor: actor.to_string(),
-                subject: subject.to_string(),
+                kind: self.redactor.redact(kind).into_owned(),
+                actor: self.redactor.redact(actor).into_owned(),
+                subject: self.redactor.redact(subject).into_owned(),
                 data,
             })
             .await?;

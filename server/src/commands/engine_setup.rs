@@ -28,11 +28,39 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Where the state lives. For a SurrealDB server, `[state]` credentials in the config file
+/// (secret references, resolved now) stand in where `PROVISIONING_STATE_USER`/`_PASS` are not
+/// set; the password, and any in the URL, join the redactor.
 pub fn store_location(settings: &Settings) -> anyhow::Result<StoreLocation> {
-    match &settings.state {
-        Some(text) => StoreLocation::parse(text).map_err(anyhow::Error::msg),
-        None => Ok(StoreLocation::Embedded(settings.data_dir.join("state"))),
+    let mut location = match &settings.state {
+        Some(text) => StoreLocation::parse(text).map_err(anyhow::Error::msg)?,
+        None => StoreLocation::Embedded(settings.data_dir.join("state")),
+    };
+    if let StoreLocation::Remote { url, user, pass } = &mut location {
+        let resolve = |what: &str, r: &engine::secrets::SecretRef| {
+            settings
+                .secrets
+                .resolve(r)
+                .map(|s| s.expose().to_string())
+                .map_err(|e| anyhow::anyhow!("state.{what}: {e}"))
+        };
+        if user.is_none()
+            && let Some(r) = &settings.state_user
+        {
+            *user = Some(resolve("user", r)?);
+        }
+        if pass.is_none()
+            && let Some(r) = &settings.state_password
+        {
+            *pass = Some(resolve("password", r)?);
+        }
+        let redactor = settings.secrets.redactor();
+        if let Some(p) = pass {
+            redactor.register(p);
+        }
+        tools::openai::display_url(url, Some(&settings.secrets));
     }
+    Ok(location)
 }
 
 /// The engine with the real state store and providers, as configured.
@@ -60,7 +88,9 @@ pub async fn open_engine_with(
     let exe = std::env::current_exe().context("cannot locate the provisioning executable")?;
     let local = LocalProvider::new(settings.data_dir.join("local"), Supervisor::binary(exe));
     let providers = Providers::new().with(Arc::new(sim)).with(Arc::new(local));
-    let mut engine = Engine::new(Arc::new(store), providers).with_authorizer(authz);
+    let mut engine = Engine::new(Arc::new(store), providers)
+        .with_authorizer(authz)
+        .with_redactor(settings.secrets.redactor().clone());
     engine.approval_ttl = settings.approval_ttl();
     // Crash tests: die like `kill -9` at the n-th fault point.
     if let Ok(text) = std::env::var("PROVISIONING_FAULT_KILL_AT") {
@@ -129,6 +159,7 @@ pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
 /// Prints each step's progress to stderr as it happens, until the workflow finishes.
 pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<()> {
     let mut events = engine.subscribe();
+    let redactor = engine.redactor.clone();
     tokio::spawn(async move {
         let mut done = 0usize;
         let width = total.to_string().len();
@@ -160,12 +191,13 @@ pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<
                     format!("[{done:>width$}/{total}] ..  {}", event.message)
                 }
                 EventKind::WorkflowFinished => {
-                    eprintln!("{}", event.message);
+                    eprintln!("{}", redactor.redact(&event.message));
                     break;
                 }
                 _ => event.message.clone(),
             };
-            eprintln!("{line}");
+            // Step errors quote provider text.
+            eprintln!("{}", redactor.redact(&line));
         }
     })
 }

@@ -56,13 +56,20 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             default_caller,
             max_config_bytes: settings.limits.max_input_bytes,
             docs: docs_source(settings, &args.docs),
-            openai: tools::openai::OpenAiDrafter::from_env(),
+            openai: settings
+                .openai
+                .clone()
+                .map(|o| tools::openai::OpenAiDrafter::new(o, settings.secrets.clone())),
             authz: Some(authz),
         });
         if let Some(d) = &ctx.openai {
             eprintln!(
-                "draft_config uses the OpenAI-compatible endpoint at {} (model {}) when the client offers no sampling",
-                d.base_url, d.model
+                "draft_config uses the OpenAI-compatible endpoint at {} (model {}, at most {} tokens a call and {} a draft, {} s a call) when the client offers no sampling",
+                d.base_url(),
+                d.model(),
+                d.settings().max_tokens,
+                d.settings().max_total_tokens,
+                d.settings().timeout.as_secs_f64()
             );
         }
         // Build the docs index in the background: the first index embeds every chunk.
@@ -77,7 +84,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                         ),
                         None => eprintln!("docs index ready ({} chunks, hybrid)", r.chunks().len()),
                     },
-                    Err(e) => eprintln!("warning: {e}"),
+                    Err(e) => eprintln!("warning: {}", ctx.engine.redactor.redact(&e)),
                 }
             });
         }
@@ -211,7 +218,10 @@ async fn http(
         .context("the OpenAPI document does not serialize")?;
     let protected = axum::Router::new()
         .nest_service("/mcp", service)
-        .merge(api.with_state(ctx.clone()))
+        .merge(api.with_state(ctx.clone()).layer(axum::middleware::from_fn_with_state(
+            ctx.engine.redactor.clone(),
+            crate::rest::redact_responses,
+        )))
         .route(
             "/metrics",
             get(crate::http::metrics::render).with_state(metrics.clone()),

@@ -150,7 +150,7 @@ impl ProvisioningServer {
         let openai = self.ctx.openai.as_ref();
         if choice == Choice::OpenAi && openai.is_none() {
             return Err(
-                "drafter `openai` was asked for, but no endpoint is configured (PROVISIONING_DRAFTER_OPENAI_BASE_URL and PROVISIONING_DRAFTER_OPENAI_MODEL)"
+                "drafter `openai` was asked for, but no endpoint is configured (`base_url` and `model` in the config file's [drafter.openai], or PROVISIONING_DRAFTER_OPENAI_BASE_URL and PROVISIONING_DRAFTER_OPENAI_MODEL)"
                     .into(),
             );
         }
@@ -168,10 +168,17 @@ impl ProvisioningServer {
                 .await
             {
                 Ok(out) => return Ok(Json(out)),
-                Err(why) => notices.push(format!(
+                Err(why) => {
+                    // A log line for the operator; provider text may quote a credential.
+                    eprintln!(
+                        "draft_config: the {name} drafter failed: {}",
+                        self.ctx.engine.redactor.redact(&why)
+                    );
+                    notices.push(format!(
                     "the {} drafter did not produce a valid config ({why}); this is the built-in drafter's",
                     if name == "sampling" { "client's model (sampling)" } else { "OpenAI-compatible" }
-                )),
+                ));
+                }
             }
         }
         let mut answers: Answers = input.answers.clone();
@@ -267,8 +274,9 @@ impl ProvisioningServer {
         let mut turns: Vec<(&str, String)> = vec![("user", user)];
         let system = system_prompt(catalog, &docs);
         let mut last = String::new();
+        let mut budget = crate::openai::TokenBudget::default();
         for round in 1..=MAX_ROUNDS {
-            let text = backend.complete(&system, &turns).await?;
+            let text = backend.complete(&system, &turns, &mut budget).await?;
             let nickel = extract_nickel(&text);
             let v = self.ctx.validate(nickel.clone()).await?;
             if v.is_valid() {
@@ -317,9 +325,14 @@ impl Backend<'_> {
         }
     }
 
-    async fn complete(&self, system: &str, turns: &[(&str, String)]) -> Result<String, String> {
+    async fn complete(
+        &self,
+        system: &str,
+        turns: &[(&str, String)],
+        budget: &mut crate::openai::TokenBudget,
+    ) -> Result<String, String> {
         match self {
-            Backend::OpenAi(d) => d.complete(system, turns).await,
+            Backend::OpenAi(d) => d.complete(system, turns, budget).await,
             Backend::Sampling(rc) => {
                 let messages = turns
                     .iter()
