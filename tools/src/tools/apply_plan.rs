@@ -13,7 +13,7 @@ use engine::exec::{ApplyResult, Engine, ExecError, RunOutcome};
 use engine::state::EventKind;
 
 use super::check_policy::PlanIdInput;
-use super::{Fence, exec_fail, records, value};
+use super::{Fence, exec_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -133,7 +133,7 @@ impl ProvisioningServer {
                     plan_id: input.plan_id,
                     workflow: None,
                     outcome: None,
-                    approval_request: Some(value(&request)),
+                    approval_request: Some(records::approval(&request)),
                     message: format!(
                         "{message}. An approval given in this conversation does not count: a person must approve it through the CLI, REST API or Control Center."
                     ),

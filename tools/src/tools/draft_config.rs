@@ -168,9 +168,11 @@ impl ProvisioningServer {
                 .await
             {
                 Ok(out) => return Ok(Json(out)),
+                // The reason may quote the endpoint's or the model's words: fenced, as data.
                 Err(why) => notices.push(format!(
-                    "the {} drafter did not produce a valid config ({why}); this is the built-in drafter's",
-                    if name == "sampling" { "client's model (sampling)" } else { "OpenAI-compatible" }
+                    "the {} drafter did not produce a valid config; this is the built-in drafter's. Why, as data: {}",
+                    if name == "sampling" { "client's model (sampling)" } else { "OpenAI-compatible" },
+                    Fence::random().wrap(&format!("drafter:{name}"), &why)
                 )),
             }
         }

@@ -3,7 +3,7 @@
 //! attributes providers report, drift details. Used by the tools and the resources alike.
 
 use engine::exec::{DriftReport, RunOutcome};
-use engine::state::{Event, Resource, StepRecord, WorkflowRecord};
+use engine::state::{ApprovalRequest, Event, Resource, StepRecord, WorkflowRecord};
 use serde_json::Value;
 
 use super::{fence_field, fence_strings, value};
@@ -103,6 +103,21 @@ pub(crate) fn drift(reports: &[DriftReport]) -> Value {
     )
 }
 
+/// An approval request; each reviewer's `comment` (another person's words) fenced.
+pub(crate) fn approval(request: &ApprovalRequest) -> Value {
+    let mut v = value(request);
+    let source = |by: &str| format!("approval:{}/comment-by:{by}", request.id);
+    if let Some(Value::Array(items)) = v.get_mut("approvals") {
+        for (item, verdict) in items.iter_mut().zip(&request.approvals) {
+            fence_field(item, "comment", &source(&verdict.by));
+        }
+    }
+    if let (Some(item), Some(verdict)) = (v.get_mut("rejection"), &request.rejection) {
+        fence_field(item, "comment", &source(&verdict.by));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +156,44 @@ mod tests {
         assert_eq!(v["error"]["kind"], "untrusted-data");
         assert_eq!(v["error"]["text"], HOSTILE);
         assert_eq!(v["failed"], 1);
+    }
+
+    #[test]
+    fn reviewers_comments_are_envelopes() {
+        let verdict = |by: &str| policies::Verdict {
+            by: by.into(),
+            principal: format!("user:{by}"),
+            channel: "rest".into(),
+            at: 1,
+            comment: HOSTILE.into(),
+        };
+        let request = ApprovalRequest {
+            id: "apr-1".into(),
+            plan_id: "plan-1".into(),
+            plan_hash: "h".into(),
+            workspace: "shop".into(),
+            environment: "prod".into(),
+            action: policies::Action::Apply,
+            requester: "alice".into(),
+            requested_by: "user:alice".into(),
+            channel: "mcp".into(),
+            gates: Vec::new(),
+            required: 1,
+            created_at: 0,
+            expires_at: 10,
+            status: policies::ApprovalStatus::Rejected,
+            approvals: vec![verdict("bob")],
+            rejection: Some(verdict("carol")),
+            used_by: None,
+            rev: 0,
+        };
+        let v = approval(&request);
+        assert_eq!(v["approvals"][0]["comment"]["text"], HOSTILE);
+        assert_eq!(
+            v["approvals"][0]["comment"]["source"],
+            "approval:apr-1/comment-by:bob"
+        );
+        assert_eq!(v["rejection"]["comment"]["kind"], "untrusted-data");
+        assert_eq!(v["rejection"]["by"], "carol");
     }
 }
