@@ -487,7 +487,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs SurrealQL against a data dir's embedded store (the CLI must not be running), and
 /// waits until the store has let go of its file lock again.
-fn tamper(data: &Path, query: &str) {
+pub(crate) fn tamper(data: &Path, query: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

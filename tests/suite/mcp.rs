@@ -19,6 +19,8 @@ use tests::{binary, root, scratch};
 
 use crate::check;
 
+mod fencing;
+
 /// Counts progress notifications.
 #[derive(Clone, Default)]
 pub(crate) struct Client {
@@ -990,6 +992,9 @@ pub fn trials() -> Vec<Trial> {
         }),
         Trial::test("mcp::drafting_with_sampling_and_elicitation", || {
             check(drafting_with_sampling_and_elicitation)
+        }),
+        Trial::test("mcp::outside_text_stays_data", || {
+            check(fencing::outside_text_stays_data)
         }),
         Trial::test("mcp::read_only_refuses_changes", || {
             check(read_only_refuses_changes)

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::check_policy::PlanIdInput;
-use super::{exec_fail, value};
+use super::{exec_fail, records, value};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -48,7 +48,9 @@ impl ProvisioningServer {
         Ok(Json(RequestApprovalOutput {
             decision: auth.decision.kind().into(),
             approval_request: match &auth.decision {
-                policies::Decision::NeedsApproval { .. } => auth.request.as_ref().map(value),
+                policies::Decision::NeedsApproval { .. } => {
+                    auth.request.as_ref().map(records::approval)
+                }
                 _ => None,
             },
             policies,

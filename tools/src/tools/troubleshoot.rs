@@ -6,7 +6,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Untrusted, exec_fail};
+use super::{Untrusted, exec_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -103,7 +103,7 @@ impl ProvisioningServer {
                     action: format!("{:?}", step.action).to_lowercase(),
                     status: format!("{:?}", step.status).to_lowercase(),
                     attempts: step.attempts,
-                    error: Untrusted::new(format!("workflow:{}", wf.id), error),
+                    error: Untrusted::new(records::step_source(&wf.id, &step.key), error),
                 });
             }
             out.next_steps = next_steps(status, &out.failed_steps, &wf.id);
