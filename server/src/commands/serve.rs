@@ -218,10 +218,13 @@ async fn http(
         .context("the OpenAPI document does not serialize")?;
     let protected = axum::Router::new()
         .nest_service("/mcp", service)
-        .merge(api.with_state(ctx.clone()).layer(axum::middleware::from_fn_with_state(
-            ctx.engine.redactor.clone(),
-            crate::rest::redact_responses,
-        )))
+        .merge(
+            api.with_state(ctx.clone())
+                .layer(axum::middleware::from_fn_with_state(
+                    ctx.engine.redactor.clone(),
+                    crate::rest::redact_responses,
+                )),
+        )
         .route(
             "/metrics",
             get(crate::http::metrics::render).with_state(metrics.clone()),

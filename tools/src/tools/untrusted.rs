@@ -93,11 +93,13 @@ impl Fence {
     }
 
     /// The tag name, e.g. `untrusted-data-4f9c2a0b17e3`.
+    #[cfg(test)]
     pub fn tag(&self) -> &str {
         &self.tag
     }
 
     /// The closing tag, which appears once, at the end of each fenced block.
+    #[cfg(test)]
     pub fn close(&self) -> String {
         format!("</{}>", self.tag)
     }
