@@ -173,8 +173,9 @@ fn syntax_expectation(message: &str, at_end: bool) -> String {
 /// The primary label in the user's source, else any label there, as user-source byte offsets.
 fn span_of(d: &NickelDiagnostic, at: &Placement<'_>) -> Option<(usize, usize)> {
     // The contracts follow the user's text in the same source: labels there are not the user's.
-    // The wrapper's `\n)` right after the text still marks its end (a missing field).
-    let user_end = at.prefix_len + at.user_source.len() + "\n)".len();
+    // The wrapper right after the text, up to where the contracts begin, still marks the text's
+    // end: a missing field is reported at the contract application `(...).Config`.
+    let user_end = at.prefix_len + at.user_source.len() + "\n) | (".len();
     let in_user = |l: &&Label| {
         l.file_id == MAIN_FILE_ID && l.range.start >= at.prefix_len && l.range.start <= user_end
     };
