@@ -215,6 +215,21 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
+/// The system's `nice`, when there is one: evaluations run at the lowest CPU priority so the
+/// server keeps answering (health checks, approvals, other callers) while a hostile config burns
+/// its CPU allowance. The workspace forbids `unsafe` and `nix` 0.30 has no `setpriority`, so the
+/// priority is set by coreutils' `nice` rather than by the child itself; without it the child
+/// runs at the server's priority, bounded by the same limits.
+fn nice_program() -> Option<&'static Path> {
+    static NICE: std::sync::OnceLock<Option<&'static Path>> = std::sync::OnceLock::new();
+    *NICE.get_or_init(|| {
+        ["/usr/bin/nice", "/bin/nice"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+    })
+}
+
 fn in_child(
     program: &PathBuf,
     args: &[OsString],
@@ -227,7 +242,15 @@ fn in_child(
         source,
     };
     std::fs::create_dir_all(workdir).map_err(spawn_err)?;
-    let mut child = Command::new(program)
+    let mut command = match nice_program() {
+        Some(nice) => {
+            let mut c = Command::new(nice);
+            c.args(["-n", "19"]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    let mut child = command
         .args(args)
         .arg(CHILD_COMMAND)
         // Nothing of the server's environment (keys, tokens, database URLs) reaches the child.
