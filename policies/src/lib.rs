@@ -608,6 +608,26 @@ impl PolicyEngine {
     ) -> Result<Decision, PolicyError> {
         let cedar = self.cedar_request(request)?;
         let response = self.authorizer.is_authorized(&cedar, &self.all, entities);
+        // Cedar skips a policy whose evaluation errors, so an erroring `forbid` would let the
+        // request through: any error denies, naming the policy and the error.
+        let errored: Vec<PolicyRef> = response
+            .diagnostics()
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+                let id = e.policy_id().to_string();
+                PolicyRef {
+                    description: format!(
+                        "policy `{id}` could not be evaluated ({}); a policy that errors denies",
+                        e.inner()
+                    ),
+                    id,
+                }
+            })
+            .collect();
+        if !errored.is_empty() {
+            return Ok(Decision::Deny { reasons: errored });
+        }
         let mut reasons: Vec<String> = response
             .diagnostics()
             .reason()

@@ -353,3 +353,59 @@ fn the_worst_text_the_bounds_admit_decides_on_a_small_stack() {
     // Every branch holds with one delete, so the forbid applies.
     assert_eq!(decided, "deny");
 }
+
+#[test]
+fn a_policy_that_errors_at_evaluation_denies_and_is_named() {
+    // Overflows for any cost increase of 2 cents or more: Cedar reports an evaluation error for
+    // this forbid and, left alone, would skip it and allow the dev apply.
+    let dir = std::env::temp_dir().join(format!("prov-policies-err-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("overflow.cedar"),
+        r#"@id("cost-overflows") @description("a cost rule with an arithmetic overflow")
+forbid (principal, action == Provisioning::Action::"apply", resource)
+when { context.cost_delta_cents * 9223372036854775807 > 0 };"#,
+    )
+    .unwrap();
+    let engine = PolicyEngine::load(&PolicySource::Extend(dir.clone())).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let request = |cost_delta_cents: i64| AuthRequest {
+        principal: Principal::User {
+            id: "alice".into(),
+            roles: Vec::new(),
+        },
+        action: Action::Apply,
+        resource: Resource {
+            kind: ResourceType::Plan,
+            id: "plan-1".into(),
+            environment: "dev".into(),
+            owner: None,
+            budget_cents: None,
+            forbidden_zones: None,
+            hash: Some("h".into()),
+            zone: None,
+        },
+        facts: Facts {
+            authenticated: true,
+            channel: "cli".into(),
+            cost_delta_cents,
+            ..Facts::default()
+        },
+    };
+    // No overflow: the forbid does not apply, dev is permissive.
+    assert!(engine.decide(&request(0)).unwrap().is_allow());
+    match engine.decide(&request(500)).unwrap() {
+        Decision::Deny { reasons } => {
+            assert_eq!(reasons.len(), 1, "{reasons:?}");
+            assert_eq!(reasons[0].id, "cost-overflows");
+            assert!(
+                reasons[0].description.contains("could not be evaluated")
+                    && reasons[0].description.contains("overflow"),
+                "{}",
+                reasons[0].description
+            );
+        }
+        other => panic!("an erroring forbid must deny, got {other:?}"),
+    }
+}
