@@ -20,7 +20,7 @@ pub use policies::Decision;
 pub struct Caller {
     /// `user:alice`, or `agent:claude@alice` for an MCP client acting for alice.
     pub principal: String,
-    /// `cli`, `mcp`, `api`.
+    /// `cli`, `mcp`, `rest`.
     pub channel: String,
     #[serde(default)]
     pub roles: Vec<String>,
@@ -99,6 +99,18 @@ impl Caller {
             authenticated: true,
             mfa: false,
         })
+    }
+
+    /// Nobody: not signed in, no roles. What an HTTP request stands for when the transport
+    /// names no caller, so policy denies it (never the identity of the server's own account).
+    pub fn nobody(channel: &str) -> Caller {
+        Caller {
+            principal: "user:nobody".into(),
+            channel: channel.into(),
+            roles: Vec::new(),
+            authenticated: false,
+            mfa: false,
+        }
     }
 
     pub fn with_roles(mut self, roles: Vec<String>) -> Caller {

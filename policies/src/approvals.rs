@@ -101,7 +101,7 @@ pub struct ApprovalRequest {
     pub plan_hash: String,
     pub workspace: String,
     pub environment: String,
-    /// `apply` or `destroy`.
+    /// `apply`, `destroy` or `rollback`.
     pub action: Action,
     /// User id of the person who asked (for an agent: the person it acts for).
     pub requester: String,

@@ -131,13 +131,14 @@ pub enum Action {
     Destroy,
     Approve,
     Cancel,
+    Resume,
     Rollback,
     Drift,
     PolicySimulate,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Read,
         Action::Validate,
         Action::Plan,
@@ -145,6 +146,7 @@ impl Action {
         Action::Destroy,
         Action::Approve,
         Action::Cancel,
+        Action::Resume,
         Action::Rollback,
         Action::Drift,
         Action::PolicySimulate,
@@ -159,6 +161,7 @@ impl Action {
             Action::Destroy => "destroy",
             Action::Approve => "approve",
             Action::Cancel => "cancel",
+            Action::Resume => "resume",
             Action::Rollback => "rollback",
             Action::Drift => "drift",
             Action::PolicySimulate => "policy-simulate",

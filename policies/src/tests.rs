@@ -26,7 +26,9 @@ fn the_default_set_loads_and_every_policy_has_an_id_and_description() {
             "destroy-needs-two-approvals",
             "over-budget-needs-approval",
             "prod-apply-needs-approval",
-            "prod-deletes-need-two-approvals"
+            "prod-deletes-need-two-approvals",
+            "prod-rollback-deletes-need-two-approvals",
+            "prod-rollback-needs-approval"
         ]
     );
 }
@@ -123,6 +125,12 @@ fn reference(r: &AuthRequest) -> &'static str {
         gated = true;
     }
     if r.action == Action::Apply && env == "prod" && f.deletes > 0 && f.approvals < 2 {
+        gated = true;
+    }
+    if r.action == Action::Rollback && env == "prod" && f.approvals < 1 {
+        gated = true;
+    }
+    if r.action == Action::Rollback && env == "prod" && f.deletes > 0 && f.approvals < 2 {
         gated = true;
     }
     let supports_budget = matches!(

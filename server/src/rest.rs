@@ -90,6 +90,7 @@ impl From<ExecError> for ApiError {
             | ExecError::WorkflowNotFound { .. }
             | ExecError::ApprovalNotFound { .. } => (StatusCode::NOT_FOUND, "not found"),
             ExecError::StalePlan { .. } => (StatusCode::CONFLICT, "stale plan"),
+            ExecError::WorkspaceChanged { .. } => (StatusCode::CONFLICT, "workspace changed"),
             ExecError::NotAllowed(_) => (StatusCode::FORBIDDEN, "not allowed"),
             ExecError::Approval(_) => (StatusCode::CONFLICT, "approval refused"),
             ExecError::Finished { .. } => (StatusCode::CONFLICT, "workflow finished"),
@@ -505,10 +506,11 @@ async fn get_workflow(State(ctx): State<AppState>, Path(id): Path<String>) -> Ap
     security(("bearer" = [])), tag = "workflows")]
 async fn cancel_workflow(
     State(ctx): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     writable(&ctx)?;
-    ctx.engine.cancel(&id).await?;
+    ctx.engine.cancel(&id, &caller).await?;
     Ok((
         StatusCode::ACCEPTED,
         json(serde_json::json!({ "workflow": id, "cancel_requested": true })),
@@ -516,25 +518,27 @@ async fn cancel_workflow(
         .into_response())
 }
 
-async fn in_background(ctx: &AppState, id: &str, rollback: Option<Caller>) -> ApiResult<Response> {
-    let (wf, _) = ctx.engine.status(id).await?;
-    // A resume of a finished workflow is refused here; a rollback lets the engine say why
-    // (a succeeded workflow is undone with a destroy plan, a rolled back one is done).
-    if wf.status.is_final() && rollback.is_none() {
-        return Err(ExecError::Finished {
-            id: wf.id,
-            status: wf.status.as_str(),
-            verb: "resume",
-        }
-        .into());
-    }
+/// Resumes (`rollback` false) or rolls back workflow `id` for `caller`; refusals (policy,
+/// a changed workspace, a finished workflow) come back at once.
+async fn in_background(
+    ctx: &AppState,
+    id: &str,
+    caller: Caller,
+    rollback: bool,
+) -> ApiResult<Response> {
+    let wf = match rollback {
+        // The engine says why a rollback cannot happen (a succeeded workflow is undone with a
+        // destroy plan, a rolled back one is done).
+        true => ctx.engine.workflow(id).await?,
+        false => ctx.engine.authorize_resume(id, &caller).await?,
+    };
     let engine = ctx.engine.clone();
     let id = wf.id.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let result = match rollback {
-            Some(caller) => engine.rollback(&id, &caller).await,
-            None => engine.run(&id).await,
+            true => engine.rollback(&id, &caller).await,
+            false => engine.run(&id).await,
         };
         let _ = tx.send(result);
     });
@@ -559,10 +563,11 @@ async fn in_background(ctx: &AppState, id: &str, rollback: Option<Caller>) -> Ap
     security(("bearer" = [])), tag = "workflows")]
 async fn resume_workflow(
     State(ctx): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     writable(&ctx)?;
-    in_background(&ctx, &id, None).await
+    in_background(&ctx, &id, caller, false).await
 }
 
 /// Roll back a failed or cancelled workflow (policy is asked again).
@@ -579,7 +584,7 @@ async fn rollback_workflow(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     writable(&ctx)?;
-    in_background(&ctx, &id, Some(caller)).await
+    in_background(&ctx, &id, caller, true).await
 }
 
 /// The workflow's events as server-sent events: the recorded ones, then live ones until it
@@ -871,7 +876,7 @@ async fn simulate_policies(
     use engine::authz::{ApprovalFacts, Authorizer};
     let authz = ctx.authz.as_ref().ok_or_else(no_policies)?;
     let who = match &b.principal {
-        Some(p) => Caller::parse(p, "api").map_err(ApiError::bad)?,
+        Some(p) => Caller::parse(p, "rest").map_err(ApiError::bad)?,
         None => caller,
     };
     let plan = ctx.engine.load_plan(&b.plan_id).await?;

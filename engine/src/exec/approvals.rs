@@ -51,9 +51,30 @@ impl Engine {
     ) -> Result<Authorization, ExecError> {
         // A stale plan can never run: say so before asking anyone for an approval.
         self.ensure_current(plan).await?;
+        self.authorize_action(plan, plan, plan_action(plan), caller, record_allow)
+            .await
+    }
+
+    /// Decides `action` on `plan` for `caller`, with the facts of `facts` (the plan itself, or
+    /// for a rollback the plan reversed) and the approvals granted for exactly this plan hash
+    /// and this action. A gated action without an open request gets one. The decision is
+    /// audited (an `Allow` only when `record_allow`).
+    pub(super) async fn authorize_action(
+        &self,
+        plan: &Plan,
+        facts_plan: &Plan,
+        action: Action,
+        caller: &Caller,
+        record_allow: bool,
+    ) -> Result<Authorization, ExecError> {
         let now = self.clock.now_ms();
-        let action = plan_action(plan);
-        let requests = self.store.approvals(Some(&plan.hash)).await?;
+        let requests: Vec<ApprovalRequest> = self
+            .store
+            .approvals(Some(&plan.hash))
+            .await?
+            .into_iter()
+            .filter(|r| r.action == action && r.plan_hash == plan.hash)
+            .collect();
         let person = caller.person().to_string();
         if let Some(rejected) = requests
             .iter()
@@ -62,7 +83,7 @@ impl Engine {
             let decision = Decision::Deny {
                 reasons: vec![rejection_reason(rejected)],
             };
-            self.audit_decision(plan, caller, &decision, Some(rejected), 0)
+            self.audit_decision(plan, action, caller, &decision, Some(rejected), 0)
                 .await?;
             return Ok(Authorization {
                 decision,
@@ -83,12 +104,12 @@ impl Engine {
                     .unwrap_or_else(|| person.clone()),
             ),
         };
-        let decision = self.authorizer.decide(caller, action, plan, &facts);
+        let decision = self.authorizer.decide(caller, action, facts_plan, &facts);
         let request = match (&decision, open) {
             (Decision::NeedsApproval { gates }, None) => {
                 let required = self
                     .authorizer
-                    .approvals_needed(caller, action, plan)
+                    .approvals_needed(caller, action, facts_plan)
                     .unwrap_or(1)
                     .max(1);
                 let request = ApprovalRequest {
@@ -132,7 +153,7 @@ impl Engine {
             (_, open) => open,
         };
         if record_allow || !decision.is_allow() {
-            self.audit_decision(plan, caller, &decision, request.as_ref(), approvals)
+            self.audit_decision(plan, action, caller, &decision, request.as_ref(), approvals)
                 .await?;
         }
         Ok(Authorization {
@@ -142,9 +163,10 @@ impl Engine {
         })
     }
 
-    async fn audit_decision(
+    pub(super) async fn audit_decision(
         &self,
         plan: &Plan,
+        action: Action,
         caller: &Caller,
         decision: &Decision,
         request: Option<&ApprovalRequest>,
@@ -160,7 +182,7 @@ impl Engine {
             &caller.principal,
             &plan.id,
             serde_json::json!({
-                "action": plan_action(plan).as_str(),
+                "action": action.as_str(),
                 "plan_hash": plan.hash,
                 "workspace": plan.workspace,
                 "channel": caller.channel,
@@ -299,7 +321,17 @@ impl Engine {
                 ApprovalStatus::Pending | ApprovalStatus::Approved => {}
             }
             let plan = self.load_plan(&request.plan_id).await?;
-            self.ensure_current(&plan).await?;
+            if plan.hash != request.plan_hash {
+                return Err(ExecError::Approval(format!(
+                    "approval request {id} is for plan hash {}, but plan {} has hash {}; an approval binds one exact plan, so this request cannot be {verb}d",
+                    request.plan_hash, plan.id, plan.hash
+                )));
+            }
+            // A rollback undoes a workflow that already changed the workspace: its plan is not
+            // current by design; the request is bound to the plan hash and the workflow.
+            if request.action != Action::Rollback {
+                self.ensure_current(&plan).await?;
+            }
             let facts = ApprovalFacts {
                 approvals: 0,
                 requester: Some(request.requester.clone()),

@@ -26,6 +26,7 @@ use crate::state::{
     StateError, StateStore, StepRecord, StepStatus, WorkflowRecord, WorkflowStatus,
 };
 
+mod actions;
 mod approvals;
 mod drift;
 pub use approvals::{Authorization, gated_message};
@@ -57,6 +58,15 @@ pub enum ExecError {
     LockHeld(LockHolder),
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    #[error(
+        "workspace `{workspace}` changed since workflow {workflow} last wrote to it (state version {expected} then, {current} now): another apply or a destroy ran meanwhile, so resuming would work from an outdated plan; plan again from the config and apply the new plan"
+    )]
+    WorkspaceChanged {
+        workflow: String,
+        workspace: String,
+        expected: u64,
+        current: u64,
+    },
     #[error("{message}")]
     NeedsApproval {
         message: String,
@@ -366,91 +376,6 @@ impl Engine {
             ApplyResult::Ran(started) => Ok(ApplyResult::Ran(self.run(&started.workflow).await?)),
             nothing => Ok(nothing),
         }
-    }
-
-    /// Asks a running workflow to stop: no new steps start, running ones finish.
-    pub async fn cancel(&self, workflow_id: &str) -> Result<(), ExecError> {
-        let wf = self.workflow(workflow_id).await?;
-        if wf.status.is_final() {
-            return Err(ExecError::Finished {
-                id: wf.id,
-                status: wf.status.as_str(),
-                verb: "cancel",
-            });
-        }
-        if let Ok(mut set) = self.cancel.lock() {
-            set.insert(workflow_id.to_string());
-        }
-        self.store.request_cancel(workflow_id).await?;
-        Ok(())
-    }
-
-    /// Undoes what a failed or cancelled workflow did: its succeeded steps are compensated in
-    /// reverse dependency order and its failed ones cleaned up, then it ends `rolled_back`.
-    /// Policy is asked again for the caller (a denial refuses; the plan's approval gate does not
-    /// apply, since rolling back only returns to the recorded state before the plan). Returns the
-    /// run's outcome; the workflow must not be running.
-    pub async fn rollback(
-        &self,
-        workflow_id: &str,
-        caller: &Caller,
-    ) -> Result<RunOutcome, ExecError> {
-        let mut wf = self.workflow(workflow_id).await?;
-        match wf.status {
-            WorkflowStatus::Failed | WorkflowStatus::Cancelled | WorkflowStatus::RollingBack => {}
-            WorkflowStatus::Succeeded => {
-                return Err(ExecError::NotAllowed(format!(
-                    "workflow {} succeeded; to remove what it created, plan a destroy (or apply the previous config) so the change is planned and authorized like any other",
-                    wf.id
-                )));
-            }
-            WorkflowStatus::RolledBack => {
-                return Err(ExecError::Finished {
-                    id: wf.id,
-                    status: "rolled_back",
-                    verb: "roll back",
-                });
-            }
-            status => {
-                return Err(ExecError::NotAllowed(format!(
-                    "workflow {} is {}; cancel it first (cancel_workflow), then roll it back",
-                    wf.id,
-                    status.as_str()
-                )));
-            }
-        }
-        let plan = self.load_plan(&wf.plan_id).await?;
-        let decision = self.authorizer.decide(
-            caller,
-            authz::plan_action(&plan),
-            &plan,
-            &authz::ApprovalFacts::default(),
-        );
-        if let Decision::Deny { reasons } = &decision {
-            let why: Vec<String> = reasons
-                .iter()
-                .map(|r| format!("{} ({})", r.id, r.description))
-                .collect();
-            return Err(ExecError::NotAllowed(format!(
-                "policy denies {} rolling back workflow {}: {}",
-                caller.principal,
-                wf.id,
-                why.join("; ")
-            )));
-        }
-        self.audit(
-            "rollback_requested",
-            &caller.principal,
-            &wf.id,
-            serde_json::json!({ "plan": wf.plan_id, "was": wf.status.as_str() }),
-        )
-        .await?;
-        if wf.status != WorkflowStatus::RollingBack {
-            wf.status = WorkflowStatus::RollingBack;
-            wf.updated_at = self.clock.now_ms();
-            self.store.update_workflow(&wf, None).await?;
-        }
-        self.run(&wf.id).await
     }
 
     pub async fn workflow(&self, id: &str) -> Result<WorkflowRecord, ExecError> {

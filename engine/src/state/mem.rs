@@ -23,6 +23,7 @@ struct Inner {
     locks: HashMap<String, LockHolder>,
     audit: Vec<AuditEntry>,
     approvals: BTreeMap<String, ApprovalRequest>,
+    workflow_versions: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +183,12 @@ impl StateStore for MemStore {
             }
             if let Some(change) = &checkpoint.resource {
                 apply_change(i, change);
+                let workspace = match change {
+                    ResourceChange::Put(r) => &r.workspace,
+                    ResourceChange::Delete { workspace, .. } => workspace,
+                };
+                let version = i.versions.get(workspace).copied().unwrap_or(0);
+                i.workflow_versions.insert(step.workflow.clone(), version);
             }
             i.events
                 .entry(step.workflow.clone())
@@ -189,6 +196,10 @@ impl StateStore for MemStore {
                 .push(checkpoint.event.clone());
             Ok(())
         })
+    }
+
+    async fn workflow_state_version(&self, workflow: &str) -> StateResult<Option<u64>> {
+        self.with(|i| Ok(i.workflow_versions.get(workflow).copied()))
     }
 
     async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>> {

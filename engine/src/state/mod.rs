@@ -260,6 +260,10 @@ pub trait StateStore: Send + Sync {
     }
     async fn steps(&self, workflow: &str) -> StateResult<Vec<StepRecord>>;
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> StateResult<()>;
+    /// The workspace's state version right after the workflow's last checkpoint that changed
+    /// a resource (recorded in that checkpoint's transaction); `None` before its first change.
+    /// A resume compares it with the current version to see whether anyone else wrote since.
+    async fn workflow_state_version(&self, workflow: &str) -> StateResult<Option<u64>>;
     async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>>;
     async fn request_cancel(&self, workflow: &str) -> StateResult<bool>;
 

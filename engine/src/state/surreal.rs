@@ -190,6 +190,7 @@ impl SurrealStore {
              DEFINE TABLE IF NOT EXISTS step SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS event SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS checkpoint SCHEMALESS;
+             DEFINE TABLE IF NOT EXISTS wf_version SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS lock SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS audit SCHEMALESS;
              DEFINE TABLE IF NOT EXISTS approval SCHEMALESS;
@@ -559,9 +560,23 @@ impl StateStore for SurrealStore {
             let (statements, change_vars) = resource_change_statements(change)?;
             query.push_str(&statements);
             merge(&mut vars, change_vars);
+            // The workspace's version after this workflow's change, in the same transaction:
+            // a resume compares it with the version then.
+            query.push_str(
+                "UPSERT type::record('wf_version', $wf) SET n = (SELECT VALUE n FROM ONLY type::record('version', $r_ws)) ?? 0;",
+            );
         }
         query.push_str("COMMIT TRANSACTION;");
         self.run(&query, vars).await.map(|_| ())
+    }
+
+    async fn workflow_state_version(&self, workflow: &str) -> StateResult<Option<u64>> {
+        self.select_one(
+            "wf_version",
+            "SELECT VALUE n FROM ONLY type::record('wf_version', $wf)",
+            json!({ "wf": workflow }),
+        )
+        .await
     }
 
     async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>> {

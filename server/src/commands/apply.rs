@@ -182,9 +182,12 @@ pub fn rollback(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<Exit
 pub fn resume(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;
-        let (_, steps) = engine.status(&args.workflow).await?;
+        let wf = engine
+            .authorize_resume(&args.workflow, &settings.local_caller())
+            .await?;
+        let (_, steps) = engine.status(&wf.id).await?;
         let progress = spawn_progress(&engine, steps.len());
-        let outcome = engine.run(&args.workflow).await?;
+        let outcome = engine.run(&wf.id).await?;
         let _ = progress.await;
         print_outcome(&outcome, args.json)?;
         Ok(outcome_code(&outcome))

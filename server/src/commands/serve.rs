@@ -42,12 +42,17 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let authz = Arc::new(super::engine_setup::authorizer(settings)?);
         let engine = open_engine_with(settings, authz.clone()).await?;
         let local = settings.local_caller();
-        let default_caller = Caller {
-            principal: format!("agent:mcp@{}", local.person()),
-            channel: "mcp".into(),
-            roles: local.roles.clone(),
-            authenticated: true,
-            mfa: false,
+        // Over HTTP every caller is its token: a request the transport names no caller for is
+        // nobody (policy denies it), never the account that started the server.
+        let default_caller = match &args.http {
+            Some(_) => Caller::nobody("mcp"),
+            None => Caller {
+                principal: format!("agent:mcp@{}", local.person()),
+                channel: "mcp".into(),
+                roles: local.roles.clone(),
+                authenticated: true,
+                mfa: false,
+            },
         };
         let ctx = Arc::new(Context {
             engine,

@@ -182,7 +182,12 @@ pub fn cancel(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCo
                 )
                 .await?;
             }
-            None => open_engine(settings).await?.cancel(&args.workflow).await?,
+            None => {
+                open_engine(settings)
+                    .await?
+                    .cancel(&args.workflow, &settings.local_caller())
+                    .await?
+            }
         }
         println!(
             "Cancel requested for {}: no new steps will start; running steps finish.",

@@ -192,6 +192,14 @@ async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next:
             ),
         );
     }
+    // The channel recorded is the door used: MCP over HTTP, or the REST API (and the Control
+    // Center, which calls it).
+    let mut caller = caller;
+    caller.channel = if request.uri().path().starts_with("/mcp") {
+        "mcp".into()
+    } else {
+        "rest".into()
+    };
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

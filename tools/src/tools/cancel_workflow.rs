@@ -1,7 +1,8 @@
 //! `cancel_workflow`: stop starting new steps of a running workflow.
 
 use rmcp::handler::server::wrapper::{Json, Parameters};
-use rmcp::{tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -28,10 +29,12 @@ impl ProvisioningServer {
     async fn cancel_workflow(
         &self,
         Parameters(input): Parameters<WorkflowIdInput>,
+        rc: RequestContext<RoleServer>,
     ) -> Result<Json<CancelOutput>, String> {
+        let caller = self.caller(&rc);
         self.ctx
             .engine
-            .cancel(&input.workflow_id)
+            .cancel(&input.workflow_id, &caller)
             .await
             .map_err(exec_fail)?;
         Ok(Json(CancelOutput {

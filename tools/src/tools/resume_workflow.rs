@@ -25,7 +25,12 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
         let engine = &self.ctx.engine;
-        let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
+        let caller = self.caller(&rc);
+        let wf = engine
+            .authorize_resume(&input.workflow_id, &caller)
+            .await
+            .map_err(exec_fail)?;
+        let (_, steps) = engine.status(&wf.id).await.map_err(exec_fail)?;
         let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc);
         let outcome = engine.run(&wf.id).await.map_err(exec_fail)?;
         if let Some(task) = progress {
