@@ -730,10 +730,97 @@ fn schemathesis_finds_no_server_error() {
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("api::every_route", || check(every_route)),
+        Trial::test("api::workflow_actions_are_decisions", || {
+            check(workflow_actions_are_decisions)
+        }),
         Trial::test("api::browser_approval", || check(browser_approval)),
         Trial::test("api::cli_over_rest", || check(cli_over_rest)),
         Trial::test("api::schemathesis_finds_no_server_error", || {
             check(schemathesis_finds_no_server_error)
         }),
     ]
+}
+
+/// Cancel, resume and rollback are policy decisions for the token's person: a viewer gets 403
+/// naming the deciding policy, each refusal is in the audit log with the channel used (`rest`);
+/// the operator's resume of the same failed workflow is decided and allowed.
+fn workflow_actions_are_decisions() {
+    let dir = Dir(scratch("api-actions"));
+    std::fs::write(dir.0.join("config.toml"), people()).unwrap();
+    let (child, base) = tests::serve_http_with(
+        &dir.0,
+        &[],
+        &[("PROVISIONING_SIM_FAIL", "n2")],
+        std::process::Stdio::null(),
+    )
+    .unwrap();
+    let _server = Server(child);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api = Api {
+            base,
+            http: reqwest::Client::new(),
+        };
+        let (s, plan) = api
+            .post("/api/v1/plans", ALICE, json!({ "config": dev_config(2) }))
+            .await;
+        assert_eq!(s, 201, "{plan}");
+        let plan_id = plan["id"].as_str().unwrap();
+        let (s, v) = api
+            .post(&format!("/api/v1/plans/{plan_id}/apply"), ALICE, json!({}))
+            .await;
+        assert!(s == 202 || s == 200, "{s} {v}");
+        let wf = v["workflow"].as_str().unwrap().to_string();
+        api.wait_for(&wf, "failed").await;
+
+        for verb in ["cancel", "resume", "rollback"] {
+            let (s, v) = api
+                .post(&format!("/api/v1/workflows/{wf}/{verb}"), VIC, json!({}))
+                .await;
+            assert_eq!(s, 403, "viewer {verb}: {v}");
+            assert!(
+                v["detail"].as_str().unwrap().contains("viewer-read-only"),
+                "viewer {verb}: {v}"
+            );
+        }
+        let (s, audit) = api.get("/api/v1/audit?kind=denial&limit=100", ALICE).await;
+        assert_eq!(s, 200, "{audit}");
+        let denials: Vec<(String, String)> = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == "user:vic")
+            .map(|e| {
+                (
+                    e["data"]["action"].as_str().unwrap_or("").to_string(),
+                    e["data"]["channel"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        for verb in ["cancel", "resume", "rollback"] {
+            assert!(
+                denials.contains(&(verb.to_string(), "rest".to_string())),
+                "no `{verb}` denial over rest in {denials:?}"
+            );
+        }
+
+        // The operator may resume it (dev); the decision is recorded before it runs.
+        let (s, v) = api
+            .post(&format!("/api/v1/workflows/{wf}/resume"), ALICE, json!({}))
+            .await;
+        assert!(s == 202 || s == 200, "{s} {v}");
+        let (_, audit) = api
+            .get("/api/v1/audit?kind=decision&limit=100", ALICE)
+            .await;
+        assert!(
+            audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["actor"] == "user:alice"
+                    && e["data"]["action"] == "resume"
+                    && e["data"]["channel"] == "rest"),
+            "{audit}"
+        );
+    });
 }
