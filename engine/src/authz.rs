@@ -203,11 +203,63 @@ impl Authorizer for NoPolicies {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceLimits {
-    /// Largest monthly cost increase without an approval, in the plan's currency.
+    /// Largest monthly cost increase of one plan without an approval: one amount for every
+    /// currency (`budget = 150.0`), or one per currency (`budget = { EUR = 150.0, USD = 160.0 }`).
     #[serde(default)]
-    pub budget: Option<f64>,
+    pub budget: Option<Budget>,
     #[serde(default)]
     pub forbidden_zones: Vec<String>,
+}
+
+/// A workspace budget. Amounts in different currencies are never added or converted: each of a
+/// plan's currencies is compared with its own amount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Budget {
+    Amount(f64),
+    PerCurrency(BTreeMap<String, f64>),
+}
+
+impl Budget {
+    /// The budget in `currency`; a per-currency budget that does not name it allows nothing
+    /// (a plan priced in an unbudgeted currency is over budget rather than unchecked).
+    pub fn in_currency(&self, currency: &str) -> f64 {
+        match self {
+            Budget::Amount(a) => *a,
+            Budget::PerCurrency(m) => m.get(currency).copied().unwrap_or(0.0),
+        }
+    }
+
+    /// Every amount, for checking the config (`(currency or "", amount)`).
+    pub fn amounts(&self) -> Vec<(String, f64)> {
+        match self {
+            Budget::Amount(a) => vec![(String::new(), *a)],
+            Budget::PerCurrency(m) => m.iter().map(|(c, a)| (c.clone(), *a)).collect(),
+        }
+    }
+}
+
+fn cents(amount: f64) -> i64 {
+    (amount * 100.0).round() as i64
+}
+
+/// The cost change policies see, and the budget to compare it with: per currency, the one
+/// furthest over (or nearest to) its budget. Without a budget, the largest change among the
+/// plan's currencies; a plan without prices changes nothing.
+pub fn cost_facts(plan: &Plan, budget: Option<&Budget>) -> (i64, Option<i64>) {
+    let worst = plan
+        .cost
+        .iter()
+        .map(|c| {
+            let limit = budget.map(|b| cents(b.in_currency(&c.currency)));
+            (cents(c.delta), limit)
+        })
+        .max_by_key(|(delta, limit)| delta - limit.unwrap_or(0));
+    match (worst, budget) {
+        (Some((delta, limit)), _) => (delta, limit),
+        (None, Some(b)) => (0, Some(cents(b.in_currency("")))),
+        (None, None) => (0, None),
+    }
 }
 
 /// Decides with Cedar.
@@ -239,6 +291,10 @@ impl CedarAuthorizer {
         approvals: &ApprovalFacts,
     ) -> AuthRequest {
         let limits = self.limits.get(&plan.workspace);
+        let (cost_delta_cents, budget_cents) =
+            cost_facts(plan, limits.and_then(|l| l.budget.as_ref()));
+        let mut facts = plan_facts(caller, plan, approvals);
+        facts.cost_delta_cents = cost_delta_cents;
         AuthRequest {
             principal: caller.to_principal(),
             action,
@@ -247,28 +303,25 @@ impl CedarAuthorizer {
                 id: plan.id.clone(),
                 environment: plan.environment.as_str().into(),
                 owner: plan.owner.clone(),
-                budget_cents: limits
-                    .and_then(|l| l.budget)
-                    .map(|b| (b * 100.0).round() as i64),
+                budget_cents,
                 forbidden_zones: limits
                     .filter(|l| !l.forbidden_zones.is_empty())
                     .map(|l| l.forbidden_zones.clone()),
                 hash: Some(plan.hash.clone()),
                 zone: None,
             },
-            facts: plan_facts(caller, plan, approvals),
+            facts,
         }
     }
 }
 
 /// What a plan tells policies: cost change, deletes, replacements, prod resources, zones.
 pub fn plan_facts(caller: &Caller, plan: &Plan, approvals: &ApprovalFacts) -> Facts {
-    let delta: f64 = plan.cost.iter().map(|c| c.delta).sum();
     Facts {
         authenticated: caller.authenticated,
         channel: caller.channel.clone(),
         mfa: caller.mfa,
-        cost_delta_cents: (delta * 100.0).round() as i64,
+        cost_delta_cents: cost_facts(plan, None).0,
         deletes: plan.summary.delete as i64,
         replacements: plan.summary.replace as i64,
         prod_resources_touched: plan.blast_radius.prod_resources_touched as i64,
@@ -312,6 +365,73 @@ impl Authorizer for CedarAuthorizer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn priced(costs: &[(&str, f64)]) -> Plan {
+        let cfg: crate::model::Config = serde_json::from_value(serde_json::json!({
+            "workspace": { "name": "ws", "environment": "staging" },
+            "servers": [],
+        }))
+        .unwrap();
+        let mut plan = crate::plan::make_plan(&cfg, &[], 0, 0);
+        plan.cost = costs
+            .iter()
+            .map(|(currency, delta)| crate::plan::Cost {
+                currency: (*currency).into(),
+                before: 0.0,
+                after: *delta,
+                delta: *delta,
+            })
+            .collect();
+        plan
+    }
+
+    #[test]
+    fn budgets_compare_each_currency_with_its_own_amount() {
+        let mixed = priced(&[("EUR", 3.0), ("USD", 4.0)]);
+        // One amount for every currency: neither 3 EUR nor 4 USD is over 5 (their sum, 7, is
+        // not a sum of anything).
+        let five = Budget::Amount(5.0);
+        assert_eq!(cost_facts(&mixed, Some(&five)), (400, Some(500)));
+        assert_eq!(
+            cost_facts(&mixed, Some(&Budget::Amount(3.5))),
+            (400, Some(350))
+        );
+        // Per currency: the one furthest over its own budget is what policies see.
+        let table = Budget::PerCurrency([("EUR".into(), 1.0), ("USD".into(), 10.0)].into());
+        assert_eq!(cost_facts(&mixed, Some(&table)), (300, Some(100)));
+        // A currency the table does not name has no allowance.
+        let eur_only = Budget::PerCurrency([("EUR".into(), 10.0)].into());
+        assert_eq!(cost_facts(&mixed, Some(&eur_only)), (400, Some(0)));
+        // Without a budget, the largest change; without prices, none.
+        assert_eq!(cost_facts(&mixed, None), (400, None));
+        assert_eq!(cost_facts(&priced(&[]), None), (0, None));
+        // The decision uses it: within 5 per currency is allowed in staging, over 3.50 is gated.
+        let decide = |budget: Budget| {
+            let policies = policies::LivePolicies::open(policies::PolicySource::Defaults).unwrap();
+            let limits = WorkspaceLimits {
+                budget: Some(budget),
+                forbidden_zones: Vec::new(),
+            };
+            CedarAuthorizer::new(Arc::new(policies))
+                .with_limits([("ws".to_string(), limits)].into())
+                .decide(
+                    &Caller::parse("user:alice", "cli").unwrap(),
+                    Action::Apply,
+                    &mixed,
+                    &ApprovalFacts::default(),
+                )
+        };
+        assert!(decide(five.clone()).is_allow());
+        assert!(matches!(
+            decide(Budget::Amount(3.5)),
+            Decision::NeedsApproval { .. }
+        ));
+        // The TOML forms both parse.
+        let limits: WorkspaceLimits = toml::from_str("budget = 150.0").unwrap();
+        assert_eq!(limits.budget, Some(Budget::Amount(150.0)));
+        let limits: WorkspaceLimits = toml::from_str("budget = { EUR = 1.5 }").unwrap();
+        assert_eq!(limits.budget.unwrap().in_currency("EUR"), 1.5);
+    }
 
     #[test]
     fn callers_parse_and_name_their_person() {

@@ -481,13 +481,17 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
         );
     }
     for (name, limits) in &file.workspaces {
-        if let Some(budget) = limits.budget
-            && !(budget.is_finite() && budget >= 0.0)
-        {
-            anyhow::bail!(
-                "config file {}: workspaces.{name}.budget = {budget}; expected a non-negative amount in the plan's currency",
-                path.display()
-            );
+        for (currency, amount) in limits.budget.iter().flat_map(|b| b.amounts()) {
+            if !(amount.is_finite() && amount >= 0.0) {
+                let key = match currency.is_empty() {
+                    true => format!("workspaces.{name}.budget"),
+                    false => format!("workspaces.{name}.budget.{currency}"),
+                };
+                anyhow::bail!(
+                    "config file {}: {key} = {amount}; expected a non-negative amount (one for every currency, or a table such as `budget = {{ EUR = 150.0, USD = 160.0 }}`)",
+                    path.display()
+                );
+            }
         }
     }
     Ok(file)
