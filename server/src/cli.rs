@@ -188,8 +188,14 @@ pub enum ApprovalsWhat {
 pub struct ServeArgs {
     /// Serve streamable HTTP at ADDR (e.g. 127.0.0.1:7070; port 0 picks one and prints it)
     /// instead of stdio
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "socket")]
     pub http: Option<String>,
+    /// Serve the same app (MCP at /mcp, REST, the Control Center page) on a Unix socket at PATH,
+    /// owner-only (0600 in a 0700 folder); each caller is the operating-system account the
+    /// kernel reports for the connection, with the roles this server's config gives it (the
+    /// owner of the data directory has every role unless the config says otherwise)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// Expose only the tools that change nothing; the others are refused
     #[arg(long)]
     pub read_only: bool,

@@ -14,6 +14,7 @@ mod examples;
 mod fixtures;
 mod fuzz;
 mod hostile;
+mod local;
 mod mcp;
 mod policies;
 mod rag;
@@ -40,6 +41,7 @@ fn main() {
     trials.extend(fuzz::trials());
     trials.extend(edges::trials());
     trials.extend(secrets::trials());
+    trials.extend(local::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

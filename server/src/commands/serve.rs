@@ -44,9 +44,9 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let local = settings.local_caller();
         // Over HTTP every caller is its token: a request the transport names no caller for is
         // nobody (policy denies it), never the account that started the server.
-        let default_caller = match &args.http {
-            Some(_) => Caller::nobody("mcp"),
-            None => Caller {
+        let default_caller = match (&args.http, &args.socket) {
+            (Some(_), _) | (_, Some(_)) => Caller::nobody("mcp"),
+            (None, None) => Caller {
                 principal: format!("agent:mcp@{}", local.person()),
                 channel: "mcp".into(),
                 roles: local.roles.clone(),
@@ -93,9 +93,10 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        match &args.http {
-            None => stdio(ctx).await,
-            Some(addr) => http(ctx, settings, addr, args).await,
+        match (&args.http, &args.socket) {
+            (_, Some(path)) => socket(ctx, settings, path).await,
+            (None, None) => stdio(ctx).await,
+            (Some(addr), None) => http(ctx, settings, addr, args).await,
         }
     })
 }
@@ -200,62 +201,16 @@ async fn http(
         .map(|h| format!("http://{h}:{}", bound.port()))
         .collect();
     origins.extend(args.allow_origin.iter().cloned());
-    let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
-        .enforce_origin_validation()
-        .with_max_request_body_bytes(MAX_BODY_BYTES);
-    let service: StreamableHttpService<ProvisioningServer, LocalSessionManager> =
-        StreamableHttpService::new(
-            {
-                let ctx = ctx.clone();
-                move || Ok(ProvisioningServer::new(ctx.clone()))
-            },
-            Default::default(),
-            config,
-        );
-    let metrics = Arc::new(Metrics::default());
-    crate::http::metrics::follow(ctx.engine.clone(), metrics.clone());
-    let gate = Arc::new(Gate::new(tokens, args.rate_limit, metrics.clone()));
-    let (api, openapi) = crate::rest::router();
-    let spec = openapi
-        .to_pretty_json()
-        .context("the OpenAPI document does not serialize")?;
-    let protected = axum::Router::new()
-        .nest_service("/mcp", service)
-        .merge(
-            api.with_state(ctx.clone())
-                .layer(axum::middleware::from_fn_with_state(
-                    ctx.engine.redactor.clone(),
-                    crate::rest::redact_responses,
-                )),
-        )
-        .route(
-            "/metrics",
-            get(crate::http::metrics::render).with_state(metrics.clone()),
-        )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
-    let app = crate::http::authenticated(protected, gate)
-        .route(
-            "/api/openapi.json",
-            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(control_center))
-        .route(
-            "/readyz",
-            get({
-                let ctx = ctx.clone();
-                move || readyz(ctx.clone())
-            }),
-        );
-    let app = crate::http::harden(
-        app,
-        &Edge {
-            allowed: Arc::new(allowed),
-            metrics,
+    let app = compose(
+        ctx.clone(),
+        hosts,
+        origins,
+        allowed,
+        Auth::Tokens {
+            tokens,
+            rate_limit: args.rate_limit,
         },
-    );
+    )?;
     // The address on stdout (one line), so scripts and tests can use port 0.
     println!("listening on http://{bound}/mcp");
     eprintln!(
@@ -278,4 +233,186 @@ async fn http(
     .await
     .context("the HTTP server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The local server: the app on a Unix socket only this account can open (the folder 0700,
+/// the socket 0600), callers identified by the kernel. A stale socket left by a dead server is
+/// replaced; a live one is an error naming it.
+async fn socket(
+    ctx: Arc<Context>,
+    settings: &Settings,
+    path: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if folder.exists() {
+        // Never loosen or tighten a folder someone else chose (say /tmp): it must already be
+        // this account's alone.
+        let meta = std::fs::metadata(folder)
+            .with_context(|| format!("cannot read the socket folder {}", folder.display()))?;
+        let me = nix::unistd::geteuid().as_raw();
+        if meta.uid() != me || meta.mode() & 0o077 != 0 {
+            anyhow::bail!(
+                "the socket folder {} is not this account's alone (owner uid {}, mode {:o}); put the socket in a folder only you can open, e.g. $XDG_RUNTIME_DIR/provisioning/provisioning.sock (created 0700 when missing)",
+                folder.display(),
+                meta.uid(),
+                meta.mode() & 0o777
+            );
+        }
+    } else {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create the socket folder {}", folder.display()))?;
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} owner-only", folder.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!(
+                "a server is already listening on {}; stop it first (or use it)",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} owner-only", path.display()))?;
+    let owner_uid = std::fs::metadata(&settings.data_dir)
+        .map(|m| m.uid())
+        .with_context(|| format!("cannot read the owner of {}", settings.data_dir.display()))?;
+    let accounts = crate::http::kernel::Accounts {
+        owner_uid,
+        configured: settings
+            .file
+            .users
+            .iter()
+            .map(|(name, u)| (name.clone(), u.roles.clone()))
+            .collect(),
+    };
+    // Browsers cannot open a Unix socket; clients send `Host: localhost`.
+    let allowed = Allowed::new(80, &[], &[]).map_err(anyhow::Error::msg)?;
+    let app = compose(
+        ctx.clone(),
+        vec!["localhost".into()],
+        vec!["http://localhost".into()],
+        allowed,
+        Auth::Kernel(accounts),
+    )?;
+    println!("listening on unix:{}", path.display());
+    eprintln!(
+        "provisioning local server on {} (owner-only; callers identified by the kernel; data in {})",
+        path.display(),
+        settings.data_dir.display()
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush().ok();
+    let cleanup = path.to_path_buf();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<crate::http::kernel::Peer>(),
+    )
+    .with_graceful_shutdown(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    })
+    .await
+    .context("the local server stopped with an error")?;
+    let _ = std::fs::remove_file(cleanup);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who a request is: its bearer token (HTTP), or the account the kernel reports for the peer
+/// (the local server's Unix socket).
+enum Auth {
+    Tokens {
+        tokens: std::collections::BTreeMap<String, Caller>,
+        rate_limit: f64,
+    },
+    Kernel(crate::http::kernel::Accounts),
+}
+
+/// The app: streamable MCP at `/mcp`, REST at `/api/v1`, `/metrics` behind `auth`, the public
+/// page, OpenAPI document and health checks, all behind the edge layers.
+fn compose(
+    ctx: Arc<Context>,
+    hosts: Vec<String>,
+    origins: Vec<String>,
+    allowed: Allowed,
+    auth: Auth,
+) -> anyhow::Result<axum::Router> {
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(MAX_BODY_BYTES);
+    let service: StreamableHttpService<ProvisioningServer, LocalSessionManager> =
+        StreamableHttpService::new(
+            {
+                let ctx = ctx.clone();
+                move || Ok(ProvisioningServer::new(ctx.clone()))
+            },
+            Default::default(),
+            config,
+        );
+    let metrics = Arc::new(Metrics::default());
+    crate::http::metrics::follow(ctx.engine.clone(), metrics.clone());
+    let (api, openapi) = crate::rest::router();
+    let spec = openapi
+        .to_pretty_json()
+        .context("the OpenAPI document does not serialize")?;
+    let protected = axum::Router::new()
+        .nest_service("/mcp", service)
+        .merge(
+            api.with_state(ctx.clone())
+                .layer(axum::middleware::from_fn_with_state(
+                    ctx.engine.redactor.clone(),
+                    crate::rest::redact_responses,
+                )),
+        )
+        .route(
+            "/metrics",
+            get(crate::http::metrics::render).with_state(metrics.clone()),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let protected = match auth {
+        Auth::Tokens { tokens, rate_limit } => {
+            let gate = Arc::new(Gate::new(tokens, rate_limit, metrics.clone()));
+            crate::http::authenticated(protected, gate)
+        }
+        Auth::Kernel(accounts) => protected.layer(axum::middleware::from_fn_with_state(
+            Arc::new(accounts),
+            crate::http::kernel::identify,
+        )),
+    };
+    let app = protected
+        .route(
+            "/api/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(control_center))
+        .route(
+            "/readyz",
+            get({
+                let ctx = ctx.clone();
+                move || readyz(ctx.clone())
+            }),
+        );
+    let app = crate::http::harden(
+        app,
+        &Edge {
+            allowed: Arc::new(allowed),
+            metrics,
+        },
+    );
+    Ok(app)
 }

@@ -6,6 +6,7 @@
 //! they are put together, for the server and for its tests alike.
 
 pub mod guard;
+pub mod kernel;
 pub mod limit;
 pub mod metrics;
 

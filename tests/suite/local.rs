@@ -1,0 +1,204 @@
+//! The local server on its Unix socket (`provisioning serve --socket PATH`): callers are the
+//! operating-system accounts the kernel reports, with the roles the server's own config gives
+//! them, whatever the caller's environment says; the socket is owner-only.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+use tests::scratch;
+
+use crate::check;
+use crate::mcp::{Dir, Server, dev_config};
+
+pub fn trials() -> Vec<Trial> {
+    vec![Trial::test("local::the_kernel_says_who_calls", || {
+        check(the_kernel_says_who_calls)
+    })]
+}
+
+/// Starts `serve --socket` on `dir`; returns the child and the socket path.
+fn serve_socket(dir: &Path) -> (std::process::Child, PathBuf) {
+    let socket = dir.join("run").join("provisioning.sock");
+    let mut child = Command::new(tests::binary())
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .current_dir(tests::root())
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    assert_eq!(
+        line.trim(),
+        format!("listening on unix:{}", socket.display()),
+        "no socket announced"
+    );
+    (child, socket)
+}
+
+fn client(socket: &Path) -> reqwest::Client {
+    reqwest::Client::builder()
+        .unix_socket(socket)
+        .build()
+        .unwrap()
+}
+
+fn my_name() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn the_kernel_says_who_calls() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir(scratch("local-socket"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let me = my_name();
+    let (child, socket) = serve_socket(&dir.0);
+    let server = Server(child);
+    // Owner-only: the folder 0700, the socket 0600.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+    assert_eq!(mode(&socket), 0o600);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = client(&socket);
+        // The owner of the data directory, with every role; nothing the client sends changes it.
+        let who: Value = http
+            .get("http://localhost/api/v1/whoami")
+            .header("x-provisioning-as", "user:bob:approver")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(who["principal"], format!("user:{me}"), "{who}");
+        assert_eq!(who["roles"], json!(["operator", "approver"]), "{who}");
+
+        // Their own dev apply goes through the socket and is recorded as theirs.
+        let plan: Value = http
+            .post("http://localhost/api/v1/plans")
+            .json(&json!({ "config": dev_config(1) }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = plan["id"].as_str().unwrap_or_else(|| panic!("{plan}"));
+        let r = http
+            .post(format!("http://localhost/api/v1/plans/{id}/apply"))
+            .header(tests_cli_header(), "cli")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let audit: Value = http
+            .get("http://localhost/api/v1/audit?kind=decision&limit=20")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["actor"] == format!("user:{me}") && e["data"]["channel"] == "cli"),
+            "{audit}"
+        );
+    });
+
+    // MCP over the same socket is the person's agent.
+    let out = Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(&socket)
+        .args([
+            "http://localhost/mcp",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "accept: application/json, text/event-stream",
+            "-d",
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"serverInfo\""), "{text}");
+
+    // A socket in a folder others can open is refused before anything listens.
+    let shared = dir.0.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(tests::binary())
+        .args(["serve", "--socket"])
+        .arg(shared.join("p.sock"))
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data2"))
+        .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not this account's alone"), "{err}");
+    assert!(!shared.join("p.sock").exists());
+
+    // Another operating-system account cannot even connect.
+    if me == "root" && Path::new("/usr/sbin/useradd").exists() {
+        let name = format!("provt{}", std::process::id() % 100_000);
+        let made = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .unwrap();
+        assert!(made.success(), "useradd {name}");
+        let uid = String::from_utf8_lossy(
+            &Command::new("id")
+                .args(["-u", &name])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid,
+                "--regid",
+                &uid,
+                "--clear-groups",
+                "curl",
+                "-sS",
+                "--unix-socket",
+            ])
+            .arg(&socket)
+            .arg("http://localhost/api/v1/whoami")
+            .output()
+            .unwrap();
+        let _ = Command::new("userdel").arg(&name).status();
+        assert!(
+            !out.status.success(),
+            "another account reached the socket: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("principal"));
+    }
+    drop(server);
+}
+
+fn tests_cli_header() -> &'static str {
+    "x-provisioning-client"
+}
