@@ -52,7 +52,8 @@ pub struct Global {
         value_name = "URL"
     )]
     pub state: Option<String>,
-    /// Talk to a running `provisioning serve --http` at this URL (e.g. http://127.0.0.1:7070) for
+    /// Talk to a running `provisioning serve --http` at this URL (e.g. http://127.0.0.1:7070, with a
+    /// token), or to the local server's socket (unix:PATH, you are who the kernel says), for
     /// `approvals`, `status` and `audit`, instead of opening the state here
     #[arg(long, global = true, env = "PROVISIONING_SERVER", value_name = "URL")]
     pub server: Option<String>,
@@ -196,6 +197,11 @@ pub struct ServeArgs {
     /// owner of the data directory has every role unless the config says otherwise)
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// Over stdio, pass MCP through to the local server on this Unix socket (started with
+    /// `serve --socket PATH`) instead of opening the state here: any number of assistants and
+    /// the CLI (`--server unix:PATH`) then share one server, and you are who the kernel says
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["http", "socket"])]
+    pub connect: Option<std::path::PathBuf>,
     /// Expose only the tools that change nothing; the others are refused
     #[arg(long)]
     pub read_only: bool,

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 #[derive(Clone)]
 pub struct Remote {
     base: String,
-    token: String,
+    /// `None` on the local server's Unix socket: the kernel says who calls, no token.
+    token: Option<String>,
     http: reqwest::Client,
 }
 
@@ -23,6 +24,17 @@ impl std::fmt::Debug for Remote {
 
 impl Remote {
     pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Remote> {
+        if let Some(path) = url.trim().strip_prefix("unix:") {
+            let http = reqwest::Client::builder()
+                .unix_socket(std::path::Path::new(path))
+                .build()
+                .map_err(|e| anyhow::anyhow!("--server `{url}`: {e}"))?;
+            return Ok(Remote {
+                base: "http://localhost".into(),
+                token: None,
+                http,
+            });
+        }
         let base = url
             .trim()
             .trim_end_matches('/')
@@ -30,7 +42,7 @@ impl Remote {
             .to_string();
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
-            "--server `{url}`: expected a URL such as http://127.0.0.1:7070"
+            "--server `{url}`: expected a URL such as http://127.0.0.1:7070, or unix:PATH for the local server's socket"
         );
         let token = token
             .map(str::trim)
@@ -43,7 +55,7 @@ impl Remote {
             .to_string();
         Ok(Remote {
             base,
-            token,
+            token: Some(token),
             http: reqwest::Client::new(),
         })
     }
@@ -61,7 +73,10 @@ impl Remote {
         let mut req = self
             .http
             .request(method, format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token);
+            .header(crate::http::kernel::CLI_HEADER, "cli");
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

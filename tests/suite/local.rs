@@ -14,9 +14,14 @@ use crate::check;
 use crate::mcp::{Dir, Server, dev_config};
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test("local::the_kernel_says_who_calls", || {
-        check(the_kernel_says_who_calls)
-    })]
+    vec![
+        Trial::test("local::the_kernel_says_who_calls", || {
+            check(the_kernel_says_who_calls)
+        }),
+        Trial::test("local::two_assistants_and_the_cli_share_one_server", || {
+            check(two_assistants_and_the_cli_share_one_server)
+        }),
+    ]
 }
 
 /// Starts `serve --socket` on `dir`; returns the child and the socket path.
@@ -201,4 +206,35 @@ fn the_kernel_says_who_calls() {
 
 fn tests_cli_header() -> &'static str {
     "x-provisioning-client"
+}
+
+/// Two MCP clients (the official Python SDK) through `serve --connect`, and the CLI over the
+/// same socket, all at once (tests/python/local_server.py).
+fn two_assistants_and_the_cli_share_one_server() {
+    let py = crate::mcp::python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}; run scripts/test",
+        py.display()
+    );
+    let dir = Dir(scratch("local-assistants"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let (child, socket) = serve_socket(&dir.0);
+    let _server = Server(child);
+    let out = Command::new(&py)
+        .arg(tests::root().join("tests/python/local_server.py"))
+        .arg(tests::binary())
+        .arg(&dir.0)
+        .arg(&socket)
+        .current_dir(tests::root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "local server flow failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("local server flow: ok"));
 }

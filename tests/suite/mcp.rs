@@ -946,7 +946,7 @@ fn http_auth_and_origin() {
 }
 
 /// The Python interpreter with the official MCP SDK, set up by `scripts/test`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("PROVISIONING_TEST_PYTHON") {
         return PathBuf::from(p);
     }

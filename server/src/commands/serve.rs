@@ -26,6 +26,9 @@ use crate::http::{Allowed, Edge, Gate, Metrics, problem};
 use crate::rest::MAX_BODY_BYTES;
 
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.connect {
+        return runtime()?.block_on(pass_through(path));
+    }
     let validator = Arc::new(validator(settings)?);
     match validator.confinement() {
         Ok(Some(how)) => {
@@ -415,4 +418,61 @@ fn compose(
         },
     );
     Ok(app)
+}
+
+/// `serve --connect PATH`: MCP from stdio passed through, message by message, to the local
+/// server's `/mcp` on its Unix socket (streamable HTTP), and its messages (responses, progress,
+/// sampling and elicitation requests) back to stdio. Nothing is interpreted here: the local
+/// server decides who the caller is (the kernel's word) and what it may do.
+async fn pass_through(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use rmcp::transport::Transport as _;
+    use rmcp::transport::async_rw::AsyncRwTransport;
+    use rmcp::transport::streamable_http_client::{
+        StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+    };
+    tokio::net::UnixStream::connect(path)
+        .await
+        .with_context(|| {
+            format!(
+                "no local server answers on {}; start one with `provisioning serve --socket {}`",
+                path.display(),
+                path.display()
+            )
+        })?;
+    let http = reqwest::Client::builder()
+        .unix_socket(path)
+        .build()
+        .context("cannot make an HTTP client for the socket")?;
+    let mut upstream = StreamableHttpClientTransport::with_client(
+        http,
+        StreamableHttpClientTransportConfig::with_uri("http://localhost/mcp"),
+    );
+    let mut downstream = AsyncRwTransport::<rmcp::RoleServer, _, _>::new_server(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    );
+    eprintln!(
+        "provisioning MCP over stdio, passed through to the local server on {}",
+        path.display()
+    );
+    loop {
+        tokio::select! {
+            from_client = downstream.receive() => match from_client {
+                Some(message) => upstream
+                    .send(message)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the local server on {} stopped answering: {e}", path.display()))?,
+                None => break,
+            },
+            from_server = upstream.receive() => match from_server {
+                Some(message) => downstream
+                    .send(message)
+                    .await
+                    .context("stdout closed")?,
+                None => anyhow::bail!("the local server on {} closed the session", path.display()),
+            },
+        }
+    }
+    let _ = upstream.close().await;
+    Ok(ExitCode::SUCCESS)
 }
