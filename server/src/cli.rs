@@ -140,6 +140,10 @@ pub enum Command {
     /// Run the MCP server: over stdio (for a desktop assistant), or streamable HTTP at /mcp
     /// with --http 127.0.0.1:PORT (bearer tokens from the config file)
     Serve(ServeArgs),
+    /// The local server: one process per installation owns the state and the engine, on an
+    /// owner-only Unix socket; assistants (`serve --connect`) and the CLI (`--server unix:PATH`)
+    /// are its clients (exit 3 from `status` when it is not running)
+    Daemon(DaemonArgs),
     /// The hash-chained audit log: export it as JSON lines, or verify that nothing in it was
     /// edited or removed (exit 1 naming the first broken entry)
     Audit(AuditArgs),
@@ -202,6 +206,10 @@ pub struct ServeArgs {
     /// the CLI (`--server unix:PATH`) then share one server, and you are who the kernel says
     #[arg(long, value_name = "PATH", conflicts_with_all = ["http", "socket"])]
     pub connect: Option<std::path::PathBuf>,
+    /// Over stdio, pass MCP through to this installation's local server (`provisioning daemon`),
+    /// starting it first when it is not running
+    #[arg(long, conflicts_with_all = ["http", "socket", "connect"])]
+    pub local: bool,
     /// Expose only the tools that change nothing; the others are refused
     #[arg(long)]
     pub read_only: bool,
@@ -222,6 +230,43 @@ pub struct ServeArgs {
     pub rate_limit: f64,
     #[command(flatten)]
     pub docs: DocsSettings,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(subcommand)]
+    pub what: DaemonWhat,
+    /// The socket [default: $XDG_RUNTIME_DIR/provisioning/<installation>.sock, else
+    /// DATA_DIR/run/provisioning.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DaemonWhat {
+    /// Start it in the background (nothing happens when it is already running)
+    Start,
+    /// Stop it (running workflows stay resumable)
+    Stop,
+    /// Say whether it runs, where, as whom, and for which data directory
+    Status,
+    /// Run it in the foreground (what `start` runs)
+    Run,
+}
+
+impl ServeArgs {
+    /// `serve --socket PATH` with every other option at its default (or its environment
+    /// variable), for `daemon run`.
+    pub fn for_socket(path: std::path::PathBuf) -> ServeArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let mut only = Only::parse_from(["provisioning"]);
+        only.serve.socket = Some(path);
+        only.serve
+    }
 }
 
 #[derive(Debug, Args)]

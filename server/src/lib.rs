@@ -42,6 +42,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::Policy(args) => commands::policy::run(&settings, &args),
         cli::Command::Approvals(args) => commands::approvals::run(&settings, &args),
         cli::Command::Serve(args) => commands::serve::run(&settings, &args),
+        cli::Command::Daemon(args) => commands::daemon::run(&settings, &args),
         cli::Command::Audit(args) => commands::audit::run(&settings, &args),
         cli::Command::Docs(args) => commands::docs::run(&settings, &args),
     };

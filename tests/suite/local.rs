@@ -21,6 +21,9 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("local::two_assistants_and_the_cli_share_one_server", || {
             check(two_assistants_and_the_cli_share_one_server)
         }),
+        Trial::test("local::serve_local_starts_the_daemon_on_first_use", || {
+            check(serve_local_starts_the_daemon_on_first_use)
+        }),
     ]
 }
 
@@ -237,4 +240,60 @@ fn two_assistants_and_the_cli_share_one_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("local server flow: ok"));
+}
+
+/// `provisioning` with the test installation's data directory and config.
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(tests::binary())
+        .args(args)
+        .current_dir(tests::root())
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap()
+}
+
+/// `serve --local` (what an assistant's config runs) starts the installation's local server
+/// when none runs and passes MCP through to it; `daemon status|stop` see and stop it.
+fn serve_local_starts_the_daemon_on_first_use() {
+    use rmcp::ServiceExt as _;
+    let dir = Dir(scratch("local-daemon"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let status = cli(&dir.0, &["daemon", "status"]);
+    assert_eq!(status.status.code(), Some(3), "nothing runs yet");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut cmd = tokio::process::Command::new(tests::binary());
+        cmd.args(["serve", "--local"])
+            .current_dir(tests::root())
+            .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
+            .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))
+            .env("PROVISIONING_PATHS_MODELS_DIR", dir.0.join("no-models"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .stderr(Stdio::null());
+        let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+        let client = ().serve(transport).await.unwrap();
+        let tools = client.list_all_tools().await.unwrap();
+        assert!(tools.iter().any(|t| t.name == "apply_plan"), "{tools:?}");
+
+        // While the assistant is connected, the CLI reaches the same server.
+        let status = cli(&dir.0, &["daemon", "status"]);
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert_eq!(status.status.code(), Some(0), "{text}");
+        assert!(text.contains("running") && text.contains("roles"), "{text}");
+        client.cancel().await.unwrap();
+    });
+
+    // The local server outlives the assistant's session, until it is stopped.
+    assert_eq!(cli(&dir.0, &["daemon", "status"]).status.code(), Some(0));
+    let stop = cli(&dir.0, &["daemon", "stop"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert_eq!(cli(&dir.0, &["daemon", "status"]).status.code(), Some(3));
 }

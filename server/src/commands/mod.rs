@@ -5,6 +5,7 @@ pub mod apply;
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
+pub mod daemon;
 pub mod docs;
 mod engine_setup;
 pub mod export;

@@ -29,6 +29,16 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.connect {
         return runtime()?.block_on(pass_through(path));
     }
+    if args.local {
+        let socket = super::daemon::default_socket(settings);
+        if let Some(pid) = super::daemon::start(settings, &socket)? {
+            eprintln!(
+                "started the local server (pid {pid}) on {}",
+                socket.display()
+            );
+        }
+        return runtime()?.block_on(pass_through(&socket));
+    }
     let validator = Arc::new(validator(settings)?);
     match validator.confinement() {
         Ok(Some(how)) => {
@@ -306,6 +316,9 @@ async fn socket(
         allowed,
         Auth::Kernel(accounts),
     )?;
+    let pid_file = path.with_extension("pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", pid_file.display()))?;
     println!("listening on unix:{}", path.display());
     eprintln!(
         "provisioning local server on {} (owner-only; callers identified by the kernel; data in {})",
@@ -329,7 +342,8 @@ async fn socket(
     })
     .await
     .context("the local server stopped with an error")?;
-    let _ = std::fs::remove_file(cleanup);
+    let _ = std::fs::remove_file(&cleanup);
+    let _ = std::fs::remove_file(cleanup.with_extension("pid"));
     Ok(ExitCode::SUCCESS)
 }
 
