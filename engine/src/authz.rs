@@ -156,6 +156,8 @@ impl Caller {
 pub struct ApprovalFacts {
     pub approvals: i64,
     pub requester: Option<String>,
+    /// The open request was made by an agent acting for `requester`.
+    pub requested_by_agent: bool,
 }
 
 pub trait Authorizer: Send + Sync {
@@ -328,6 +330,7 @@ pub fn plan_facts(caller: &Caller, plan: &Plan, approvals: &ApprovalFacts) -> Fa
         zones: plan.blast_radius.zones.clone(),
         approvals: approvals.approvals,
         requester: approvals.requester.clone(),
+        requested_by_agent: approvals.requested_by_agent,
     }
 }
 

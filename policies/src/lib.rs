@@ -247,6 +247,9 @@ pub struct Facts {
     pub approvals: i64,
     /// User id of who requested the plan.
     pub requester: Option<String>,
+    /// The request was made by an agent acting for `requester` (not by the person directly).
+    #[serde(default)]
+    pub requested_by_agent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -568,6 +571,7 @@ impl PolicyEngine {
             "prod_resources_touched": f.prod_resources_touched,
             "zones": f.zones,
             "approvals": f.approvals,
+            "requested_by_agent": f.requested_by_agent,
         });
         if let Some(requester) = &f.requester {
             context["requester"] = json!({ "__entity": entity_ref("User", requester) });

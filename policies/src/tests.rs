@@ -23,6 +23,7 @@ fn the_default_set_loads_and_every_policy_has_an_id_and_description() {
     assert_eq!(
         gates,
         vec![
+            "agent-dev-destroy-needs-approval",
             "destroy-needs-two-approvals",
             "over-budget-needs-approval",
             "prod-apply-needs-approval",
@@ -103,7 +104,9 @@ fn reference(r: &AuthRequest) -> &'static str {
             Principal::User { id, .. } => id,
             Principal::Agent { acting_for, .. } => acting_for,
         };
-        if f.requester.as_deref() == Some(acting_for.as_str()) {
+        let own_agents_dev_request =
+            env == "dev" && f.requested_by_agent && !is_agent && f.channel != "mcp";
+        if f.requester.as_deref() == Some(acting_for.as_str()) && !own_agents_dev_request {
             return "deny";
         }
     }
@@ -121,7 +124,10 @@ fn reference(r: &AuthRequest) -> &'static str {
     if r.action == Action::Apply && env == "prod" && f.approvals < 1 {
         gated = true;
     }
-    if r.action == Action::Destroy && f.approvals < 2 {
+    if r.action == Action::Destroy && env != "dev" && f.approvals < 2 {
+        gated = true;
+    }
+    if r.action == Action::Destroy && env == "dev" && is_agent && f.approvals < 1 {
         gated = true;
     }
     if r.action == Action::Apply && env == "prod" && f.deletes > 0 && f.approvals < 2 {
@@ -208,19 +214,26 @@ fn arb_request() -> impl Strategy<Value = AuthRequest> {
             0..2,
         ),
         prop::option::of(prop::sample::select(vec!["alice", "bob", "carol"])),
+        (
+            any::<bool>(),
+            prop::sample::select(vec!["cli", "rest", "mcp"]),
+        ),
     )
         .prop_map(
-            |(authenticated, cost, deletes, approvals, zones, requester)| Facts {
-                authenticated,
-                channel: "api".into(),
-                mfa: false,
-                cost_delta_cents: cost,
-                deletes,
-                replacements: 0,
-                prod_resources_touched: deletes,
-                zones: zones.into_iter().map(String::from).collect(),
-                approvals,
-                requester: requester.map(String::from),
+            |(authenticated, cost, deletes, approvals, zones, requester, (by_agent, channel))| {
+                Facts {
+                    authenticated,
+                    channel: channel.into(),
+                    requested_by_agent: by_agent,
+                    mfa: false,
+                    cost_delta_cents: cost,
+                    deletes,
+                    replacements: 0,
+                    prod_resources_touched: deletes,
+                    zones: zones.into_iter().map(String::from).collect(),
+                    approvals,
+                    requester: requester.map(String::from),
+                }
             },
         );
     (
@@ -308,7 +321,9 @@ fn approvals_needed_reads_the_threshold_from_the_gates() {
         needed(request("prod", Action::Apply, &["operator"], 3)),
         Some(2)
     );
-    assert_eq!(needed(request("dev", Action::Destroy, &[], 0)), Some(2));
+    // A person's own dev destroy needs none (the CLI confirms); staging and prod need two.
+    assert_eq!(needed(request("dev", Action::Destroy, &[], 0)), Some(0));
+    assert_eq!(needed(request("staging", Action::Destroy, &[], 0)), Some(2));
     assert_eq!(needed(request("prod", Action::Apply, &["viewer"], 0)), None);
     assert_eq!(needed(request("prod", Action::Apply, &[], 0)), None);
 }

@@ -46,6 +46,7 @@ impl Engine {
         let facts = ApprovalFacts {
             approvals: 0,
             requester: None,
+            requested_by_agent: false,
         };
         let decision = self.authorizer.decide(caller, action, plan, &facts);
         let kind = if decision.is_allow() {

@@ -94,7 +94,15 @@ impl Engine {
         let open = requests.into_iter().find(|r| r.is_open(now));
         let approvals = open
             .as_ref()
-            .map(|r| count_valid(&r.records(), &plan.hash, &[&r.requester, &person], now))
+            .map(|r| {
+                // The person's own approval of their agent's dev request counts (they gave it
+                // out of band); otherwise neither the requester's nor the applier's does.
+                let excluded: Vec<&str> = match solo_request(r) {
+                    true => Vec::new(),
+                    false => vec![&r.requester, &person],
+                };
+                count_valid(&r.records(), &plan.hash, &excluded, now)
+            })
             .unwrap_or(0);
         let facts = ApprovalFacts {
             approvals,
@@ -103,6 +111,11 @@ impl Engine {
                     .map(|r| r.requester.clone())
                     .unwrap_or_else(|| person.clone()),
             ),
+            requested_by_agent: open
+                .as_ref()
+                .map_or(caller.principal.starts_with("agent:"), |r| {
+                    r.requested_by.starts_with("agent:")
+                }),
         };
         let decision = self.authorizer.decide(caller, action, facts_plan, &facts);
         let request = match (&decision, open) {
@@ -335,6 +348,7 @@ impl Engine {
             let facts = ApprovalFacts {
                 approvals: 0,
                 requester: Some(request.requester.clone()),
+                requested_by_agent: request.requested_by.starts_with("agent:"),
             };
             let decision = self
                 .authorizer
@@ -356,7 +370,10 @@ impl Engine {
                 )));
             }
             let person = caller.person().to_string();
-            if person == request.requester {
+            let own_agents_dev_request = solo_request(&request)
+                && !caller.principal.starts_with("agent:")
+                && caller.channel != "mcp";
+            if person == request.requester && !own_agents_dev_request {
                 return Err(ExecError::NotAllowed(format!(
                     "{person} made request {id} and cannot {verb} it; another approver must"
                 )));
@@ -445,4 +462,10 @@ pub fn gated_message(plan: &Plan, request: &ApprovalRequest) -> String {
         request.id,
         plan.id
     )
+}
+
+/// A dev request an agent made for its person: policy lets that person approve it themselves,
+/// out of band (not over MCP), so a person alone can use the product without faking another.
+fn solo_request(request: &ApprovalRequest) -> bool {
+    request.environment == "dev" && request.requested_by.starts_with("agent:")
 }

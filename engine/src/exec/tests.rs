@@ -843,10 +843,11 @@ mod approvals {
     }
 
     #[tokio::test]
-    async fn dev_destroy_needs_two_approvals() {
+    async fn a_destroy_outside_dev_needs_two_approvals() {
         let (engine, _) = gated_engine().await;
         let alice = who("user:alice");
-        let cfg = config("lab", 1, &[]);
+        let mut cfg = config("lab", 1, &[]);
+        cfg.workspace.environment = Environment::Staging;
         let plan = engine.plan(&cfg).await.unwrap();
         assert!(matches!(
             engine.apply(&plan.id, &alice).await.unwrap(),
@@ -1193,6 +1194,68 @@ mod workflow_actions {
             kinds.contains(&("denial".into(), "user:dev".into(), "resume".into())),
             "{kinds:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_person_alone_approves_their_agents_dev_request_out_of_band_but_not_in_prod() {
+        let (engine, _) = engine_failing(&[]).await;
+        let cfg = config("lab", 2, &[]);
+        let dana = who("user:dana");
+        let up = engine.plan(&cfg).await.unwrap();
+        assert_eq!(
+            ran_as(&engine, &up, &dana).await.status,
+            WorkflowStatus::Succeeded
+        );
+
+        // Their assistant's dev destroy waits for one approval...
+        let agent = Caller::parse("agent:mcp@dana", "mcp").unwrap();
+        let down = engine.plan_destroy(&cfg).await.unwrap();
+        let request = match engine.start(&down.id, &agent).await {
+            Err(ExecError::NeedsApproval { request, .. }) => *request,
+            other => panic!("expected the approval gate, got {other:?}"),
+        };
+        assert_eq!(request.required, 1);
+        assert_eq!(request.gates[0].id, "agent-dev-destroy-needs-approval");
+        // ...which dana does not give in the conversation (over MCP)...
+        let in_chat = Caller::parse("user:dana", "mcp").unwrap();
+        let err = engine
+            .approve(&request.id, &in_chat, "ok")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-self-approval"), "{err}");
+        // ...but out of band, at the CLI; then the assistant's destroy runs.
+        engine.approve(&request.id, &dana, "mine").await.unwrap();
+        let outcome = ran_as(&engine, &down, &agent).await;
+        assert_eq!(outcome.status, WorkflowStatus::Succeeded, "{outcome:?}");
+        assert!(engine.store.resources("lab").await.unwrap().is_empty());
+
+        // Their own dev destroy needs no approval at all (the CLI asks for a confirmation).
+        assert_eq!(
+            ran_as(&engine, &engine.plan(&cfg).await.unwrap(), &dana)
+                .await
+                .status,
+            WorkflowStatus::Succeeded
+        );
+        let own = engine.plan_destroy(&cfg).await.unwrap();
+        assert_eq!(
+            ran_as(&engine, &own, &dana).await.status,
+            WorkflowStatus::Succeeded
+        );
+
+        // In prod an agent's request is its person's: they cannot approve it themselves.
+        let mut prod = config("shop", 1, &[]);
+        prod.workspace.environment = Environment::Prod;
+        let plan = engine.plan(&prod).await.unwrap();
+        let operator_agent = Caller::parse("agent:mcp@dana:operator", "mcp").unwrap();
+        let request = match engine.start(&plan.id, &operator_agent).await {
+            Err(ExecError::NeedsApproval { request, .. }) => *request,
+            other => panic!("expected the approval gate, got {other:?}"),
+        };
+        let err = engine
+            .approve(&request.id, &who("user:dana:approver"), "mine")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-self-approval"), "{err}");
     }
 
     async fn ran_as(engine: &Engine, plan: &Plan, who: &Caller) -> RunOutcome {
