@@ -7,7 +7,7 @@ connect at once over stdio through `provisioning serve --connect SOCKET`, each s
 different $USER, which changes nothing: the kernel says who they are. One applies a dev plan
 (with progress) and stops a prod plan at the approval gate; while both stay connected the CLI
 lists the request over the same socket, and a `USER=bob` approval is refused as the requester's
-own. Exits non-zero with a message on the first failed expectation.
+own. The assistant's dev destroy waits for one approval, which the person gives at the CLI. Exits non-zero with a message on the first failed expectation.
 """
 
 import asyncio
@@ -96,6 +96,20 @@ async def main():
             own = cli("approvals", "approve", request, "--comment", "ok", user="bob")
             expect(own.returncode == 4, f"a USER=bob approval is the requester's own: {own.returncode} {own.stderr}")
             expect("no-self-approval" in own.stderr, f"named: {own.stderr}")
+
+            # Alone on a laptop: the assistant's dev destroy waits for one approval, which the
+            # person gives out of band at the CLI (the kernel says who), never in the chat.
+            dp = structured(await a.call_tool("plan_changes", {"config": DEV, "destroy": True}), "destroy plan")
+            expect(dp["summary"]["delete"] == 2, f"2 deletes: {dp['summary']}")
+            waiting = structured(await a.call_tool("apply_plan", {"plan_id": dp["plan_id"]}), "destroy")
+            expect(waiting["status"] == "needs_approval", f"the assistant's destroy waits: {waiting}")
+            mine = waiting["approval_request"]["id"]
+            ok = cli("approvals", "approve", mine, "--comment", "tear it down", user="nobody-in-particular")
+            expect(ok.returncode == 0, f"the person approves their assistant's request: {ok.stderr}")
+            gone = structured(await a.call_tool("apply_plan", {"plan_id": dp["plan_id"]}), "approved destroy")
+            expect(gone["status"] == "succeeded", f"the destroy runs: {gone}")
+            state = structured(await b.call_tool("get_state", {"workspace": "locallab"}), "state")
+            expect(not state["resources"], f"nothing left: {state}")
 
             # And both sessions still work afterwards.
             w = structured(await a.call_tool("list_workflows", {}), "list_workflows")

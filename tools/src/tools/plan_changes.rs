@@ -5,9 +5,19 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::validate_config::ConfigInput;
 use super::{exec_fail, value};
 use crate::ProvisioningServer;
+
+#[derive(Debug, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInput {
+    /// The config as Nickel source (a plain record; it may not `import` anything).
+    pub config: String,
+    /// Plan removing everything this config's workspace has recorded, instead of reaching the
+    /// config (policy decides a destroy separately: it may wait for approvals).
+    #[serde(default)]
+    pub destroy: bool,
+}
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PlanOutput {
@@ -48,7 +58,8 @@ impl PlanOutput {
 #[tool_router(router = plan_router, vis = "pub(crate)")]
 impl ProvisioningServer {
     /// Compare a config with recorded state: create / update / replace / delete per resource,
-    /// blast radius, monthly cost change. Changes nothing; stores the plan and returns its id.
+    /// blast radius, monthly cost change. With `destroy`, plan removing everything the
+    /// workspace has instead. Changes nothing; stores the plan and returns its id.
     #[tool(annotations(
         read_only_hint = true,
         idempotent_hint = true,
@@ -57,7 +68,7 @@ impl ProvisioningServer {
     ))]
     async fn plan_changes(
         &self,
-        Parameters(input): Parameters<ConfigInput>,
+        Parameters(input): Parameters<PlanInput>,
     ) -> Result<Json<PlanOutput>, String> {
         let v = self.ctx.validate(input.config).await?;
         let Some(config) = v.config.filter(|_| {
@@ -70,7 +81,11 @@ impl ProvisioningServer {
                 value(&v.diagnostics)
             ));
         };
-        let plan = self.ctx.engine.plan(&config).await.map_err(exec_fail)?;
+        let plan = match input.destroy {
+            true => self.ctx.engine.plan_destroy(&config).await,
+            false => self.ctx.engine.plan(&config).await,
+        }
+        .map_err(exec_fail)?;
         Ok(Json(PlanOutput::of(&plan)))
     }
 }
