@@ -287,7 +287,7 @@ impl Settings {
         if let Some(SecretRef::Plain(s)) = &state_password {
             secrets.redactor().register(s.expose());
         }
-        Ok(Settings {
+        let mut settings = Settings {
             secrets,
             openai,
             state_user,
@@ -308,7 +308,20 @@ impl Settings {
                 Some(url) => Some(crate::remote::Remote::new(url, g.token.as_deref())?),
                 None => None,
             },
-        })
+        };
+        // When this installation's local server runs, the commands that can ask a server
+        // (approvals, status, cancel, audit) ask it: it holds the state, and the kernel says who
+        // is asking.
+        if settings.remote.is_none() {
+            let socket = crate::commands::daemon::default_socket(&settings);
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                settings.remote = Some(crate::remote::Remote::new(
+                    &format!("unix:{}", socket.display()),
+                    None,
+                )?);
+            }
+        }
+        Ok(settings)
     }
 
     /// Where policies come from: the config file's directory, else the defaults.

@@ -263,6 +263,14 @@ fn serve_local_starts_the_daemon_on_first_use() {
     std::fs::write(dir.0.join("config.toml"), "").unwrap();
     let status = cli(&dir.0, &["daemon", "status"]);
     assert_eq!(status.status.code(), Some(3), "nothing runs yet");
+    // A failed assertion must not leave the local server running.
+    struct Stop<'a>(&'a Path);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = cli(self.0, &["daemon", "stop"]);
+        }
+    }
+    let _stop = Stop(&dir.0);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -284,6 +292,21 @@ fn serve_local_starts_the_daemon_on_first_use() {
         let text = String::from_utf8_lossy(&status.stdout);
         assert_eq!(status.status.code(), Some(0), "{text}");
         assert!(text.contains("running") && text.contains("roles"), "{text}");
+        // Without --server, the commands that can ask a server ask the local one (the state is
+        // open there), as the account the kernel reports.
+        let listed = cli(&dir.0, &["approvals", "list"]);
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        let audit = cli(&dir.0, &["audit", "verify"]);
+        assert!(
+            audit.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&audit.stdout),
+            String::from_utf8_lossy(&audit.stderr)
+        );
         client.cancel().await.unwrap();
     });
 
