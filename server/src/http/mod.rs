@@ -56,6 +56,19 @@ pub fn harden(router: axum::Router, edge: &Edge) -> axum::Router {
         .layer(from_fn_with_state(edge.metrics.clone(), contain_panics))
         .layer(from_fn_with_state(edge.metrics.clone(), metrics::count))
         .layer(from_fn_with_state(edge.clone(), check_host_and_origin))
+        .layer(axum::middleware::map_response(close_after_too_large))
+}
+
+/// A 413 leaves the rest of the body unread, so the connection cannot carry another request:
+/// say so (`Connection: close`), or a client that reuses it from its pool gets a dropped
+/// connection on its next request instead of an answer.
+async fn close_after_too_large(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn check_host_and_origin(State(edge): State<Edge>, request: Request, next: Next) -> Response {
