@@ -35,36 +35,22 @@ fn yes() -> bool {
     true
 }
 
-/// The login name of whoever runs this process: `$USER`, `$LOGNAME`, else `uid-N`.
+/// The account this process runs as, as the kernel reports it (the real user id, named through
+/// the system's user database), else `uid-N`. Never `$USER` or `$LOGNAME`: anyone can set those.
 pub fn login_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
+    account_name(nix::unistd::getuid().as_raw())
+}
+
+/// The account name of `uid`, else `uid-N`.
+pub fn account_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("Uid:"))
-                        .and_then(|rest| rest.split_whitespace().next().map(|u| format!("uid-{u}")))
-                })
-        })
-        .unwrap_or_else(|| "unknown".into())
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid-{uid}"))
 }
 
 impl Caller {
-    /// The person at this terminal, authenticated by the operating system, without roles yet.
-    pub fn local_user() -> Caller {
-        Caller {
-            principal: format!("user:{}", login_name()),
-            channel: "cli".into(),
-            roles: Vec::new(),
-            authenticated: true,
-            mfa: false,
-        }
-    }
-
     /// `user:NAME[:ROLE,ROLE]` or `agent:NAME@USER[:ROLE,ROLE]`.
     pub fn parse(text: &str, channel: &str) -> Result<Caller, String> {
         let usage = "expected user:NAME[:ROLE,ROLE] or agent:NAME@USER[:ROLE,ROLE]";

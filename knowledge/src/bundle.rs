@@ -139,6 +139,15 @@ fn binding(path: &str) -> String {
     format!("__contract_{tail}")
 }
 
+/// `v` as Nickel source: JSON is not Nickel (`:` is a type annotation there), so a value meant
+/// for a Nickel evaluator is written this way. A control character other than `\n`, `\t` and
+/// `\r` in a string is an error.
+pub fn to_nickel(v: &serde_json::Value) -> Result<String, String> {
+    let mut out = String::new();
+    nickel_literal(v, &mut out)?;
+    Ok(out)
+}
+
 /// Writes `v` as a Nickel literal (records with quoted field names).
 fn nickel_literal(v: &serde_json::Value, out: &mut String) -> Result<(), String> {
     use serde_json::Value;

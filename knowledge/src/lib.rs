@@ -9,7 +9,7 @@ mod files;
 #[cfg(test)]
 mod reference_check;
 
-pub use bundle::contract_bundle;
+pub use bundle::{contract_bundle, to_nickel};
 pub use catalog::{Catalog, Plan, Provider, Role, Taskserv, Template, Zone};
 pub use files::{Schema, materialize, schema, schema_names};
 

@@ -201,6 +201,11 @@ pub struct ServeArgs {
     /// owner of the data directory has every role unless the config says otherwise)
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// With --socket, also serve the app (the Control Center page, REST, MCP) on this loopback
+    /// ADDR for browsers, each connection identified as the account the kernel says opened it
+    /// (port 0 picks one; the URL is written beside the socket, in PATH.url)
+    #[arg(long, value_name = "ADDR", requires = "socket")]
+    pub control_center: Option<String>,
     /// Over stdio, pass MCP through to the local server on this Unix socket (started with
     /// `serve --socket PATH`) instead of opening the state here: any number of assistants and
     /// the CLI (`--server unix:PATH`) then share one server, and you are who the kernel says
@@ -240,6 +245,16 @@ pub struct DaemonArgs {
     /// DATA_DIR/run/provisioning.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// Where `start`/`run` serve the Control Center for browsers: a loopback ADDR (port 0 picks
+    /// a free one), or `off`. `status` prints its URL
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0",
+        env = "PROVISIONING_DAEMON_CONTROL_CENTER"
+    )]
+    pub control_center: String,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -255,9 +270,9 @@ pub enum DaemonWhat {
 }
 
 impl ServeArgs {
-    /// `serve --socket PATH` with every other option at its default (or its environment
-    /// variable), for `daemon run`.
-    pub fn for_socket(path: std::path::PathBuf) -> ServeArgs {
+    /// `serve --socket PATH [--control-center ADDR]` with every other option at its default (or
+    /// its environment variable), for `daemon run`.
+    pub fn for_socket(path: std::path::PathBuf, control_center: Option<String>) -> ServeArgs {
         #[derive(Parser)]
         struct Only {
             #[command(flatten)]
@@ -265,6 +280,7 @@ impl ServeArgs {
         }
         let mut only = Only::parse_from(["provisioning"]);
         only.serve.socket = Some(path);
+        only.serve.control_center = control_center;
         only.serve
     }
 }

@@ -1,6 +1,6 @@
-//! The CLI over REST: with `--server URL` (and a token), `approvals`, `status` and `audit` ask a
-//! running `provisioning serve --http` instead of opening the state store, so they work while
-//! the server holds the embedded store, and from another machine. Refusals keep their meaning:
+//! The CLI over REST: with `--server URL` (and a token), or on the local server's socket when it
+//! runs, the commands ask the server instead of opening the state store, so they work while the
+//! server holds the embedded store, and from another machine. Refusals keep their meaning:
 //! the server's problem details become the same errors the local engine gives.
 
 use engine::exec::ExecError;
@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 #[derive(Clone)]
 pub struct Remote {
     base: String,
+    /// Where the server is, for people: its URL, or `unix:PATH` for the local server's socket.
+    shown: String,
     /// `None` on the local server's Unix socket: the kernel says who calls, no token.
     token: Option<String>,
     http: reqwest::Client,
@@ -31,6 +33,7 @@ impl Remote {
                 .map_err(|e| anyhow::anyhow!("--server `{url}`: {e}"))?;
             return Ok(Remote {
                 base: "http://localhost".into(),
+                shown: format!("unix:{path}"),
                 token: None,
                 http,
             });
@@ -54,14 +57,16 @@ impl Remote {
             })?
             .to_string();
         Ok(Remote {
+            shown: base.clone(),
             base,
             token: Some(token),
             http: reqwest::Client::new(),
         })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// Where the server is, for messages: its URL, or `unix:PATH`.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     async fn send(
@@ -81,7 +86,7 @@ impl Remote {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            ExecError::Remote(format!("cannot reach the server at {}: {e}", self.base))
+            ExecError::Remote(format!("cannot reach the server at {}: {e}", self.shown))
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
@@ -116,13 +121,37 @@ impl Remote {
         Err(match status {
             401 => ExecError::Remote(format!(
                 "the server at {} refused the token ({detail})",
-                self.base
+                self.shown
             )),
             403 => ExecError::NotAllowed(detail),
             404 => ExecError::Remote(detail),
             409 | 422 => ExecError::Approval(detail),
             _ => ExecError::Remote(format!("the server answered {status}: {detail}")),
         })
+    }
+
+    /// A streamed answer (server-sent events), read chunk by chunk.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, ExecError> {
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .header(crate::http::kernel::CLI_HEADER, "cli")
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| {
+            ExecError::Remote(format!("cannot reach the server at {}: {e}", self.shown))
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(ExecError::Remote(format!(
+                "the server answered {status}: {}",
+                text.trim()
+            )));
+        }
+        Ok(resp)
     }
 
     pub async fn text(&self, path: &str) -> Result<String, ExecError> {

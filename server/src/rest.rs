@@ -324,6 +324,33 @@ async fn apply_plan(
     }
 }
 
+/// Ask policy, now, whether the caller may apply (or destroy with) a stored plan, with the
+/// approvals granted so far, without applying it: what a client asks before asking its person
+/// to confirm. A gated plan gets its approval request here (made, or the one already open); a
+/// denial names its policies. Recorded in the audit log like any decision that is not an allow.
+#[utoipa::path(post, path = "/plans/{id}/authorize", params(("id" = String, Path, description = "Plan id")),
+    responses((status = 200, description = "The decision (`authorization.decision`: allow, deny or needs_approval), and the approval request when gated", body = serde_json::Value),
+              (status = 404, description = "Unknown plan", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Stale plan", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])), tag = "plans")]
+async fn authorize_plan(
+    State(ctx): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    writable(&ctx)?;
+    let plan = ctx.engine.load_plan(&id).await?;
+    let auth = ctx.engine.preflight(&plan, &caller).await?;
+    Ok(json(serde_json::json!({
+        "plan": plan.id,
+        "principal": caller.principal,
+        "action": engine::authz::plan_action(&plan).as_str(),
+        "authorization": auth.decision,
+        "request": auth.request,
+        "approvals": auth.approvals,
+    })))
+}
+
 // ---------------------------------------------------------------------------------------------
 // approvals
 
@@ -600,7 +627,9 @@ async fn workflow_events(
     let wf = ctx.engine.workflow(&id).await?;
     let live = ctx.engine.subscribe();
     let recorded = ctx.engine.store.events(&wf.id, 0).await?;
-    let last = recorded.last().map(|e| e.seq).unwrap_or(0);
+    // Parallel steps record their events in any order, so a live event is new when its number
+    // has not been sent, not when it is above the highest one sent.
+    let sent: std::collections::HashSet<u64> = recorded.iter().map(|e| e.seq).collect();
     let done = wf.status.is_final()
         || matches!(
             wf.status,
@@ -616,30 +645,34 @@ async fn workflow_events(
     let first: Vec<Result<SseEvent, std::convert::Infallible>> =
         recorded.iter().map(|e| Ok(to_sse(e))).collect();
     let wf_id = wf.id.clone();
-    let tail = futures_util::stream::unfold((live, last, done), move |(mut live, last, done)| {
-        let wf_id = wf_id.clone();
-        let redactor = redactor.clone();
-        async move {
-            if done {
-                return None;
-            }
-            loop {
-                match live.recv().await {
-                    Ok(e) if e.workflow == wf_id && e.seq > last => {
-                        let finished = matches!(e.kind, engine::state::EventKind::WorkflowFinished);
-                        let ev = SseEvent::default()
-                            .event("step")
-                            .id(e.seq.to_string())
-                            .data(redactor.redact(&serde_json::to_string(&e).unwrap_or_default()));
-                        return Some((Ok(ev), (live, e.seq, finished)));
+    let tail =
+        futures_util::stream::unfold((live, sent, done), move |(mut live, mut sent, done)| {
+            let wf_id = wf_id.clone();
+            let redactor = redactor.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(e) if e.workflow == wf_id && sent.insert(e.seq) => {
+                            let finished =
+                                matches!(e.kind, engine::state::EventKind::WorkflowFinished);
+                            let ev = SseEvent::default()
+                                .event("step")
+                                .id(e.seq.to_string())
+                                .data(
+                                    redactor.redact(&serde_json::to_string(&e).unwrap_or_default()),
+                                );
+                            return Some((Ok(ev), (live, sent, finished)));
+                        }
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
                     }
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return None,
                 }
             }
-        }
-    });
+        });
     let stream = futures_util::StreamExt::chain(futures_util::stream::iter(first), tail);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
@@ -1000,6 +1033,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(create_plan))
         .routes(routes!(get_plan))
         .routes(routes!(apply_plan))
+        .routes(routes!(authorize_plan))
         .routes(routes!(list_approvals))
         .routes(routes!(get_approval))
         .routes(routes!(approve))

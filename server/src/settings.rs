@@ -47,7 +47,8 @@ pub struct Settings {
 /// ttl_hours = 24
 ///
 /// [access]
-/// default_roles = ["operator"]   # roles of users not listed below
+/// default_roles = ["viewer"]   # roles of accounts not listed below (none by default; the
+///                              # data directory's owner has every role unless listed)
 ///
 /// [users.alice]
 /// roles = ["operator"]
@@ -186,7 +187,8 @@ fn default_ttl_hours() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSection {
-    /// Roles of a user the `[users]` table does not list.
+    /// Roles of an account the `[users]` table does not list, other than the data directory's
+    /// owner (who has every role unless listed). None by default.
     #[serde(default = "default_roles")]
     pub default_roles: Vec<String>,
 }
@@ -200,7 +202,7 @@ impl Default for AccessSection {
 }
 
 fn default_roles() -> Vec<String> {
-    vec!["operator".into()]
+    Vec::new()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -343,19 +345,30 @@ impl Settings {
         }
     }
 
-    /// The person at this terminal with the roles the config file gives them.
-    pub fn local_caller(&self) -> Caller {
-        let caller = Caller::local_user();
-        let roles = self.roles_of(caller.person());
-        caller.with_roles(roles)
+    /// The accounts of this installation and their roles: `[users.NAME] roles`, else every role
+    /// for the account that owns the data directory (whoever runs this, when it does not exist
+    /// yet: it will create it), else `[access] default_roles`.
+    pub fn accounts(&self) -> crate::http::kernel::Accounts {
+        use std::os::unix::fs::MetadataExt as _;
+        crate::http::kernel::Accounts {
+            owner_uid: std::fs::metadata(&self.data_dir)
+                .map(|m| m.uid())
+                .unwrap_or_else(|_| nix::unistd::getuid().as_raw()),
+            configured: self
+                .file
+                .users
+                .iter()
+                .map(|(name, u)| (name.clone(), u.roles.clone()))
+                .collect(),
+            default_roles: self.file.access.default_roles.clone(),
+        }
     }
 
-    pub fn roles_of(&self, user: &str) -> Vec<String> {
-        self.file
-            .users
-            .get(user)
-            .map(|u| u.roles.clone())
-            .unwrap_or_else(|| self.file.access.default_roles.clone())
+    /// The person at this terminal: the account the kernel says runs this process (never
+    /// `$USER`), with the roles [`Settings::accounts`] gives it.
+    pub fn local_caller(&self) -> Caller {
+        self.accounts()
+            .caller(nix::unistd::getuid().as_raw(), "/", true)
     }
 
     /// Bearer token (its SHA-256, hex) → who it is, for the HTTP server.

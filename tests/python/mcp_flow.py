@@ -3,8 +3,9 @@
     python mcp_flow.py BINARY WORKDIR
 
 Over stdio: list tools, draft -> validate -> plan -> apply a sim config with progress
-notifications, read the workflow log resource; a prod config stops at the approval gate, a
-second person approves it through the CLI, and the same plan then applies. Over streamable HTTP
+notifications, read the workflow log resource; a prod config stops at the approval gate, the
+agent's own person cannot approve it, a second person (bob, with his token on a team server)
+approves it through the CLI, and the same plan then applies. Over streamable HTTP
 with a bearer token: list tools and check policy as the token's principal. Exits non-zero with a
 message on the first failed expectation.
 """
@@ -26,6 +27,7 @@ BINARY, WORK = sys.argv[1], sys.argv[2]
 DATA = os.path.join(WORK, "data")
 CONFIG = os.path.join(WORK, "config.toml")
 TOKEN = "py-sdk-token-for-carol-0123456789"
+BOB_TOKEN = "py-sdk-token-for-bob-0123456789"
 INTENT = "two small sim servers with redis in sim-2 for the dev workspace pylab"
 PROD = '{ workspace = { name = "pyshop", environment = "prod" }, servers = [{ name = "w1", provider = "sim", plan = "small", zone = "sim-1" }] }'
 
@@ -36,16 +38,32 @@ def expect(cond, what):
         sys.exit(1)
 
 
-def env(user):
+def env():
     e = {k: v for k, v in os.environ.items() if k != "PROVISIONING_CONFIG"}
     e.update(
         PROVISIONING_PATHS_DATA_DIR=DATA,
         PROVISIONING_CONFIG=CONFIG,
         PROVISIONING_PATHS_MODELS_DIR=os.path.join(WORK, "no-models"),
         XDG_CONFIG_HOME="/nonexistent/provisioning-tests",
-        USER=user,
+        # Who calls is the account the kernel reports, or a token: never these.
+        USER="bob",
+        LOGNAME="bob",
     )
     return e
+
+
+def start_http():
+    """`serve --http` on the same installation; returns the process and its base URL."""
+    proc = subprocess.Popen(
+        [BINARY, "serve", "--http", "127.0.0.1:0"],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    expect(line.startswith("listening on "), f"address line: {line!r}")
+    return proc, line.removeprefix("listening on ")
 
 
 def structured(result, what):
@@ -53,8 +71,8 @@ def structured(result, what):
     return result.structured_content
 
 
-def server(user="alice"):
-    return stdio_client(StdioServerParameters(command=BINARY, args=["serve"], env=env(user)))
+def server():
+    return stdio_client(StdioServerParameters(command=BINARY, args=["serve"], env=env()))
 
 
 async def stdio_flow():
@@ -96,15 +114,24 @@ async def stdio_flow():
             expect(gated["status"] == "needs_approval", f"prod stops at the gate: {gated}")
             request = gated["approval_request"]["id"]
 
-    # The server has exited (stdin closed); a second person approves through the CLI.
+    # The server has exited (stdin closed). The agent's person (this account, whatever USER
+    # says) cannot approve their own agent's prod request; bob, a second person, can.
     for _ in range(40):
-        if subprocess.run([BINARY, "approvals", "list"], env=env("bob"), capture_output=True).returncode == 0:
+        if subprocess.run([BINARY, "approvals", "list"], env=env(), capture_output=True).returncode == 0:
             break
         time.sleep(0.25)
-    own = subprocess.run([BINARY, "approvals", "approve", request], env=env("alice"), capture_output=True, text=True)
+    own = subprocess.run([BINARY, "approvals", "approve", request], env=env(), capture_output=True, text=True)
     expect(own.returncode == 4, f"the requester cannot approve: {own.returncode} {own.stderr}")
-    ok = subprocess.run([BINARY, "approvals", "approve", request, "--comment", "ok"], env=env("bob"), capture_output=True, text=True)
-    expect(ok.returncode == 0, f"bob approves: {ok.stderr}")
+    team, url = start_http()
+    try:
+        as_bob = dict(env(), PROVISIONING_SERVER=url, PROVISIONING_TOKEN=BOB_TOKEN)
+        ok = subprocess.run(
+            [BINARY, "approvals", "approve", request, "--comment", "ok"], env=as_bob, capture_output=True, text=True
+        )
+        expect(ok.returncode == 0, f"bob approves: {ok.stderr}")
+    finally:
+        team.kill()
+        team.wait()
 
     async with server() as (read, write):
         async with ClientSession(read, write) as s:
@@ -114,17 +141,8 @@ async def stdio_flow():
 
 
 async def http_flow():
-    proc = subprocess.Popen(
-        [BINARY, "serve", "--http", "127.0.0.1:0"],
-        env=env("alice"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, url = start_http()
     try:
-        line = proc.stdout.readline().strip()
-        expect(line.startswith("listening on "), f"address line: {line!r}")
-        url = line.removeprefix("listening on ")
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             async with streamable_http_client(url, http_client=http) as streams:
                 read, write = streams[0], streams[1]
@@ -141,9 +159,10 @@ async def http_flow():
 
 def main():
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    bob = hashlib.sha256(BOB_TOKEN.encode()).hexdigest()
     with open(CONFIG, "w") as f:
         f.write(
-            '[users.alice]\nroles = ["operator"]\n\n[users.bob]\nroles = ["approver"]\n\n'
+            f'[users.bob]\nroles = ["approver"]\ntoken_sha256 = "{bob}"\n\n'
             f'[users.carol]\nroles = ["operator"]\ntoken_sha256 = "{digest}"\n'
         )
     asyncio.run(stdio_flow())

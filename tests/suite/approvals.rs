@@ -1,42 +1,70 @@
 //! Approval gates end to end: the real binary, the embedded SurrealDB store, the default Cedar
-//! policies, and people told apart by their login name (`USER`) with roles from a config file.
+//! policies, and people told apart the way a team's server tells them apart: each person's CLI
+//! talks to one `serve --http` with their own token (`--server`, `PROVISIONING_TOKEN`), and the
+//! server's config maps the token's SHA-256 to the person and their roles.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use libtest_mimic::Trial;
+use sha2::Digest;
 use tests::{root, run_env, scratch};
 
 use crate::check;
 
-const PEOPLE: &str = r#"
-[users.alice]
-roles = ["operator"]
+const PEOPLE: [(&str, &str); 4] = [
+    ("alice", "operator"),
+    ("bob", "approver"),
+    ("carol", "approver"),
+    ("vic", "viewer"),
+];
 
-[users.bob]
-roles = ["approver"]
+fn token(user: &str) -> String {
+    format!("{user}-token-for-the-approvals-trials")
+}
 
-[users.carol]
-roles = ["approver"]
-
-[users.vic]
-roles = ["viewer"]
-"#;
+/// The people, each with a token, as a config file's `[users]`.
+fn people() -> String {
+    PEOPLE
+        .iter()
+        .map(|(user, role)| {
+            format!(
+                "[users.{user}]\nroles = [\"{role}\"]\ntoken_sha256 = \"{:x}\"\n\n",
+                sha2::Sha256::digest(token(user).as_bytes())
+            )
+        })
+        .collect()
+}
 
 struct Env {
     dir: PathBuf,
     data: String,
     config: String,
+    /// The team's server, when the config starts one.
+    server: Option<(std::process::Child, String)>,
 }
 
 impl Env {
+    /// A server on a scratch installation with `config`.
     fn new(name: &str, config: &str) -> Env {
+        Env::offline(name, config).serve()
+    }
+
+    /// Starts the team's server on this installation.
+    fn serve(mut self) -> Env {
+        self.server = Some(tests::serve_http(&self.dir, &[]).unwrap());
+        self
+    }
+
+    /// No server: the CLI opens the state itself (as the account running the tests).
+    fn offline(name: &str, config: &str) -> Env {
         let dir = scratch(name);
         std::fs::write(dir.join("config.toml"), config).unwrap();
         Env {
             data: dir.join("data").display().to_string(),
             config: dir.join("config.toml").display().to_string(),
             dir,
+            server: None,
         }
     }
 
@@ -46,21 +74,31 @@ impl Env {
         path.display().to_string()
     }
 
+    /// `provisioning ARGS` as `user`: with their token on the server, or offline as whoever runs
+    /// the tests (`user` is then only a label).
     fn run(&self, user: &str, args: &[&str]) -> Output {
-        run_env(
-            &root(),
-            args,
-            &[
-                ("PROVISIONING_PATHS_DATA_DIR", self.data.as_str()),
-                ("PROVISIONING_CONFIG", self.config.as_str()),
-                ("USER", user),
-            ],
-        )
+        let token = token(user);
+        let mut env = vec![
+            ("PROVISIONING_PATHS_DATA_DIR", self.data.as_str()),
+            ("PROVISIONING_CONFIG", self.config.as_str()),
+            // Who you are comes from the token (or the kernel), never from these.
+            ("USER", "mallory"),
+            ("LOGNAME", "mallory"),
+        ];
+        if let Some((_, url)) = &self.server {
+            env.push(("PROVISIONING_SERVER", url.as_str()));
+            env.push(("PROVISIONING_TOKEN", token.as_str()));
+        }
+        run_env(&root(), args, &env)
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if let Some((child, _)) = &mut self.server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -107,7 +145,7 @@ fn audit_kinds(env: &Env) -> Vec<String> {
 /// cannot approve it; a second person does; the apply proceeds; the approval cannot be
 /// replayed; one changed field makes the next apply stop again.
 fn prod_apply_waits_for_a_second_person() {
-    let env = Env::new("approvals-prod", PEOPLE);
+    let env = Env::new("approvals-prod", &people());
     let config = env.file("shop.ncl", &shop("sim-2"));
 
     let out = env.run("alice", &["apply", &config, "--yes", "--json"]);
@@ -215,7 +253,7 @@ fn prod_apply_waits_for_a_second_person() {
 
 /// A rejection carries its comment to the requester and closes that exact plan.
 fn a_rejected_plan_stays_rejected() {
-    let env = Env::new("approvals-reject", PEOPLE);
+    let env = Env::new("approvals-reject", &people());
     let config = env.file("shop.ncl", &shop("sim-2"));
     let out = env.run("alice", &["apply", &config, "--yes", "--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -263,14 +301,16 @@ fn workspace_limits_and_policy_dir_come_from_the_config() {
 forbid (principal, action == Provisioning::Action::"apply", resource)
 when { resource.environment == "staging" && context.cost_delta_cents > 900 };
 "#;
-    let env = Env::new(
+    let env = Env::offline(
         "approvals-limits",
         &format!(
-            "{PEOPLE}\n[workspaces.stage]\nbudget = 4.0\nforbidden_zones = [\"sim-2\"]\n\n[policies]\ndir = \"policies\"\n"
+            "{}\n[workspaces.stage]\nbudget = 4.0\nforbidden_zones = [\"sim-2\"]\n\n[policies]\ndir = \"policies\"\n",
+            people()
         ),
     );
     std::fs::create_dir_all(env.dir.join("policies")).unwrap();
     std::fs::write(env.dir.join("policies/extra.cedar"), dir_policies).unwrap();
+    let env = env.serve();
     let stage = |zone: &str, n: usize| {
         let servers: Vec<String> = (1..=n)
             .map(|i| {
@@ -321,7 +361,7 @@ when { resource.environment == "staging" && context.cost_delta_cents > 900 };
 
 /// A broken config file or policy directory stops every command with a message naming it.
 fn a_bad_config_file_or_policy_dir_is_named() {
-    let env = Env::new(
+    let env = Env::offline(
         "approvals-badconfig",
         "[users.alice]\nroles = \"operator\"\n",
     );
@@ -333,7 +373,7 @@ fn a_bad_config_file_or_policy_dir_is_named() {
         "{err}"
     );
 
-    let env = Env::new(
+    let env = Env::offline(
         "approvals-badpolicy",
         "[policies]\ndir = \"p\"\nmode = \"replace\"\n",
     );

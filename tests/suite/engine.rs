@@ -26,6 +26,10 @@ pub fn trials() -> Vec<Trial> {
             move || check(move || rollback_leaves_nothing(seed)),
         ));
     }
+    trials.push(Trial::test(
+        "engine::crash_resume::the_local_server_killed_mid_apply",
+        || check(the_local_server_killed_mid_apply_resumes),
+    ));
     trials.push(Trial::test("engine::bad_input::unknown_plan", || {
         check(unknown_plan)
     }));
@@ -180,9 +184,14 @@ fn crash_and_resume(seed: u64) {
         "kill at {kill_at}: {finished}"
     );
 
-    // The ledger holds every side effect exactly once: 25 servers and 25 taskservs created,
-    // nothing else, nothing twice.
-    let entries = ledger(&data);
+    exactly_once(&data, &format!("kill at {kill_at}"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ledger holds every side effect exactly once: 25 servers and 25 taskservs created,
+/// nothing else, nothing twice; and state records them all.
+fn exactly_once(data: &Path, context: &str) {
+    let entries = ledger(data);
     let mut per_resource: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in &entries {
         per_resource
@@ -195,18 +204,72 @@ fn crash_and_resume(seed: u64) {
         .iter()
         .filter(|(_, ops)| ops.len() != 1)
         .collect();
-    assert_eq!(lost, 0, "kill at {kill_at}: lost side effects");
+    assert_eq!(lost, 0, "{context}: lost side effects");
     assert!(
         duplicated.is_empty(),
-        "kill at {kill_at}: duplicated {duplicated:?}"
+        "{context}: duplicated {duplicated:?}"
     );
     assert_eq!(entries.len(), 2 * SERVERS);
-    let state = cli(&data, &["state", "--json"], &[]);
+    let state = cli(data, &["state", "--json"], &[]);
     assert_eq!(
         json(&state).as_array().unwrap().len(),
         2 * SERVERS,
         "state after resume"
     );
+}
+
+/// The local server (what the CLI and the assistants talk to) dies like `kill -9` in the middle
+/// of an apply; started again, it resumes the workflow, and every side effect happened exactly
+/// once. The CLI that was following the apply says what happened and what to do.
+fn the_local_server_killed_mid_apply_resumes() {
+    let (template, plan) = crash_template();
+    let dir = scratch("crash-daemon");
+    let data = dir.join("data");
+    copy_tree(template, &data).unwrap();
+    struct Stop<'a>(&'a Path);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = cli(self.0, &["daemon", "stop"], &[]);
+        }
+    }
+    let _stop = Stop(&data);
+    let kill_at = (FAULT_POINTS / 2).to_string();
+    let started = cli(
+        &data,
+        &["daemon", "start"],
+        &[("PROVISIONING_FAULT_KILL_AT", &kill_at)],
+    );
+    assert!(started.status.success(), "{}", text(&started));
+
+    // Through the local server, which dies at the fault point.
+    let out = cli(&data, &["apply", "--plan", plan, "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in the server at") && err.contains("provisioning resume wf-"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        cli(&data, &["daemon", "status"], &[]).status.code(),
+        Some(3),
+        "the local server is gone"
+    );
+    let done = ledger(&data).len();
+    assert!(
+        0 < done && done < 2 * SERVERS,
+        "killed in the middle: {done} side effects"
+    );
+
+    // Started again (its stale socket is replaced); the CLI resumes through it.
+    let started = cli(&data, &["daemon", "start"], &[]);
+    assert!(started.status.success(), "{}", text(&started));
+    let wf = latest_workflow(&data);
+    let out = cli(&data, &["resume", &wf, "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&out)["status"], "succeeded", "{}", text(&out));
+    exactly_once(&data, &format!("the local server killed at {kill_at}"));
+    drop(_stop);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -441,8 +504,7 @@ fn local_dev_stack() {
     assert!(drift.status.success(), "{}", text(&drift));
 
     // A person's own destroy in dev needs only the confirmation (`--yes` here), no approvals.
-    let me = [("USER", "dev-alice")];
-    let out = cli(&data, &["destroy", example, "--yes", "--json"], &me);
+    let out = cli(&data, &["destroy", example, "--yes", "--json"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         json(&cli(&data, &["state", "--json"], &[])),

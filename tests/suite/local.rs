@@ -60,7 +60,7 @@ fn client(socket: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-fn my_name() -> String {
+pub(crate) fn my_name() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -255,6 +255,123 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// With the local server holding the state (an assistant connected), the person's plan, apply,
+/// state, drift, status and destroy at the CLI go through it, as the account the kernel reports
+/// whatever `USER` says, and a config of the caller's choosing gives them nothing.
+fn the_cli_works_through_the_server(dir: &Path) {
+    let config = dir.join("lab.ncl");
+    std::fs::write(&config, crate::mcp::dev_config(2)).unwrap();
+    let config = config.to_str().unwrap();
+    // A config the caller wrote, naming policies that forbid nothing: the server never reads it.
+    std::fs::write(
+        dir.join("mine.toml"),
+        "[users.mallory]\nroles = [\"operator\", \"approver\"]\n[access]\ndefault_roles = []\n",
+    )
+    .unwrap();
+    let as_mallory = |args: &[&str]| {
+        Command::new(tests::binary())
+            .args(args)
+            .current_dir(tests::root())
+            .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+            .env("PROVISIONING_CONFIG", dir.join("mine.toml"))
+            .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+            .env("USER", "mallory")
+            .env("LOGNAME", "mallory")
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap()
+    };
+
+    let plan = as_mallory(&["plan", config]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        shown.contains("+ server n1") && shown.contains("apply --plan"),
+        "{}",
+        text(&plan)
+    );
+
+    let applied = as_mallory(&["apply", config, "--yes", "--json"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let outcome: Value = serde_json::from_slice(&applied.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&applied)));
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    assert_eq!(
+        outcome["succeeded"], 4,
+        "two servers and their taskservs: {outcome}"
+    );
+    let progress = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        progress.contains("[4/4] ok"),
+        "the server's events, followed: {progress}"
+    );
+
+    let state = as_mallory(&["state", "--json"]);
+    assert!(state.status.success(), "{}", text(&state));
+    let resources: Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(resources.as_array().map(Vec::len), Some(4), "{resources}");
+    let unknown = as_mallory(&["state", "--workspace", "lob"]);
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("did you mean `lab`"),
+        "{}",
+        text(&unknown)
+    );
+    let drift = as_mallory(&["drift", "--workspace", "lab"]);
+    assert!(drift.status.success(), "{}", text(&drift));
+    assert!(
+        String::from_utf8_lossy(&drift.stdout).contains("no drift"),
+        "{}",
+        text(&drift)
+    );
+
+    // Nothing new to do: the same config plans no change.
+    let again = as_mallory(&["apply", config, "--yes", "--json"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["result"], "no_changes", "{again}");
+
+    // The person's own dev destroy, after the confirmation (--yes).
+    let destroyed = as_mallory(&["destroy", config, "--yes", "--json"]);
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+    let state = as_mallory(&["state", "--json"]);
+    let resources: Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(resources.as_array().map(Vec::len), Some(0), "{resources}");
+
+    // The audit log names the account the kernel reported, on the CLI's channel; mallory and
+    // the caller's config appear nowhere.
+    let audit = cli(dir, &["audit", "export"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    let log = String::from_utf8_lossy(&audit.stdout);
+    let me = format!("user:{}", my_name());
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let decisions: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "decision").collect();
+    assert_eq!(decisions.len(), 2, "the apply and the destroy: {log}");
+    for e in &decisions {
+        assert_eq!(e["actor"], me.as_str(), "{e}");
+        assert_eq!(e["data"]["channel"], "cli", "{e}");
+    }
+    let actions: Vec<&str> = decisions
+        .iter()
+        .filter_map(|e| e["data"]["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["apply", "destroy"], "{log}");
+    let runs = entries.iter().filter(|e| e["kind"] == "workflow").count();
+    assert_eq!(runs, 2, "{log}");
+    assert!(!log.contains("mallory"), "{log}");
+}
+
 /// `serve --local` (what an assistant's config runs) starts the installation's local server
 /// when none runs and passes MCP through to it; `daemon status|stop` see and stop it.
 fn serve_local_starts_the_daemon_on_first_use() {
@@ -307,6 +424,7 @@ fn serve_local_starts_the_daemon_on_first_use() {
             String::from_utf8_lossy(&audit.stdout),
             String::from_utf8_lossy(&audit.stderr)
         );
+        the_cli_works_through_the_server(&dir.0);
         client.cancel().await.unwrap();
     });
 

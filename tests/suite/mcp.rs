@@ -41,8 +41,18 @@ impl ClientHandler for Client {
     }
 }
 
-const PEOPLE: &str =
-    "[users.alice]\nroles = [\"operator\"]\n\n[users.bob]\nroles = [\"approver\"]\n";
+/// Bob's token on a team server (`serve --http`) over the same installation.
+const BOB_TOKEN: &str = "bob-token-for-the-mcp-trials-0123456789";
+
+/// The people besides the account running the tests (who owns the installation, so has every
+/// role): bob, an approver, whose token a team server maps to him.
+fn people() -> String {
+    use sha2::Digest;
+    format!(
+        "[users.bob]\nroles = [\"approver\"]\ntoken_sha256 = \"{:x}\"\n",
+        sha2::Sha256::digest(BOB_TOKEN.as_bytes())
+    )
+}
 
 /// The words the drafter turns into the dev config below (3 sim servers with nginx).
 const INTENT: &str = "three small sim servers with nginx in sim-1 for the dev workspace lab";
@@ -88,7 +98,7 @@ impl Drop for Dir {
 }
 
 fn command(dir: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
-    std::fs::write(dir.join("config.toml"), PEOPLE).unwrap();
+    std::fs::write(dir.join("config.toml"), people()).unwrap();
     let mut cmd = tokio::process::Command::new(binary());
     cmd.arg("serve")
         .args(extra)
@@ -97,13 +107,15 @@ fn command(dir: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
         .env("PROVISIONING_CONFIG", dir.join("config.toml"))
         .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
         .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        // Who the stdio server acts for is the account the kernel reports, not this.
         .env("USER", "alice")
         .stderr(Stdio::null());
     cmd
 }
 
-/// `provisioning ARGS` as `user`, on the same data dir and config as the server.
-fn cli_as(dir: &std::path::Path, user: &str, args: &[&str]) -> std::process::Output {
+/// `provisioning ARGS` on the same data dir and config as the server, as the account running
+/// the tests (`USER` says otherwise, to no effect).
+fn cli_here(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     let data = dir.join("data").display().to_string();
     let config = dir.join("config.toml").display().to_string();
     tests::run_env(
@@ -112,7 +124,24 @@ fn cli_as(dir: &std::path::Path, user: &str, args: &[&str]) -> std::process::Out
         &[
             ("PROVISIONING_PATHS_DATA_DIR", data.as_str()),
             ("PROVISIONING_CONFIG", config.as_str()),
-            ("USER", user),
+            ("USER", "bob"),
+        ],
+    )
+}
+
+/// `provisioning ARGS` as bob: his token, on a team server started over the installation for
+/// the command.
+fn cli_as_bob(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let (child, url) = start_http(dir);
+    let _server = Server(child);
+    let data = dir.join("data").display().to_string();
+    tests::run_env(
+        &root(),
+        args,
+        &[
+            ("PROVISIONING_PATHS_DATA_DIR", data.as_str()),
+            ("PROVISIONING_SERVER", url.as_str()),
+            ("PROVISIONING_TOKEN", BOB_TOKEN),
         ],
     )
 }
@@ -237,7 +266,11 @@ fn stdio_flow() {
             .await,
         );
         assert_eq!(policy["decision"], "allow", "{policy}");
-        assert_eq!(policy["principal"], "agent:mcp@alice");
+        assert_eq!(
+            policy["principal"],
+            format!("agent:mcp@{}", crate::local::my_name()),
+            "the kernel's account, whatever USER says"
+        );
 
         // Apply with a progress token: one notification per finished step at least.
         let mut params = CallToolRequestParams::new("apply_plan")
@@ -356,7 +389,10 @@ fn stdio_flow() {
             .as_str()
             .unwrap()
             .to_string();
-        assert_eq!(gated["approval_request"]["requester"], "alice");
+        assert_eq!(
+            gated["approval_request"]["requester"],
+            crate::local::my_name()
+        );
         let got = structured(
             &call(
                 &client,
@@ -413,17 +449,17 @@ fn stdio_flow() {
         client.cancel().await.unwrap();
         // The embedded store belongs to one process: wait for the server to let go of it.
         for _ in 0..40 {
-            let out = cli_as(&dir.0, "alice", &["approvals", "list", "--json"]);
+            let out = cli_here(&dir.0, &["approvals", "list", "--json"]);
             if out.status.success() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
 
-        // A second person approves through the CLI; the requester cannot.
-        let own = cli_as(&dir.0, "alice", &["approvals", "approve", &request]);
+        // A second person approves through the CLI; the agent's own person cannot.
+        let own = cli_here(&dir.0, &["approvals", "approve", &request]);
         assert_eq!(own.status.code(), Some(4), "{own:?}");
-        let ok = cli_as(&dir.0, "bob", &["approvals", "approve", &request, "--comment", "ok"]);
+        let ok = cli_as_bob(&dir.0, &["approvals", "approve", &request, "--comment", "ok"]);
         assert!(ok.status.success(), "{ok:?}");
 
         // The agent applies the same plan id again: now it runs.
@@ -785,7 +821,10 @@ fn http_auth_and_origin() {
     let hash = format!("{:x}", sha2::Sha256::digest(token.as_bytes()));
     std::fs::write(
         dir.0.join("config.toml"),
-        format!("[users.alice]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n\n[users.bob]\nroles = [\"approver\"]\n"),
+        format!(
+            "[users.alice]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n\n{}",
+            people()
+        ),
     )
     .unwrap();
     let (child, url) = start_http(&dir.0);
@@ -922,9 +961,8 @@ fn http_auth_and_origin() {
     });
     drop(server);
 
-    let ok = cli_as(
+    let ok = cli_as_bob(
         &dir.0,
-        "bob",
         &["approvals", "approve", &request, "--comment", "ok"],
     );
     assert!(ok.status.success(), "{ok:?}");

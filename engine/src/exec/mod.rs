@@ -144,6 +144,23 @@ pub struct RunOutcome {
     pub error: Option<String>,
 }
 
+impl RunOutcome {
+    /// The outcome a workflow's record and steps show.
+    pub fn of(wf: &WorkflowRecord, steps: &[StepRecord]) -> RunOutcome {
+        let count = |status: StepStatus| steps.iter().filter(|s| s.status == status).count();
+        RunOutcome {
+            workflow: wf.id.clone(),
+            status: wf.status,
+            succeeded: count(StepStatus::Succeeded),
+            failed: count(StepStatus::Failed),
+            skipped: count(StepStatus::Skipped),
+            compensated: count(StepStatus::Compensated),
+            not_started: count(StepStatus::Pending),
+            error: wf.error.clone(),
+        }
+    }
+}
+
 /// What applying produced: the workflow, or nothing because the plan changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -405,7 +422,7 @@ impl Engine {
 
     fn lock_holder(&self, workspace: &str, workflow: &str) -> LockHolder {
         let host = hostname();
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = authz::login_name();
         let pid = std::process::id();
         let now = self.clock.now_ms();
         LockHolder {
@@ -575,7 +592,6 @@ impl Engine {
             self.compensate(&ctx, &mut steps, limit).await?;
         }
 
-        let count = |st: StepStatus| steps.iter().filter(|s| s.status == st).count();
         let failures: Vec<String> = steps
             .iter()
             .filter(|s| s.status == StepStatus::Failed || s.error.is_some() && rollback)
@@ -622,16 +638,7 @@ impl Engine {
             Some(failures.join("; "))
         };
         wf.updated_at = self.clock.now_ms();
-        let outcome = RunOutcome {
-            workflow: wf.id.clone(),
-            status: wf.status,
-            succeeded: count(StepStatus::Succeeded),
-            failed: count(StepStatus::Failed),
-            skipped: count(StepStatus::Skipped),
-            compensated: count(StepStatus::Compensated),
-            not_started: count(StepStatus::Pending),
-            error: wf.error.clone(),
-        };
+        let outcome = RunOutcome::of(wf, &steps);
         let event = ctx.event(
             EventKind::WorkflowFinished,
             None,

@@ -1,4 +1,5 @@
-//! `provisioning apply FILE|--plan ID`, `provisioning destroy FILE`, `provisioning resume WF`.
+//! `provisioning apply FILE|--plan ID`, `provisioning destroy FILE`, `provisioning resume WF`,
+//! `provisioning rollback WF`: in this process, or through the server (see `through_server`).
 
 use std::process::ExitCode;
 
@@ -7,19 +8,31 @@ use engine::exec::{ApplyResult, Engine, ExecError, gated_message};
 use engine::plan::Plan;
 
 use super::engine_setup::{
-    confirm, load_config, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
+    confirm, load_checked, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
 };
+use super::through_server;
 use crate::Settings;
 use crate::cli::{ApplyArgs, DestroyArgs, WorkflowArgs};
 
 pub fn apply(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.file {
-        Some(file) => match load_config(settings, file)? {
+        Some(file) => match load_checked(settings, file)? {
             Some(config) => Some(config),
             None => return Ok(ExitCode::from(1)),
         },
         None => None,
     };
+    if let Some(r) = &settings.remote {
+        return runtime()?.block_on(async {
+            let planned = match (&config, &args.plan) {
+                (Some((_, value)), _) => through_server::plan(r, value, false).await?,
+                (None, Some(id)) => through_server::load_plan(r, id).await?,
+                (None, None) => anyhow::bail!("give a config file or --plan ID"),
+            };
+            through_server::run_plan(r, &planned, args.yes, args.json, "Apply").await
+        });
+    }
+    let config = config.map(|(config, _)| config);
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;
         let plan = match (&config, &args.plan) {
@@ -40,9 +53,15 @@ pub fn apply(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<ExitCode> 
 }
 
 pub fn destroy(settings: &Settings, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let Some(config) = load_config(settings, &args.file)? else {
+    let Some((config, value)) = load_checked(settings, &args.file)? else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(r) = &settings.remote {
+        return runtime()?.block_on(async {
+            let planned = through_server::plan(r, &value, true).await?;
+            through_server::run_plan(r, &planned, args.yes, args.json, "Destroy").await
+        });
+    }
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;
         let plan = engine.plan_destroy(&config).await?;
@@ -85,7 +104,7 @@ async fn run_plan(
     match &auth.decision {
         Decision::Allow { .. } => {}
         Decision::Deny { reasons } => {
-            return denied(plan, caller, reasons, json);
+            return denied(plan, &caller.principal, reasons, json);
         }
         Decision::NeedsApproval { .. } => {
             if let Some(request) = &auth.request {
@@ -124,7 +143,11 @@ pub const EXIT_NEEDS_APPROVAL: u8 = 3;
 /// Exit code when policy denies a plan.
 pub const EXIT_DENIED: u8 = 4;
 
-fn gated(plan: &Plan, request: &policies::ApprovalRequest, json: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn gated(
+    plan: &Plan,
+    request: &policies::ApprovalRequest,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if json {
         let out =
             serde_json::json!({ "result": "needs_approval", "plan": plan.id, "request": request });
@@ -134,9 +157,9 @@ fn gated(plan: &Plan, request: &policies::ApprovalRequest, json: bool) -> anyhow
     Ok(ExitCode::from(EXIT_NEEDS_APPROVAL))
 }
 
-fn denied(
+pub(super) fn denied(
     plan: &Plan,
-    caller: &Caller,
+    principal: &str,
     reasons: &[policies::PolicyRef],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -146,7 +169,7 @@ fn denied(
     }
     eprintln!(
         "Denied: {} may not {} plan {}. Nothing was changed.",
-        caller.principal,
+        principal,
         engine::authz::plan_action(plan).as_str(),
         plan.id
     );
@@ -157,6 +180,14 @@ fn denied(
 }
 
 pub fn rollback(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
+    if let Some(r) = &settings.remote {
+        return runtime()?.block_on(through_server::workflow_action(
+            r,
+            &args.workflow,
+            "rollback",
+            args.json,
+        ));
+    }
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;
         let (_, steps) = engine.status(&args.workflow).await?;
@@ -180,6 +211,14 @@ pub fn rollback(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<Exit
 }
 
 pub fn resume(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
+    if let Some(r) = &settings.remote {
+        return runtime()?.block_on(through_server::workflow_action(
+            r,
+            &args.workflow,
+            "resume",
+            args.json,
+        ));
+    }
     runtime()?.block_on(async {
         let engine = open_engine(settings).await?;
         let wf = engine

@@ -53,7 +53,7 @@ async fn remote(r: &crate::remote::Remote, what: &AuditWhat) -> anyhow::Result<E
                 println!(
                     "audit log intact: {} entries (verified by {})",
                     v["entries"],
-                    r.base()
+                    r.shown()
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -47,14 +47,18 @@ pub fn run(settings: &Settings, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| default_socket(settings));
     match args.what {
         DaemonWhat::Run => {
-            let serve = crate::cli::ServeArgs::for_socket(socket);
+            let control_center = Some(args.control_center.clone()).filter(|a| a != "off");
+            let serve = crate::cli::ServeArgs::for_socket(socket, control_center);
             super::serve::run(settings, &serve)
         }
         DaemonWhat::Start => {
-            let pid = start(settings, &socket)?;
+            let pid = start_with(settings, &socket, &args.control_center)?;
             match pid {
                 Some(pid) => println!("local server started (pid {pid}) on {}", socket.display()),
                 None => println!("local server already running on {}", socket.display()),
+            }
+            if let Some(url) = control_center_url(&socket) {
+                println!("Control Center: {url}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -110,14 +114,34 @@ pub fn run(settings: &Settings, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
                 who["principal"].as_str().unwrap_or("?"),
                 who["roles"]
             );
+            if let Some(url) = control_center_url(&socket) {
+                println!("Control Center: {url}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
+/// The Control Center's URL the running local server wrote beside its socket.
+pub fn control_center_url(socket: &Path) -> Option<String> {
+    std::fs::read_to_string(socket.with_extension("url"))
+        .ok()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+}
+
 /// Starts the local server in the background unless one answers on `socket`; waits until it
 /// answers. `Some(pid)` when it started one.
 pub fn start(settings: &Settings, socket: &Path) -> anyhow::Result<Option<u32>> {
+    start_with(settings, socket, "127.0.0.1:0")
+}
+
+/// [`start`] with the Control Center on `control_center` (a loopback address, or `off`).
+pub fn start_with(
+    settings: &Settings,
+    socket: &Path,
+    control_center: &str,
+) -> anyhow::Result<Option<u32>> {
     use std::os::unix::process::CommandExt as _;
     if answers(socket) {
         return Ok(None);
@@ -136,6 +160,8 @@ pub fn start(settings: &Settings, socket: &Path) -> anyhow::Result<Option<u32>> 
         .arg(&settings.data_dir)
         .args(["daemon", "run", "--socket"])
         .arg(socket)
+        .arg("--control-center")
+        .arg(control_center)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log.try_clone()?)

@@ -12,7 +12,7 @@ use engine::provider::Providers;
 use engine::provider::local::{LocalProvider, Supervisor};
 use engine::provider::sim::{SimOptions, SimProvider};
 use engine::runtime::KillAt;
-use engine::state::{EventKind, StateError, StoreLocation, SurrealStore, WorkflowStatus};
+use engine::state::{Event, EventKind, StateError, StoreLocation, SurrealStore, WorkflowStatus};
 use engine::{Config, Severity};
 use policies::{LivePolicies, PolicySource};
 
@@ -121,6 +121,15 @@ pub fn authorizer(settings: &Settings) -> anyhow::Result<CedarAuthorizer> {
 
 /// Validates a config file; on errors prints the diagnostics and returns `None` (exit 1).
 pub fn load_config(settings: &Settings, file: &Path) -> anyhow::Result<Option<Config>> {
+    Ok(load_checked(settings, file)?.map(|(config, _)| config))
+}
+
+/// [`load_config`] with the exported value too (imports resolved, defaults filled): what a
+/// server is sent, since it cannot read the files a config imports.
+pub fn load_checked(
+    settings: &Settings,
+    file: &Path,
+) -> anyhow::Result<Option<(Config, serde_json::Value)>> {
     let source = Source::read(file)?;
     let v = validator(settings)?.validate(&source.input())?;
     for d in &v.diagnostics {
@@ -138,7 +147,7 @@ pub fn load_config(settings: &Settings, file: &Path) -> anyhow::Result<Option<Co
         );
         return Ok(None);
     }
-    Ok(v.config)
+    Ok(v.config.zip(v.value))
 }
 
 /// Asks before changing anything, unless `--yes`. Refuses when nobody can answer.
@@ -156,48 +165,74 @@ pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
+/// The progress display: one line per step event, `[done/total]` in front.
+pub struct Progress {
+    total: usize,
+    done: usize,
+    started: std::collections::HashMap<usize, u64>,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            done: 0,
+            started: Default::default(),
+        }
+    }
+
+    /// The line for `event`; the second value is true when the workflow has finished.
+    pub fn line(&mut self, event: &Event) -> (String, bool) {
+        let (total, width) = (self.total, self.total.to_string().len());
+        let elapsed = |started: &std::collections::HashMap<usize, u64>| {
+            event
+                .step
+                .and_then(|s| started.get(&s))
+                .map(|t0| format!(" ({:.1} s)", event.at.saturating_sub(*t0) as f64 / 1000.0))
+                .unwrap_or_default()
+        };
+        let line = match event.kind {
+            EventKind::StepStarted => {
+                if let Some(s) = event.step {
+                    self.started.entry(s).or_insert(event.at);
+                }
+                format!("[{:>width$}/{total}] ... {}", self.done, event.message)
+            }
+            EventKind::StepSucceeded | EventKind::StepCompensated => {
+                self.done += 1;
+                format!(
+                    "[{:>width$}/{total}] ok  {}{}",
+                    self.done,
+                    event.message,
+                    elapsed(&self.started)
+                )
+            }
+            EventKind::StepFailed => {
+                format!("[{:>width$}/{total}] ERR {}", self.done, event.message)
+            }
+            EventKind::StepRetrying => {
+                format!("[{:>width$}/{total}] ..  {}", self.done, event.message)
+            }
+            EventKind::WorkflowFinished => return (event.message.clone(), true),
+            _ => event.message.clone(),
+        };
+        (line, false)
+    }
+}
+
 /// Prints each step's progress to stderr as it happens, until the workflow finishes.
 pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<()> {
     let mut events = engine.subscribe();
     let redactor = engine.redactor.clone();
     tokio::spawn(async move {
-        let mut done = 0usize;
-        let width = total.to_string().len();
-        let mut started: std::collections::HashMap<usize, u64> = Default::default();
+        let mut progress = Progress::new(total);
         while let Ok(event) = events.recv().await {
-            let elapsed =
-                |step: Option<usize>, at: u64, started: &std::collections::HashMap<usize, u64>| {
-                    step.and_then(|s| started.get(&s))
-                        .map(|t0| format!(" ({:.1} s)", at.saturating_sub(*t0) as f64 / 1000.0))
-                        .unwrap_or_default()
-                };
-            let line = match event.kind {
-                EventKind::StepStarted => {
-                    if let Some(s) = event.step {
-                        started.entry(s).or_insert(event.at);
-                    }
-                    format!("[{done:>width$}/{total}] ... {}", event.message)
-                }
-                EventKind::StepSucceeded | EventKind::StepCompensated => {
-                    done += 1;
-                    format!(
-                        "[{done:>width$}/{total}] ok  {}{}",
-                        event.message,
-                        elapsed(event.step, event.at, &started)
-                    )
-                }
-                EventKind::StepFailed => format!("[{done:>width$}/{total}] ERR {}", event.message),
-                EventKind::StepRetrying => {
-                    format!("[{done:>width$}/{total}] ..  {}", event.message)
-                }
-                EventKind::WorkflowFinished => {
-                    eprintln!("{}", redactor.redact(&event.message));
-                    break;
-                }
-                _ => event.message.clone(),
-            };
+            let (line, finished) = progress.line(&event);
             // Step errors quote provider text.
             eprintln!("{}", redactor.redact(&line));
+            if finished {
+                break;
+            }
         }
     })
 }

@@ -15,6 +15,7 @@ pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod status;
+mod through_server;
 pub mod validate;
 
 use std::io::Read;

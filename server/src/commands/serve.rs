@@ -107,7 +107,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
         match (&args.http, &args.socket) {
-            (_, Some(path)) => socket(ctx, settings, path).await,
+            (_, Some(path)) => socket(ctx, settings, path, args.control_center.as_deref()).await,
             (None, None) => stdio(ctx).await,
             (Some(addr), None) => http(ctx, settings, addr, args).await,
         }
@@ -255,6 +255,7 @@ async fn socket(
     ctx: Arc<Context>,
     settings: &Settings,
     path: &std::path::Path,
+    control_center: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let folder = path
@@ -295,18 +296,7 @@ async fn socket(
         .with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot make {} owner-only", path.display()))?;
-    let owner_uid = std::fs::metadata(&settings.data_dir)
-        .map(|m| m.uid())
-        .with_context(|| format!("cannot read the owner of {}", settings.data_dir.display()))?;
-    let accounts = crate::http::kernel::Accounts {
-        owner_uid,
-        configured: settings
-            .file
-            .users
-            .iter()
-            .map(|(name, u)| (name.clone(), u.roles.clone()))
-            .collect(),
-    };
+    let accounts = settings.accounts();
     // Browsers cannot open a Unix socket; clients send `Host: localhost`.
     let allowed = Allowed::new(80, &[], &[]).map_err(anyhow::Error::msg)?;
     let app = compose(
@@ -319,6 +309,14 @@ async fn socket(
     let pid_file = path.with_extension("pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    let url_file = path.with_extension("url");
+    let _ = std::fs::remove_file(&url_file);
+    if let Some(addr) = control_center {
+        let url = loopback(ctx.clone(), settings, addr).await?;
+        std::fs::write(&url_file, format!("{url}\n"))
+            .with_context(|| format!("cannot write {}", url_file.display()))?;
+        eprintln!("Control Center for this machine's accounts at {url}");
+    }
     println!("listening on unix:{}", path.display());
     eprintln!(
         "provisioning local server on {} (owner-only; callers identified by the kernel; data in {})",
@@ -344,7 +342,52 @@ async fn socket(
     .context("the local server stopped with an error")?;
     let _ = std::fs::remove_file(&cleanup);
     let _ = std::fs::remove_file(cleanup.with_extension("pid"));
+    let _ = std::fs::remove_file(cleanup.with_extension("url"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The local server's app on a loopback TCP address as well, for browsers (which cannot open
+/// a Unix socket): each connection is the account the kernel says opened it, with the same
+/// roles as on the socket; Host and Origin must be this address's own. Returns the page's URL.
+async fn loopback(ctx: Arc<Context>, settings: &Settings, addr: &str) -> anyhow::Result<String> {
+    let addr: SocketAddr = addr.parse().with_context(|| {
+        format!("--control-center `{addr}`: expected a loopback HOST:PORT, e.g. 127.0.0.1:7071")
+    })?;
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "--control-center {addr} is not a loopback address; the Control Center of the local server answers this machine only (a team serves it with `serve --http` and tokens)"
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let allowed = Allowed::new(bound.port(), &[], &[]).map_err(anyhow::Error::msg)?;
+    let hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
+    let origins: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .map(|h| format!("http://{h}:{}", bound.port()))
+        .collect();
+    let app = compose(
+        ctx,
+        hosts,
+        origins,
+        allowed,
+        Auth::Loopback(crate::http::loopback::Loopback {
+            accounts: settings.accounts(),
+            server: bound,
+        }),
+    )?;
+    tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+        if let Err(e) = served {
+            eprintln!("the Control Center listener stopped: {e}");
+        }
+    });
+    Ok(format!("http://{bound}/"))
 }
 
 /// Who a request is: its bearer token (HTTP), or the account the kernel reports for the peer
@@ -355,6 +398,8 @@ enum Auth {
         rate_limit: f64,
     },
     Kernel(crate::http::kernel::Accounts),
+    /// The account the kernel says opened a loopback TCP connection (the Control Center).
+    Loopback(crate::http::loopback::Loopback),
 }
 
 /// The app: streamable MCP at `/mcp`, REST at `/api/v1`, `/metrics` behind `auth`, the public
@@ -408,6 +453,10 @@ fn compose(
         Auth::Kernel(accounts) => protected.layer(axum::middleware::from_fn_with_state(
             Arc::new(accounts),
             crate::http::kernel::identify,
+        )),
+        Auth::Loopback(loopback) => protected.layer(axum::middleware::from_fn_with_state(
+            Arc::new(loopback),
+            crate::http::loopback::identify,
         )),
     };
     let app = protected

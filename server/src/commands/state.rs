@@ -1,8 +1,12 @@
-//! `provisioning state [list|show KEY]` and `provisioning drift`.
+//! `provisioning state [list|show KEY]` and `provisioning drift`: read here, or from the server
+//! that holds the state.
 
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+
 use anyhow::bail;
+use engine::exec::DriftReport;
 use engine::state::Resource;
 
 use super::engine_setup::{open_engine, runtime};
@@ -10,37 +14,85 @@ use crate::Settings;
 use crate::cli::{DriftArgs, StateArgs, StateWhat};
 use crate::table;
 
-async fn workspaces(
-    engine: &engine::exec::Engine,
+/// Where recorded state is read: this process's engine, or the server that holds the store.
+enum Holder {
+    Here(engine::exec::Engine),
+    Server(crate::remote::Remote),
+}
+
+impl Holder {
+    async fn open(settings: &Settings) -> anyhow::Result<Holder> {
+        Ok(match &settings.remote {
+            Some(r) => Holder::Server(r.clone()),
+            None => Holder::Here(open_engine(settings).await?),
+        })
+    }
+
+    /// Every workspace's resources, by workspace.
+    async fn all(&self) -> anyhow::Result<BTreeMap<String, Vec<Resource>>> {
+        match self {
+            Holder::Here(engine) => {
+                let mut out = BTreeMap::new();
+                for ws in engine.store.workspaces().await? {
+                    let resources = engine.store.resources(&ws).await?;
+                    out.insert(ws, resources);
+                }
+                Ok(out)
+            }
+            Holder::Server(r) => Ok(r.call(reqwest::Method::GET, "/state", None).await?),
+        }
+    }
+
+    async fn drift(&self, workspace: &str) -> anyhow::Result<DriftReport> {
+        match self {
+            Holder::Here(engine) => Ok(engine.drift(workspace).await?),
+            Holder::Server(r) => Ok(r
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/drift?workspace={workspace}"),
+                    None,
+                )
+                .await?),
+        }
+    }
+}
+
+/// The recorded workspaces (only `only` when given, which must be one of them) and their
+/// resources.
+async fn recorded(
+    holder: &Holder,
     only: Option<&String>,
-) -> anyhow::Result<Vec<String>> {
-    let all = engine.store.workspaces().await?;
+) -> anyhow::Result<BTreeMap<String, Vec<Resource>>> {
+    let mut all = holder.all().await?;
     match only {
         None => Ok(all),
-        Some(ws) if all.contains(ws) => Ok(vec![ws.clone()]),
-        Some(ws) => {
-            let hint = engine::did_you_mean(ws, all.iter().map(String::as_str))
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            bail!(
-                "no workspace `{ws}` in state (known: {}){hint}",
-                if all.is_empty() {
-                    "none".to_string()
-                } else {
-                    all.join(", ")
-                }
-            )
-        }
+        Some(ws) => match all.remove(ws) {
+            Some(resources) => Ok(BTreeMap::from([(ws.clone(), resources)])),
+            None => {
+                let hint = engine::did_you_mean(ws, all.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                bail!(
+                    "no workspace `{ws}` in state (known: {}){hint}",
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                )
+            }
+        },
     }
 }
 
 pub fn state(settings: &Settings, args: &StateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
-        let mut resources: Vec<Resource> = Vec::new();
-        for ws in workspaces(&engine, args.workspace.as_ref()).await? {
-            resources.extend(engine.store.resources(&ws).await?);
-        }
+        let holder = Holder::open(settings).await?;
+        let resources: Vec<Resource> = recorded(&holder, args.workspace.as_ref())
+            .await?
+            .into_values()
+            .flatten()
+            .collect();
         match &args.what {
             None | Some(StateWhat::List) => {
                 if args.json {
@@ -94,10 +146,10 @@ pub fn state(settings: &Settings, args: &StateArgs) -> anyhow::Result<ExitCode> 
 
 pub fn drift(settings: &Settings, args: &DriftArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
+        let holder = Holder::open(settings).await?;
         let mut reports = Vec::new();
-        for ws in workspaces(&engine, args.workspace.as_ref()).await? {
-            reports.push(engine.drift(&ws).await?);
+        for ws in recorded(&holder, args.workspace.as_ref()).await?.keys() {
+            reports.push(holder.drift(ws).await?);
         }
         let drifted = reports.iter().any(|r| !r.items.is_empty());
         if args.json {

@@ -42,25 +42,23 @@ pub struct Accounts {
     pub owner_uid: u32,
     /// `[users.NAME] roles` from the config file.
     pub configured: BTreeMap<String, Vec<String>>,
+    /// `[access] default_roles`: the roles of an account the config does not list.
+    pub default_roles: Vec<String>,
 }
 
 impl Accounts {
     /// The account name of `uid` (through the system's user database), else `uid-N`.
     pub fn name_of(uid: u32) -> String {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| format!("uid-{uid}"))
+        engine::authz::account_name(uid)
     }
 
     /// The roles the config gives `name`; the owner gets every role unless the config names
-    /// theirs; anyone else gets none.
+    /// theirs; anyone else gets `[access] default_roles` (none unless the config says).
     pub fn roles(&self, name: &str, uid: u32) -> Vec<String> {
         match self.configured.get(name) {
             Some(roles) => roles.clone(),
             None if uid == self.owner_uid => OWNER_ROLES.iter().map(|r| r.to_string()).collect(),
-            None => Vec::new(),
+            None => self.default_roles.clone(),
         }
     }
 
@@ -128,6 +126,7 @@ mod tests {
         let accounts = Accounts {
             owner_uid: 1000,
             configured: [("bob".to_string(), vec!["approver".to_string()])].into(),
+            default_roles: Vec::new(),
         };
         assert_eq!(accounts.roles("alice", 1000), OWNER_ROLES);
         assert_eq!(accounts.roles("bob", 1001), ["approver"]);
@@ -136,8 +135,11 @@ mod tests {
         let limited = Accounts {
             owner_uid: 1000,
             configured: [("alice".to_string(), vec!["viewer".to_string()])].into(),
+            default_roles: vec!["viewer".to_string()],
         };
         assert_eq!(limited.roles("alice", 1000), ["viewer"]);
+        // ... and give unlisted accounts some.
+        assert_eq!(limited.roles("eve", 1002), ["viewer"]);
         let c = accounts.caller(0, "/mcp", false);
         assert!(c.principal.starts_with("agent:mcp@"), "{c:?}");
         assert_eq!(c.channel, "mcp");

@@ -8,6 +8,7 @@
 pub mod guard;
 pub mod kernel;
 pub mod limit;
+pub mod loopback;
 pub mod metrics;
 
 use std::collections::BTreeMap;

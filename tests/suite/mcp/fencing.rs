@@ -12,7 +12,7 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::Value;
 use tests::scratch;
 
-use super::{Client, Dir, Scripted, call, cli_as, command, dev_config, structured};
+use super::{Client, Dir, Scripted, call, cli_here, command, dev_config, structured};
 
 /// What a provider, a log line or a document might say. No quotes: it is planted through a
 /// SurrealQL string literal.
@@ -168,7 +168,7 @@ pub(super) fn outside_text_stays_data() {
         );
         client.cancel().await.unwrap();
         for _ in 0..40 {
-            if cli_as(&dir.0, "alice", &["approvals", "list", "--json"])
+            if cli_here(&dir.0, &["approvals", "list", "--json"])
                 .status
                 .success()
             {
