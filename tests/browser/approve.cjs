@@ -45,7 +45,7 @@ function expect(cond, what) { if (!cond) throw new Error("expectation failed: " 
 
     await card.locator(".comment").fill("looks right; approved from the browser test");
     await card.locator(".approve").click();
-    await card.locator(".result:has-text('Approved')").waitFor({ timeout: 10000 });
+    await card.locator(".result:has-text('can now be applied once')").waitFor({ timeout: 10000 });
 
     // The requester applies the approved plan (as they would from their assistant or the CLI).
     const res = await fetch(`${BASE}/api/v1/plans/${PLAN}/apply`, {

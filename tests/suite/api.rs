@@ -438,7 +438,8 @@ fn every_route() {
 /// playwright-core, set up by scripts/test): bob approves alice's prod plan on the page, alice
 /// applies, the page follows the workflow to `succeeded`; the screenshot is kept in
 /// `target/test-artifacts/control-center.png`.
-fn browser_approval() {
+/// Where playwright-core is (scripts/test installs it).
+pub(crate) fn node_modules() -> std::path::PathBuf {
     let node_modules = std::env::var_os("PROVISIONING_TEST_NODE_MODULES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -450,6 +451,11 @@ fn browser_approval() {
         "playwright-core is not in {}; run scripts/test (it installs it) or set PROVISIONING_TEST_NODE_MODULES",
         node_modules.display()
     );
+    node_modules
+}
+
+fn browser_approval() {
+    let node_modules = node_modules();
     let dir = Dir(scratch("api-browser"));
     std::fs::write(dir.0.join("config.toml"), people()).unwrap();
     let (child, url) = start_http(&dir.0);

@@ -24,6 +24,10 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("local::serve_local_starts_the_daemon_on_first_use", || {
             check(serve_local_starts_the_daemon_on_first_use)
         }),
+        Trial::test(
+            "local::the_control_center_approves_while_the_assistant_is_connected",
+            || check(the_control_center_approves_while_the_assistant_is_connected),
+        ),
     ]
 }
 
@@ -437,4 +441,156 @@ fn serve_local_starts_the_daemon_on_first_use() {
         String::from_utf8_lossy(&stop.stderr)
     );
     assert_eq!(cli(&dir.0, &["daemon", "status"]).status.code(), Some(3));
+}
+
+/// The person alone with their assistant: the assistant, connected through `serve --local`
+/// the whole time, builds a dev stack and then asks to destroy it; the local server's Control
+/// Center, opened in a real browser without any token (the kernel says which account opened
+/// the loopback connection), shows the request and the person approves it there, out of band;
+/// the assistant's next `apply_plan` runs it. Another account reaching the same page has no
+/// roles.
+fn the_control_center_approves_while_the_assistant_is_connected() {
+    use rmcp::ServiceExt as _;
+    let dir = Dir(scratch("local-cc"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    struct Stop<'a>(&'a Path);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = cli(self.0, &["daemon", "stop"]);
+        }
+    }
+    let _stop = Stop(&dir.0);
+    let started = cli(&dir.0, &["daemon", "start"]);
+    assert!(started.status.success(), "{}", text(&started));
+    let said = String::from_utf8_lossy(&started.stdout).to_string();
+    let url = said
+        .lines()
+        .find_map(|l| l.strip_prefix("Control Center: "))
+        .unwrap_or_else(|| panic!("no Control Center URL: {said}"))
+        .trim_end_matches('/')
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let status = cli(&dir.0, &["daemon", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains(&url),
+        "{}",
+        text(&status)
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut cmd = tokio::process::Command::new(tests::binary());
+        cmd.args(["serve", "--local"])
+            .current_dir(tests::root())
+            .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
+            .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))
+            .env("PROVISIONING_PATHS_MODELS_DIR", dir.0.join("no-models"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .stderr(Stdio::null());
+        let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+        let client = ().serve(transport).await.unwrap();
+        let config = crate::mcp::dev_config(1);
+        let plan = crate::mcp::structured(
+            &crate::mcp::call(&client, "plan_changes", json!({ "config": config })).await,
+        );
+        let applied = crate::mcp::structured(
+            &crate::mcp::call(&client, "apply_plan", json!({ "plan_id": plan["plan_id"] })).await,
+        );
+        assert_eq!(applied["status"], "succeeded", "{applied}");
+        let destroy = crate::mcp::structured(
+            &crate::mcp::call(
+                &client,
+                "plan_changes",
+                json!({ "config": config, "destroy": true }),
+            )
+            .await,
+        );
+        let gated = crate::mcp::structured(
+            &crate::mcp::call(
+                &client,
+                "apply_plan",
+                json!({ "plan_id": destroy["plan_id"] }),
+            )
+            .await,
+        );
+        assert_eq!(gated["status"], "needs_approval", "{gated}");
+        let request = gated["approval_request"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        // The person, in a browser, on the local server's page.
+        let artifacts = tests::root().join("target/test-artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let shot = artifacts.join("local-control-center.png");
+        let out = Command::new("node")
+            .arg(tests::root().join("tests/browser/local_approve.cjs"))
+            .env("NODE_PATH", crate::api::node_modules())
+            .env("BASE_URL", &url)
+            .env("REQUEST_ID", &request)
+            .env("ACCOUNT", my_name())
+            .env("SCREENSHOT", &shot)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "browser: {}", text(&out));
+
+        // Still connected: the assistant's next apply runs the approved destroy.
+        let done = crate::mcp::structured(
+            &crate::mcp::call(
+                &client,
+                "apply_plan",
+                json!({ "plan_id": destroy["plan_id"] }),
+            )
+            .await,
+        );
+        assert_eq!(done["status"], "succeeded", "{done}");
+        client.cancel().await.unwrap();
+    });
+
+    // The approval is the person's, given over the page (channel rest), not the assistant's.
+    let audit = cli(&dir.0, &["audit", "export"]);
+    let granted: Vec<Value> = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "approval_granted")
+        .collect();
+    assert_eq!(granted.len(), 1, "{}", text(&audit));
+    assert_eq!(granted[0]["actor"], format!("user:{}", my_name()));
+
+    // Another account on this machine reaches the page as itself, with no roles.
+    if my_name() == "root" && Path::new("/usr/sbin/useradd").exists() {
+        let name = format!("provc{}", std::process::id() % 100_000);
+        let made = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .unwrap();
+        assert!(made.success(), "useradd {name}");
+        let uid = String::from_utf8_lossy(
+            &Command::new("id")
+                .args(["-u", &name])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid,
+                "--regid",
+                &uid,
+                "--clear-groups",
+                "curl",
+                "-sS",
+            ])
+            .arg(format!("{url}/api/v1/whoami"))
+            .output()
+            .unwrap();
+        let _ = Command::new("userdel").arg(&name).status();
+        let who: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        assert_eq!(who["principal"], format!("user:{name}"), "{who}");
+        assert_eq!(who["roles"], json!([]), "{who}");
+    }
 }

@@ -75,7 +75,7 @@ fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn structured(result: &CallToolResult) -> serde_json::Value {
+pub(crate) fn structured(result: &CallToolResult) -> serde_json::Value {
     assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
     result.structured_content.clone().unwrap_or_default()
 }
@@ -146,7 +146,7 @@ fn cli_as_bob(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     )
 }
 
-async fn call<H: ClientHandler>(
+pub(crate) async fn call<H: ClientHandler>(
     client: &RunningService<RoleClient, H>,
     name: &'static str,
     arguments: serde_json::Value,
