@@ -212,10 +212,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["http", "socket"])]
     pub connect: Option<std::path::PathBuf>,
     /// Over stdio, pass MCP through to this installation's local server (`provisioning daemon`),
-    /// starting it first when it is not running
-    #[arg(long, conflicts_with_all = ["http", "socket", "connect"])]
+    /// starting it first when it is not running. What plain `serve` does unless --standalone
+    /// or --read-only
+    #[arg(long, conflicts_with_all = ["http", "socket", "connect", "standalone", "read_only"])]
     pub local: bool,
-    /// Expose only the tools that change nothing; the others are refused
+    /// Over stdio, hold the state in this process instead of passing through to the local
+    /// server (a container, CI, a one-off): nothing else can open the state meanwhile
+    #[arg(long, conflicts_with_all = ["http", "socket", "connect"])]
+    pub standalone: bool,
+    /// Expose only the tools that change nothing; the others are refused (over stdio this
+    /// server then holds the state itself, as with --standalone)
     #[arg(long)]
     pub read_only: bool,
     /// Listen on a non-loopback address (put TLS in front of it)

@@ -72,7 +72,7 @@ def structured(result, what):
 
 
 def server():
-    return stdio_client(StdioServerParameters(command=BINARY, args=["serve"], env=env()))
+    return stdio_client(StdioServerParameters(command=BINARY, args=["serve", "--standalone"], env=env()))
 
 
 async def stdio_flow():

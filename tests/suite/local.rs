@@ -376,8 +376,9 @@ fn the_cli_works_through_the_server(dir: &Path) {
     assert!(!log.contains("mallory"), "{log}");
 }
 
-/// `serve --local` (what an assistant's config runs) starts the installation's local server
-/// when none runs and passes MCP through to it; `daemon status|stop` see and stop it.
+/// Plain `serve` (what an assistant's config runs; the same as `serve --local`) starts the
+/// installation's local server when none runs and passes MCP through to it; `daemon
+/// status|stop` see and stop it.
 fn serve_local_starts_the_daemon_on_first_use() {
     use rmcp::ServiceExt as _;
     let dir = Dir(scratch("local-daemon"));
@@ -396,7 +397,7 @@ fn serve_local_starts_the_daemon_on_first_use() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut cmd = tokio::process::Command::new(tests::binary());
-        cmd.args(["serve", "--local"])
+        cmd.args(["serve"])
             .current_dir(tests::root())
             .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
             .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))

@@ -100,7 +100,8 @@ impl Drop for Dir {
 fn command(dir: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
     std::fs::write(dir.join("config.toml"), people()).unwrap();
     let mut cmd = tokio::process::Command::new(binary());
-    cmd.arg("serve")
+    // This process holds the state: the trials look at it after the server exits.
+    cmd.args(["serve", "--standalone"])
         .args(extra)
         .current_dir(root())
         .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))

@@ -29,7 +29,10 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.connect {
         return runtime()?.block_on(pass_through(path));
     }
-    if args.local {
+    // Over stdio, by default, the assistant's session is a client of the installation's local
+    // server, which owns the state: any number of assistants and the CLI at once.
+    let over_stdio = args.http.is_none() && args.socket.is_none();
+    if args.local || (over_stdio && !args.standalone && !args.read_only) {
         let socket = super::daemon::default_socket(settings);
         if let Some(pid) = super::daemon::start(settings, &socket)? {
             eprintln!(
