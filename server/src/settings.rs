@@ -97,6 +97,18 @@ pub struct ConfigFile {
     pub drafter: DrafterSection,
     #[serde(default)]
     pub state: StateSection,
+    #[serde(default)]
+    pub daemon: DaemonSection,
+}
+
+/// The local server (`provisioning daemon`, `serve --socket`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// A group whose members may connect to the socket too (the socket 0660 and its folder 0750,
+    /// owned by that group). Each member is still the account the kernel reports, with the roles
+    /// `[users.NAME]` gives it (none by default). Unset: the owner alone.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

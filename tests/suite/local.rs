@@ -24,6 +24,9 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("local::serve_local_starts_the_daemon_on_first_use", || {
             check(serve_local_starts_the_daemon_on_first_use)
         }),
+        Trial::test("local::a_group_member_is_another_person", || {
+            check(a_group_member_is_another_person)
+        }),
         Trial::test(
             "local::the_control_center_approves_while_the_assistant_is_connected",
             || check(the_control_center_approves_while_the_assistant_is_connected),
@@ -594,4 +597,157 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
         assert_eq!(who["principal"], format!("user:{name}"), "{who}");
         assert_eq!(who["roles"], json!([]), "{who}");
     }
+}
+
+/// Runs `args` as the account `uid` with only the group `gid` (setpriv, as root).
+fn as_account(uid: &str, gid: &str, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid", uid, "--regid", gid, "--groups", gid])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn id_of(flag: &str, name: &str) -> String {
+    let out = Command::new("getent").args([flag, name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// With `[daemon] group`, a member of the group (an account made here) reaches the local
+/// server as themself with the roles the server's config gives them, and their approval of the
+/// owner's prod apply is another person's: the apply then runs. An account outside the group
+/// still cannot connect.
+fn a_group_member_is_another_person() {
+    if my_name() != "root" || !Path::new("/usr/sbin/useradd").exists() {
+        eprintln!("needs root and useradd to make accounts; not run here");
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let (group, carol, dave) = (
+        format!("provg{tag}"),
+        format!("provc{tag}"),
+        format!("provd{tag}"),
+    );
+    struct Accounts(Vec<String>, String);
+    impl Drop for Accounts {
+        fn drop(&mut self) {
+            for u in &self.0 {
+                let _ = Command::new("userdel").arg(u).status();
+            }
+            let _ = Command::new("groupdel").arg(&self.1).status();
+        }
+    }
+    assert!(
+        Command::new("groupadd")
+            .arg(&group)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _accounts = Accounts(vec![carol.clone(), dave.clone()], group.clone());
+    for (name, groups) in [(&carol, Some(&group)), (&dave, None)] {
+        let mut cmd = Command::new("useradd");
+        cmd.args(["--no-create-home", "--shell", "/usr/sbin/nologin"]);
+        if let Some(g) = groups {
+            cmd.args(["--groups", g]);
+        }
+        assert!(cmd.arg(name).status().unwrap().success(), "useradd {name}");
+    }
+    let dir = Dir(scratch("local-group"));
+    std::fs::write(
+        dir.0.join("config.toml"),
+        format!("[daemon]\ngroup = \"{group}\"\n\n[users.{carol}]\nroles = [\"approver\"]\n"),
+    )
+    .unwrap();
+    let (child, socket) = serve_socket(&dir.0);
+    let _server = Server(child);
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid().to_string(), id_of("group", &group));
+    let folder = std::fs::metadata(socket.parent().unwrap()).unwrap();
+    assert_eq!(folder.mode() & 0o777, 0o750);
+
+    // The owner asks for a prod apply through the socket: gated.
+    let shop = dir.0.join("shop.ncl");
+    std::fs::write(&shop, crate::mcp::PROD).unwrap();
+    let server = format!("unix:{}", socket.display());
+    let run = |args: &[&str]| {
+        Command::new(tests::binary())
+            .args(["--server", &server])
+            .args(args)
+            .current_dir(tests::root())
+            .env("PROVISIONING_PATHS_MODELS_DIR", dir.0.join("no-models"))
+            .output()
+            .unwrap()
+    };
+    let gated = run(&["apply", shop.to_str().unwrap(), "--yes", "--json"]);
+    assert_eq!(gated.status.code(), Some(3), "{}", text(&gated));
+    let gated: Value = serde_json::from_slice(&gated.stdout).unwrap();
+    let request = gated["request"]["id"].as_str().unwrap().to_string();
+    let plan = gated["plan"].as_str().unwrap().to_string();
+
+    // Carol, a member of the group, is herself with the roles the config gives her.
+    let (carol_uid, gid) = (id_of("passwd", &carol), id_of("group", &group));
+    let curl = |uid: &str, gid: &str, method: &str, path: &str, body: Option<&str>| {
+        let mut args = vec![
+            "curl",
+            "-sS",
+            "--unix-socket",
+            socket.to_str().unwrap(),
+            "-X",
+            method,
+        ];
+        if let Some(b) = body {
+            args.extend(["-H", "content-type: application/json", "-d", b]);
+        }
+        let url = format!("http://localhost/api/v1{path}");
+        args.push(&url);
+        as_account(uid, gid, &args)
+    };
+    let who = curl(&carol_uid, &gid, "GET", "/whoami", None);
+    let who: Value =
+        serde_json::from_slice(&who.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&who)));
+    assert_eq!(who["principal"], format!("user:{carol}"), "{who}");
+    assert_eq!(who["roles"], json!(["approver"]), "{who}");
+    let approved = curl(
+        &carol_uid,
+        &gid,
+        "POST",
+        &format!("/approvals/{request}/approve"),
+        Some(r#"{"comment": "checked with the owner"}"#),
+    );
+    let approved: Value = serde_json::from_slice(&approved.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&approved)));
+    assert_eq!(approved["approvals"][0]["by"], carol.as_str(), "{approved}");
+
+    // Her approval is another person's: the owner's apply of that exact plan now runs.
+    let applied = run(&["apply", "--plan", &plan, "--yes", "--json"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let applied: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(applied["status"], "succeeded", "{applied}");
+
+    // Dave, outside the group, cannot connect at all.
+    let dave_uid = id_of("passwd", &dave);
+    let dave_gid = String::from_utf8_lossy(
+        &Command::new("id")
+            .args(["-g", &dave])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let refused = curl(&dave_uid, &dave_gid, "GET", "/whoami", None);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("ermission denied")
+            || String::from_utf8_lossy(&refused.stderr).contains("Couldn't connect"),
+        "{}",
+        text(&refused)
+    );
 }

@@ -265,25 +265,57 @@ async fn socket(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
+    // `[daemon] group`: its members may connect too; nobody else.
+    let group = match &settings.file.daemon.group {
+        None => None,
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .with_context(|| {
+                    format!(
+                        "[daemon] group `{name}` in {}: no such group on this machine",
+                        settings
+                            .config_file
+                            .as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )
+                })?
+                .gid,
+        ),
+    };
+    // Owner only, or owner and group (read and search, never write, for the folder).
+    let (folder_mode, socket_mode, foreign) = match group {
+        None => (0o700, 0o600, 0o077),
+        Some(_) => (0o750, 0o660, 0o027),
+    };
     if folder.exists() {
         // Never loosen or tighten a folder someone else chose (say /tmp): it must already be
-        // this account's alone.
+        // this account's (and the group's, when one is configured).
         let meta = std::fs::metadata(folder)
             .with_context(|| format!("cannot read the socket folder {}", folder.display()))?;
         let me = nix::unistd::geteuid().as_raw();
-        if meta.uid() != me || meta.mode() & 0o077 != 0 {
+        let group_ok = group.is_none_or(|g| meta.gid() == g.as_raw() || meta.mode() & 0o070 == 0);
+        if meta.uid() != me || meta.mode() & foreign != 0 || !group_ok {
             anyhow::bail!(
-                "the socket folder {} is not this account's alone (owner uid {}, mode {:o}); put the socket in a folder only you can open, e.g. $XDG_RUNTIME_DIR/provisioning/provisioning.sock (created 0700 when missing)",
+                "the socket folder {} is not this account's alone (owner uid {}, group {}, mode {:o}); put the socket in a folder only you (and `[daemon] group`) can open, e.g. $XDG_RUNTIME_DIR/provisioning/provisioning.sock (created {folder_mode:o} when missing)",
                 folder.display(),
                 meta.uid(),
+                meta.gid(),
                 meta.mode() & 0o777
             );
         }
     } else {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("cannot create the socket folder {}", folder.display()))?;
-        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} owner-only", folder.display()))?;
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(folder_mode))
+            .with_context(|| format!("cannot set the mode of {}", folder.display()))?;
+        if let Some(gid) = group {
+            nix::unistd::chown(folder, None, Some(gid)).with_context(|| {
+                format!("cannot give {} to the `[daemon] group`", folder.display())
+            })?;
+        }
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
@@ -297,8 +329,12 @@ async fn socket(
     }
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot make {} owner-only", path.display()))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to the `[daemon] group`", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     let accounts = settings.accounts();
     // Browsers cannot open a Unix socket; clients send `Host: localhost`.
     let allowed = Allowed::new(80, &[], &[]).map_err(anyhow::Error::msg)?;
@@ -322,8 +358,12 @@ async fn socket(
     }
     println!("listening on unix:{}", path.display());
     eprintln!(
-        "provisioning local server on {} (owner-only; callers identified by the kernel; data in {})",
+        "provisioning local server on {} ({}; callers identified by the kernel; data in {})",
         path.display(),
+        match &settings.file.daemon.group {
+            Some(g) => format!("the owner and group `{g}`"),
+            None => "owner-only".into(),
+        },
         settings.data_dir.display()
     );
     use std::io::Write as _;
