@@ -209,11 +209,30 @@ mod tests {
         assert_eq!(r.status_at(0), ApprovalStatus::Pending);
         r.approvals.push(verdict("carol"));
         assert_eq!(r.status_at(0), ApprovalStatus::Approved);
+        assert!(r.is_open(0), "approved and unused: an apply may use it");
         assert_eq!(r.status_at(100), ApprovalStatus::Expired);
         assert!(!r.is_open(100));
+        assert!(request().is_open(0), "pending takes approvals");
         r.status = ApprovalStatus::Used;
         assert_eq!(r.status_at(0), ApprovalStatus::Used);
         assert!(r.records().iter().all(|x| x.used));
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        let all = [
+            (ApprovalStatus::Pending, "pending"),
+            (ApprovalStatus::Approved, "approved"),
+            (ApprovalStatus::Rejected, "rejected"),
+            (ApprovalStatus::Used, "used"),
+            (ApprovalStatus::Expired, "expired"),
+        ];
+        for (status, name) in all {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(ApprovalStatus::parse(name), Some(status));
+        }
+        assert_eq!(ApprovalStatus::parse("all"), None);
+        assert_eq!(ApprovalStatus::parse(""), None);
     }
 
     #[test]

@@ -6,6 +6,32 @@ use proptest::prelude::*;
 use super::*;
 
 #[test]
+fn a_decision_names_its_kind_and_the_policies_behind_it() {
+    let r = |id: &str| PolicyRef {
+        id: id.into(),
+        description: String::new(),
+    };
+    let allow = Decision::Allow {
+        policies: vec![r("operators-apply")],
+    };
+    let deny = Decision::Deny {
+        reasons: vec![r("no-self-approval")],
+    };
+    let gated = Decision::NeedsApproval {
+        gates: vec![r("prod-apply-needs-approval"), r("over-budget-needs-approval")],
+    };
+    assert!(allow.is_allow());
+    assert!(!deny.is_allow());
+    assert!(!gated.is_allow(), "a gated decision is not an allow");
+    assert_eq!(allow.policy_ids(), ["operators-apply"]);
+    assert_eq!(deny.policy_ids(), ["no-self-approval"]);
+    assert_eq!(
+        gated.policy_ids(),
+        ["prod-apply-needs-approval", "over-budget-needs-approval"]
+    );
+}
+
+#[test]
 fn the_default_set_loads_and_every_policy_has_an_id_and_description() {
     let engine = PolicyEngine::defaults().unwrap();
     let policies = engine.policies();
