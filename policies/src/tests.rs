@@ -18,7 +18,10 @@ fn a_decision_names_its_kind_and_the_policies_behind_it() {
         reasons: vec![r("no-self-approval")],
     };
     let gated = Decision::NeedsApproval {
-        gates: vec![r("prod-apply-needs-approval"), r("over-budget-needs-approval")],
+        gates: vec![
+            r("prod-apply-needs-approval"),
+            r("over-budget-needs-approval"),
+        ],
     };
     assert!(allow.is_allow());
     assert!(!deny.is_allow());

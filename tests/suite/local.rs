@@ -447,14 +447,13 @@ fn serve_local_starts_the_daemon_on_first_use() {
     assert_eq!(cli(&dir.0, &["daemon", "status"]).status.code(), Some(3));
 }
 
-/// The person alone with their assistant: the assistant, connected through `serve --local`
-/// the whole time, builds a dev stack and then asks to destroy it; the local server's Control
+/// The person alone with their assistant: the assistant (the official Python SDK), connected
+/// through plain `serve` the whole time, builds a dev stack and then asks to destroy it; the local server's Control
 /// Center, opened in a real browser without any token (the kernel says which account opened
 /// the loopback connection), shows the request and the person approves it there, out of band;
 /// the assistant's next `apply_plan` runs it. Another account reaching the same page has no
 /// roles.
 fn the_control_center_approves_while_the_assistant_is_connected() {
-    use rmcp::ServiceExt as _;
     let dir = Dir(scratch("local-cc"));
     std::fs::write(dir.0.join("config.toml"), "").unwrap();
     struct Stop<'a>(&'a Path);
@@ -481,75 +480,65 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
         text(&status)
     );
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut cmd = tokio::process::Command::new(tests::binary());
-        cmd.args(["serve", "--local"])
-            .current_dir(tests::root())
-            .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
-            .env("PROVISIONING_CONFIG", dir.0.join("config.toml"))
-            .env("PROVISIONING_PATHS_MODELS_DIR", dir.0.join("no-models"))
-            .env_remove("XDG_RUNTIME_DIR")
-            .stderr(Stdio::null());
-        let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
-        let client = ().serve(transport).await.unwrap();
-        let config = crate::mcp::dev_config(1);
-        let plan = crate::mcp::structured(
-            &crate::mcp::call(&client, "plan_changes", json!({ "config": config })).await,
-        );
-        let applied = crate::mcp::structured(
-            &crate::mcp::call(&client, "apply_plan", json!({ "plan_id": plan["plan_id"] })).await,
-        );
-        assert_eq!(applied["status"], "succeeded", "{applied}");
-        let destroy = crate::mcp::structured(
-            &crate::mcp::call(
-                &client,
-                "plan_changes",
-                json!({ "config": config, "destroy": true }),
-            )
-            .await,
-        );
-        let gated = crate::mcp::structured(
-            &crate::mcp::call(
-                &client,
-                "apply_plan",
-                json!({ "plan_id": destroy["plan_id"] }),
-            )
-            .await,
-        );
-        assert_eq!(gated["status"], "needs_approval", "{gated}");
-        let request = gated["approval_request"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    // The assistant: the official Python SDK over plain `serve`, connected throughout.
+    let py = crate::mcp::python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}",
+        py.display()
+    );
+    let mut assistant = Command::new(&py)
+        .arg(tests::root().join("tests/python/control_center_flow.py"))
+        .arg(tests::binary())
+        .arg(&dir.0)
+        .current_dir(tests::root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(assistant.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    let asked: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = assistant.kill();
+            let out = assistant.wait_with_output().unwrap();
+            panic!("{e}: {line:?}; {}", text(&out))
+        }
+    };
+    let request = asked["request"].as_str().unwrap().to_string();
 
-        // The person, in a browser, on the local server's page.
-        let artifacts = tests::root().join("target/test-artifacts");
-        std::fs::create_dir_all(&artifacts).unwrap();
-        let shot = artifacts.join("local-control-center.png");
-        let out = Command::new("node")
-            .arg(tests::root().join("tests/browser/local_approve.cjs"))
-            .env("NODE_PATH", crate::api::node_modules())
-            .env("BASE_URL", &url)
-            .env("REQUEST_ID", &request)
-            .env("ACCOUNT", my_name())
-            .env("SCREENSHOT", &shot)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "browser: {}", text(&out));
+    // The person, in a browser, on the local server's page.
+    let artifacts = tests::root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("local-control-center.png");
+    let browser = Command::new("node")
+        .arg(tests::root().join("tests/browser/local_approve.cjs"))
+        .env("NODE_PATH", crate::api::node_modules())
+        .env("BASE_URL", &url)
+        .env("REQUEST_ID", &request)
+        .env("ACCOUNT", my_name())
+        .env("SCREENSHOT", &shot)
+        .output()
+        .unwrap();
+    if !browser.status.success() {
+        let _ = assistant.kill();
+    }
+    assert!(browser.status.success(), "browser: {}", text(&browser));
 
-        // Still connected: the assistant's next apply runs the approved destroy.
-        let done = crate::mcp::structured(
-            &crate::mcp::call(
-                &client,
-                "apply_plan",
-                json!({ "plan_id": destroy["plan_id"] }),
-            )
-            .await,
-        );
-        assert_eq!(done["status"], "succeeded", "{done}");
-        client.cancel().await.unwrap();
-    });
+    // Still connected: the assistant's next apply runs the approved destroy.
+    use std::io::Write as _;
+    writeln!(assistant.stdin.take().unwrap(), "approved").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut said, &mut rest).unwrap();
+    let out = assistant.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && rest.contains("control center flow: ok"),
+        "assistant: {rest}\n{}",
+        text(&out)
+    );
 
     // The approval is the person's, given over the page (channel rest), not the assistant's.
     let audit = cli(&dir.0, &["audit", "export"]);

@@ -187,6 +187,15 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    #[test]
+    fn a_shown_value_is_cut_after_100_characters_only() {
+        let exactly = "h".repeat(100);
+        assert_eq!(shown(&exactly), exactly);
+        let longer = "h".repeat(101);
+        assert_eq!(shown(&longer), format!("{}…", "h".repeat(100)));
+        assert_eq!(shown("a\u{7}b"), "a\\u{7}b");
+    }
+
     fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(v) = host {

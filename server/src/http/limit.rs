@@ -124,6 +124,22 @@ mod tests {
     }
 
     #[test]
+    fn the_rate_is_as_given_never_negative() {
+        assert_eq!(Buckets::new(2.5, 4.0, 10).rate(), 2.5);
+        assert_eq!(Buckets::new(-3.0, 4.0, 10).rate(), 0.0);
+    }
+
+    #[test]
+    fn a_known_key_is_served_when_the_table_is_full() {
+        let b = Buckets::new(1.0, 2.0, 2);
+        let t0 = Instant::now();
+        assert_eq!(b.take("a", t0), Ok(()));
+        assert_eq!(b.take("b", t0), Ok(()));
+        // The table is full of half-used buckets: `a` still has one left.
+        assert_eq!(b.take("a", t0), Ok(()));
+    }
+
+    #[test]
     fn the_table_is_bounded_and_forgets_full_buckets_first() {
         let b = Buckets::new(1.0, 2.0, 2);
         let t0 = Instant::now();

@@ -22,6 +22,10 @@ use super::problem;
 /// The uid owning the socket whose local end is `peer` and whose remote end is `server`, from
 /// the text of `/proc/net/tcp` or `/proc/net/tcp6`.
 pub fn owner_in(table: &str, peer: SocketAddr, server: SocketAddr) -> Option<u32> {
+    // Only a loopback peer is looked up: another machine's connection has no owner here.
+    if !is_loopback(peer.ip()) {
+        return None;
+    }
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
@@ -66,11 +70,18 @@ fn parse_endpoint(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// 127.0.0.0/8, ::1, or an IPv4 loopback address mapped into IPv6.
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 /// The account that opened the loopback connection from `peer` to `server`.
 pub fn owner_of(peer: SocketAddr, server: SocketAddr) -> Option<u32> {
-    if !peer.ip().is_loopback() && !same(peer, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)) {
-        return None;
-    }
     ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| {
         let table = std::fs::read_to_string(path).ok()?;
         owner_in(&table, peer, server)
@@ -129,6 +140,24 @@ mod tests {
         let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
         assert_eq!(owner_in(&table, other, server), None);
         assert_eq!(owner_in("garbage\n1: zz", peer, server), None);
+        // A connection from another machine has no owner here, whatever the table says.
+        let far = v4([10, 0, 0, 5]);
+        let header = table.lines().next().unwrap_or_default();
+        let remote = format!(
+            "{header}\n 3: {far}:9C40 {lo}:1F90 01 00000000:00000000 00:00000000 00000000  1001 0 5 1\n"
+        );
+        let outsider: SocketAddr = "10.0.0.5:40000".parse().unwrap();
+        assert_eq!(owner_in(&remote, outsider, server), None);
+    }
+
+    #[test]
+    fn loopback_is_127_8_and_1_and_their_mapped_forms() {
+        for yes in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(yes.parse().unwrap()), "{yes}");
+        }
+        for no in ["10.0.0.5", "::ffff:10.0.0.5", "2001:db8::1", "0.0.0.0"] {
+            assert!(!is_loopback(no.parse().unwrap()), "{no}");
+        }
     }
 
     #[test]
@@ -156,5 +185,8 @@ mod tests {
         let (_accepted, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         assert_eq!(owner_of(peer, server), Some(nix::unistd::getuid().as_raw()));
+        // No such connection: nobody, not root.
+        let gone: SocketAddr = format!("127.0.0.1:{}", peer.port() ^ 1).parse().unwrap();
+        assert_eq!(owner_of(gone, server), None);
     }
 }
