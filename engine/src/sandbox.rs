@@ -36,6 +36,11 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Evaluations running at once; more are refused as busy, not queued.
     pub max_concurrent: usize,
+    /// How much lower the evaluating process's CPU priority is (`nice -n`; 0 leaves it as is,
+    /// subprocess sandbox only). A server sets it, so its own answers (health checks,
+    /// approvals, other callers) come before a hostile config's CPU; a command at the terminal
+    /// does not, since the person waiting for it is the only caller.
+    pub niceness: u8,
 }
 
 impl Default for Limits {
@@ -46,6 +51,7 @@ impl Default for Limits {
             memory_bytes: 2 * 1024 * 1024 * 1024,
             max_output_bytes: 16 * 1024 * 1024,
             max_concurrent: 4,
+            niceness: 0,
         }
     }
 }
@@ -215,11 +221,12 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-/// The system's `nice`, when there is one: evaluations run at the lowest CPU priority so the
-/// server keeps answering (health checks, approvals, other callers) while a hostile config burns
-/// its CPU allowance. The workspace forbids `unsafe` and `nix` 0.30 has no `setpriority`, so the
-/// priority is set by coreutils' `nice` rather than by the child itself; without it the child
-/// runs at the server's priority, bounded by the same limits.
+/// The system's `nice`, when there is one: a server's evaluations run at a lower CPU priority
+/// ([`Limits::niceness`]) so it keeps answering while a hostile config burns its CPU allowance.
+/// Not the lowest: the time limit is wall-clock, and at `nice 19` a legitimate config starves
+/// whenever the machine is busy. The workspace forbids `unsafe` and `nix` 0.30 has no
+/// `setpriority`, so the priority is set by coreutils' `nice` rather than by the child itself;
+/// without it the child runs at the server's priority, bounded by the same limits.
 fn nice_program() -> Option<&'static Path> {
     static NICE: std::sync::OnceLock<Option<&'static Path>> = std::sync::OnceLock::new();
     *NICE.get_or_init(|| {
@@ -242,10 +249,10 @@ fn in_child(
         source,
     };
     std::fs::create_dir_all(workdir).map_err(spawn_err)?;
-    let mut command = match nice_program() {
+    let mut command = match nice_program().filter(|_| limits.niceness > 0) {
         Some(nice) => {
             let mut c = Command::new(nice);
-            c.args(["-n", "19"]).arg(program);
+            c.arg("-n").arg(limits.niceness.to_string()).arg(program);
             c
         }
         None => Command::new(program),

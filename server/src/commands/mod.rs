@@ -72,7 +72,29 @@ impl Source {
 }
 
 pub fn validator(settings: &Settings) -> anyhow::Result<Validator> {
+    validator_with(settings, settings.limits)
+}
+
+/// How much lower a server's evaluations run than the server itself (`nice -n`): enough that
+/// its answers come first, not so much that a config starves on a busy machine.
+pub const SERVER_NICENESS: u8 = 10;
+
+/// The validator of a server: evaluations at [`SERVER_NICENESS`].
+pub fn server_validator(settings: &Settings) -> anyhow::Result<Validator> {
+    validator_with(
+        settings,
+        engine::sandbox::Limits {
+            niceness: SERVER_NICENESS,
+            ..settings.limits
+        },
+    )
+}
+
+fn validator_with(
+    settings: &Settings,
+    limits: engine::sandbox::Limits,
+) -> anyhow::Result<Validator> {
     let sandbox = Sandbox::current_exe(&settings.cache_dir)
         .context("cannot locate the provisioning executable for the Nickel sandbox")?;
-    Ok(Validator::new(sandbox, settings.limits)?)
+    Ok(Validator::new(sandbox, limits)?)
 }

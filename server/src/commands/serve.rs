@@ -19,7 +19,6 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tools::{Context, ProvisioningServer};
 
 use super::engine_setup::{open_engine_with, runtime};
-use super::validator;
 use crate::Settings;
 use crate::cli::ServeArgs;
 use crate::http::{Allowed, Edge, Gate, Metrics, problem};
@@ -42,7 +41,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         return runtime()?.block_on(pass_through(&socket));
     }
-    let validator = Arc::new(validator(settings)?);
+    let validator = Arc::new(super::server_validator(settings)?);
     match validator.confinement() {
         Ok(Some(how)) => {
             eprintln!("config sandbox: {how} (no file, no network, empty environment)")
