@@ -704,6 +704,81 @@ mod approvals {
         }
     }
 
+    /// The engine's own check behind the policies: with a policy set that permits everything
+    /// (no `no-self-approval`), a person still cannot approve their own request, nor their
+    /// agent's outside dev, nor over MCP; only their agent's dev request, out of band.
+    #[tokio::test]
+    async fn self_approval_is_refused_even_when_the_policies_would_allow_it() {
+        let dir = std::env::temp_dir().join(format!("prov-permissive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("all.cedar"),
+            r#"@id("test-permits-everything")
+@description("test: every principal may do everything")
+permit (principal, action, resource);
+
+@id("test-gate")
+@description("test: every apply needs one approval")
+@gate("approval")
+forbid (principal, action == Provisioning::Action::"apply", resource)
+unless { context.approvals >= 1 };
+"#,
+        )
+        .unwrap();
+        let clock = Arc::new(ManualClock::starting_at(1_000_000));
+        let store = SurrealStore::open(StoreLocation::Memory).await.unwrap();
+        let policies = LivePolicies::open(PolicySource::Replace(dir.clone())).unwrap();
+        let sim = Arc::new(SimProvider::in_memory(SimOptions::default()));
+        let engine = Engine::new(Arc::new(store), Providers::new().with(sim))
+            .with_clock(clock)
+            .with_rng(Arc::new(SeededRng::new(12)))
+            .with_authorizer(Arc::new(CedarAuthorizer::new(Arc::new(policies))));
+        let _ = std::fs::remove_dir_all(&dir);
+        let alice = who("user:alice:operator,approver");
+
+        // Her own prod request.
+        let plan = engine.plan(&prod(1)).await.unwrap();
+        let own = gate(&engine, &plan, &alice).await;
+        let err = engine.approve(&own.id, &alice, "").await.unwrap_err();
+        assert!(err.to_string().contains("cannot approve it"), "{err}");
+
+        // Her agent's prod request, approved by her at the CLI: still hers.
+        let agent = who("agent:mcp@alice:operator");
+        let mut c = prod(2);
+        c.workspace.name = "shop2".into();
+        let plan = engine.plan(&c).await.unwrap();
+        let agents = gate(&engine, &plan, &agent).await;
+        let err = engine.approve(&agents.id, &alice, "").await.unwrap_err();
+        assert!(err.to_string().contains("cannot approve it"), "{err}");
+
+        // Her agent's dev request: over MCP no, out of band yes.
+        let plan = engine.plan(&config("lab", 1, &[])).await.unwrap();
+        let dev = gate(&engine, &plan, &agent).await;
+        let over_mcp = Caller::parse("user:alice:operator,approver", "mcp").unwrap();
+        let err = engine.approve(&dev.id, &over_mcp, "").await.unwrap_err();
+        assert!(err.to_string().contains("cannot approve it"), "{err}");
+        assert!(engine.approve(&dev.id, &alice, "mine").await.is_ok());
+
+        // Asking policy before asking the person (a preflight) records what is not an allow.
+        let mut c = prod(1);
+        c.workspace.name = "shop3".into();
+        let plan = engine.plan(&c).await.unwrap();
+        let before = engine.store.audit_log().await.unwrap().0.len();
+        let auth = engine.preflight(&plan, &alice).await.unwrap();
+        assert_eq!(auth.decision.kind(), "needs_approval");
+        let (log, _) = engine.store.audit_log().await.unwrap();
+        let new: Vec<&str> = log[before..].iter().map(|e| e.kind.as_str()).collect();
+        assert!(new.contains(&"gated"), "{new:?}");
+        assert!(
+            engine
+                .approvals(None)
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.id == dev.id || r.approvals.is_empty())
+        );
+    }
+
     #[tokio::test]
     async fn a_prod_apply_waits_for_another_persons_approval_which_is_single_use() {
         let (engine, _) = gated_engine().await;
