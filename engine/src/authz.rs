@@ -355,6 +355,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    #[test]
+    fn names_come_from_the_user_database_never_the_environment() {
+        assert_eq!(account_name(0), "root");
+        assert_eq!(account_name(4_000_000_123), "uid-4000000123");
+        assert_eq!(login_name(), account_name(nix::unistd::getuid().as_raw()));
+    }
+
     fn priced(costs: &[(&str, f64)]) -> Plan {
         let cfg: crate::model::Config = serde_json::from_value(serde_json::json!({
             "workspace": { "name": "ws", "environment": "staging" },
