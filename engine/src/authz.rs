@@ -422,6 +422,31 @@ mod tests {
             decide(Budget::Amount(3.5)),
             Decision::NeedsApproval { .. }
         ));
+        // A forbidden zone the plan touches reaches the policies, and only a non-empty list does.
+        let mut in_sim2 = priced(&[]);
+        in_sim2.blast_radius.zones = vec!["sim-2".into()];
+        let zoned = |forbidden: &[&str]| {
+            let policies = policies::LivePolicies::open(policies::PolicySource::Defaults).unwrap();
+            let limits = WorkspaceLimits {
+                budget: None,
+                forbidden_zones: forbidden.iter().map(|z| z.to_string()).collect(),
+            };
+            CedarAuthorizer::new(Arc::new(policies))
+                .with_limits([("ws".to_string(), limits)].into())
+                .decide(
+                    &Caller::parse("user:alice:operator", "cli").unwrap(),
+                    Action::Apply,
+                    &in_sim2,
+                    &ApprovalFacts::default(),
+                )
+        };
+        let denied = zoned(&["sim-2"]);
+        assert!(
+            matches!(&denied, Decision::Deny { reasons } if reasons.iter().any(|r| r.id == "forbidden-zones")),
+            "{denied:?}"
+        );
+        assert!(zoned(&[]).is_allow(), "{:?}", zoned(&[]));
+        assert!(zoned(&["sim-1"]).is_allow());
         // The TOML forms both parse.
         let limits: WorkspaceLimits = toml::from_str("budget = 150.0").unwrap();
         assert_eq!(limits.budget, Some(Budget::Amount(150.0)));
