@@ -174,20 +174,7 @@ fn the_kernel_says_who_calls() {
     // Another operating-system account cannot even connect.
     if me == "root" && Path::new("/usr/sbin/useradd").exists() {
         let name = format!("provt{}", std::process::id() % 100_000);
-        let made = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
-            .status()
-            .unwrap();
-        assert!(made.success(), "useradd {name}");
-        let uid = String::from_utf8_lossy(
-            &Command::new("id")
-                .args(["-u", &name])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .trim()
-        .to_string();
+        let uid = make_account(&name, None);
         let out = Command::new("setpriv")
             .args([
                 "--reuid",
@@ -553,20 +540,7 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
     // Another account on this machine reaches the page as itself, with no roles.
     if my_name() == "root" && Path::new("/usr/sbin/useradd").exists() {
         let name = format!("provc{}", std::process::id() % 100_000);
-        let made = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
-            .status()
-            .unwrap();
-        assert!(made.success(), "useradd {name}");
-        let uid = String::from_utf8_lossy(
-            &Command::new("id")
-                .args(["-u", &name])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .trim()
-        .to_string();
+        let uid = make_account(&name, None);
         let out = Command::new("setpriv")
             .args([
                 "--reuid",
@@ -586,6 +560,17 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
         assert_eq!(who["principal"], format!("user:{name}"), "{who}");
         assert_eq!(who["roles"], json!([]), "{who}");
     }
+}
+
+/// Makes an operating-system account (no home, no shell), in `group` when given; its uid.
+fn make_account(name: &str, group: Option<&str>) -> String {
+    let mut cmd = Command::new("useradd");
+    cmd.args(["--no-create-home", "--shell", "/usr/sbin/nologin"]);
+    if let Some(g) = group {
+        cmd.args(["--groups", g]);
+    }
+    assert!(cmd.arg(name).status().unwrap().success(), "useradd {name}");
+    id_of("passwd", name)
 }
 
 /// Runs `args` as the account `uid` with only the group `gid` (setpriv, as root).
@@ -638,14 +623,8 @@ fn a_group_member_is_another_person() {
             .success()
     );
     let _accounts = Accounts(vec![carol.clone(), dave.clone()], group.clone());
-    for (name, groups) in [(&carol, Some(&group)), (&dave, None)] {
-        let mut cmd = Command::new("useradd");
-        cmd.args(["--no-create-home", "--shell", "/usr/sbin/nologin"]);
-        if let Some(g) = groups {
-            cmd.args(["--groups", g]);
-        }
-        assert!(cmd.arg(name).status().unwrap().success(), "useradd {name}");
-    }
+    make_account(&carol, Some(&group));
+    make_account(&dave, None);
     let dir = Dir(scratch("local-group"));
     std::fs::write(
         dir.0.join("config.toml"),

@@ -8,7 +8,7 @@ use engine::exec::{ApplyResult, Engine, ExecError, gated_message};
 use engine::plan::Plan;
 
 use super::engine_setup::{
-    confirm, load_checked, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
+    confirm_plan, load_checked, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
 };
 use super::through_server;
 use crate::Settings;
@@ -112,13 +112,7 @@ async fn run_plan(
             }
         }
     }
-    let question = format!(
-        "{verb} these {} change(s) to workspace `{}`?",
-        plan.changes().count(),
-        plan.workspace
-    );
-    if !confirm(yes, &question)? {
-        eprintln!("Nothing was changed.");
+    if !confirm_plan(plan, verb, yes)? {
         return Ok(ExitCode::from(1));
     }
     let started = match engine.start(&plan.id, caller).await {

@@ -150,6 +150,21 @@ pub fn load_checked(
     Ok(v.config.zip(v.value))
 }
 
+/// Asks whether to run `plan`'s changes (`verb`: Apply or Destroy), unless `--yes`; says
+/// "Nothing was changed." on a no.
+pub fn confirm_plan(plan: &engine::plan::Plan, verb: &str, yes: bool) -> anyhow::Result<bool> {
+    let question = format!(
+        "{verb} these {} change(s) to workspace `{}`?",
+        plan.changes().count(),
+        plan.workspace
+    );
+    let go = confirm(yes, &question)?;
+    if !go {
+        eprintln!("Nothing was changed.");
+    }
+    Ok(go)
+}
+
 /// Asks before changing anything, unless `--yes`. Refuses when nobody can answer.
 pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
     if yes {

@@ -13,7 +13,7 @@ use policies::Decision;
 use serde_json::{Value, json};
 
 use super::apply::{denied, gated};
-use super::engine_setup::{Progress, confirm, outcome_code, print_outcome};
+use super::engine_setup::{Progress, confirm_plan, outcome_code, print_outcome};
 use crate::remote::Remote;
 
 /// A stored plan and its rendered diff, as the server keeps it.
@@ -94,13 +94,7 @@ pub async fn run_plan(
             }
         }
     }
-    let question = format!(
-        "{verb} these {} change(s) to workspace `{}`?",
-        plan.changes().count(),
-        plan.workspace
-    );
-    if !confirm(yes, &question)? {
-        eprintln!("Nothing was changed.");
+    if !confirm_plan(plan, verb, yes)? {
         return Ok(ExitCode::from(1));
     }
     let started: Value = r
