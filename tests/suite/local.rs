@@ -375,6 +375,20 @@ fn serve_local_starts_the_daemon_on_first_use() {
     std::fs::write(dir.0.join("config.toml"), "").unwrap();
     let status = cli(&dir.0, &["daemon", "status"]);
     assert_eq!(status.status.code(), Some(3), "nothing runs yet");
+    // A server that cannot start says why, from its log, where it is asked to start.
+    std::fs::write(
+        dir.0.join("config.toml"),
+        "[daemon]\ngroup = \"no-such-group-here\"\n",
+    )
+    .unwrap();
+    let failed = cli(&dir.0, &["daemon", "start"]);
+    assert!(!failed.status.success(), "{}", text(&failed));
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("no such group on this machine"),
+        "{}",
+        text(&failed)
+    );
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
     // A failed assertion must not leave the local server running.
     struct Stop<'a>(&'a Path);
     impl Drop for Stop<'_> {
@@ -539,7 +553,7 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
 
     // Another account on this machine reaches the page as itself, with no roles.
     if my_name() == "root" && Path::new("/usr/sbin/useradd").exists() {
-        let name = format!("provc{}", std::process::id() % 100_000);
+        let name = format!("provp{}", std::process::id() % 100_000);
         let uid = make_account(&name, None);
         let out = Command::new("setpriv")
             .args([
@@ -593,8 +607,10 @@ fn id_of(flag: &str, name: &str) -> String {
 
 /// With `[daemon] group`, a member of the group (an account made here) reaches the local
 /// server as themself with the roles the server's config gives them, and their approval of the
-/// owner's prod apply is another person's: the apply then runs. An account outside the group
-/// still cannot connect.
+/// owner's prod apply is another person's: the apply then runs. Her `$USER` and a
+/// `PROVISIONING_CONFIG` of her own change nothing: in her own process the state is not hers to
+/// open, and through the socket she keeps her roles. An account outside the group still cannot
+/// connect.
 fn a_group_member_is_another_person() {
     if my_name() != "root" || !Path::new("/usr/sbin/useradd").exists() {
         eprintln!("needs root and useradd to make accounts; not run here");
@@ -661,6 +677,70 @@ fn a_group_member_is_another_person() {
 
     // Carol, a member of the group, is herself with the roles the config gives her.
     let (carol_uid, gid) = (id_of("passwd", &carol), id_of("group", &group));
+
+    // Whatever her environment says. She runs the CLI herself (a copy she may execute) as
+    // "root" by `$USER`, with a config of her own that gives her every role and replaces the
+    // policies with one that permits everything.
+    let state_dir = dir.0.join("data").join("state");
+    assert_eq!(
+        std::fs::metadata(&state_dir).unwrap().mode() & 0o777,
+        0o700,
+        "the state is nobody else's to read"
+    );
+    let own = dir.0.join("carol");
+    std::fs::create_dir_all(own.join("p")).unwrap();
+    std::fs::write(
+        own.join("p").join("all.cedar"),
+        "@id(\"carol-permits-all\")\n@description(\"everything, for carol\")\npermit(principal, action, resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        own.join("config.toml"),
+        format!(
+            "[users.{carol}]\nroles = [\"admin\", \"operator\", \"approver\"]\n\n[policies]\ndir = \"p\"\nmode = \"replace\"\n"
+        ),
+    )
+    .unwrap();
+    let exe = own.join("provisioning");
+    std::fs::copy(tests::binary(), &exe).unwrap();
+    std::os::unix::fs::chown(&own, Some(carol_uid.parse().unwrap()), None).unwrap();
+    let carol_cli = |server: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", &carol_uid, "--regid", &gid, "--groups", &gid])
+            .arg(&exe)
+            .args(server.map(|s| ["--server", s]).into_iter().flatten())
+            .args(args)
+            .current_dir(&own)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("USER", "root")
+            .env("LOGNAME", "root")
+            .env("HOME", &own)
+            .env("PROVISIONING_CONFIG", own.join("config.toml"))
+            .env("PROVISIONING_PATHS_DATA_DIR", dir.0.join("data"))
+            .env("PROVISIONING_PATHS_CACHE_DIR", own.join("cache"))
+            .env("PROVISIONING_PATHS_MODELS_DIR", own.join("no-models"));
+        cmd.output().unwrap()
+    };
+    // In this process, the installation's state is not hers to open.
+    let alone = carol_cli(None, &["apply", "--plan", &plan, "--yes", "--json"]);
+    assert!(!alone.status.success(), "{}", text(&alone));
+    assert!(
+        String::from_utf8_lossy(&alone.stderr).contains("belongs to the account root"),
+        "{}",
+        text(&alone)
+    );
+    // Through the socket she is carol, an approver, under the server's policies: the prod plan
+    // does not run for her (her own policy would allow it), it waits for its approval.
+    let applied = carol_cli(
+        Some(&server),
+        &["apply", "--plan", &plan, "--yes", "--json"],
+    );
+    assert_eq!(applied.status.code(), Some(3), "{}", text(&applied));
+    let applied: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(applied["result"], "needs_approval", "{applied}");
+    // (The request is the owner's, still waiting: hers would be the same plan.)
+    assert_eq!(applied["request"]["status"], "pending", "{applied}");
+
     let curl = |uid: &str, gid: &str, method: &str, path: &str, body: Option<&str>| {
         let mut args = vec![
             "curl",
@@ -682,16 +762,26 @@ fn a_group_member_is_another_person() {
         serde_json::from_slice(&who.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&who)));
     assert_eq!(who["principal"], format!("user:{carol}"), "{who}");
     assert_eq!(who["roles"], json!(["approver"]), "{who}");
-    let approved = curl(
-        &carol_uid,
-        &gid,
-        "POST",
-        &format!("/approvals/{request}/approve"),
-        Some(r#"{"comment": "checked with the owner"}"#),
+
+    let approved = carol_cli(
+        Some(&server),
+        &[
+            "approvals",
+            "approve",
+            &request,
+            "--comment",
+            "checked with the owner",
+            "--json",
+        ],
     );
+    assert!(approved.status.success(), "{}", text(&approved));
     let approved: Value = serde_json::from_slice(&approved.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&approved)));
-    assert_eq!(approved["approvals"][0]["by"], carol.as_str(), "{approved}");
+    assert_eq!(
+        approved["request"]["approvals"][0]["by"],
+        carol.as_str(),
+        "{approved}"
+    );
 
     // Her approval is another person's: the owner's apply of that exact plan now runs.
     let applied = run(&["apply", "--plan", &plan, "--yes", "--json"]);

@@ -216,6 +216,10 @@ pub enum StateError {
         "the state store at {path} is open in another provisioning process{holder}; wait for it to finish, or point both at a SurrealDB server with --state ws://HOST:PORT"
     )]
     Busy { path: String, holder: String },
+    #[error(
+        "the state store at {path} belongs to the account {owner}, not to you: reach it through its local server (`--server unix:SOCKET`, when its `[daemon] group` lets you in) or use a data directory of your own (--data-dir)"
+    )]
+    NotYours { path: String, owner: String },
     #[error("state store holds a record it cannot read ({what}): {message}")]
     Corrupt { what: String, message: String },
 }

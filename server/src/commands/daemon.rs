@@ -173,8 +173,15 @@ pub fn start_with(
     let deadline = Instant::now() + Duration::from_secs(60);
     while !answers(socket) {
         if let Some(status) = child.try_wait()? {
+            let last = std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(": {}", l.trim()))
+                .unwrap_or_default();
             anyhow::bail!(
-                "the local server stopped at once ({status}); see {}",
+                "the local server stopped at once ({status}){last}\n(its log: {})",
                 log_path.display()
             );
         }

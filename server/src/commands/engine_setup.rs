@@ -76,7 +76,7 @@ pub async fn open_engine_with(
     let location = store_location(settings)?;
     let store = match SurrealStore::open(location.clone()).await {
         Ok(store) => store,
-        Err(err @ StateError::Busy { .. }) => bail!("{err}"),
+        Err(err @ (StateError::Busy { .. } | StateError::NotYours { .. })) => bail!("{err}"),
         Err(err) => {
             return Err(err)
                 .with_context(|| format!("cannot open state at {}", location.describe()));
