@@ -53,7 +53,10 @@ pub(super) struct StepContext {
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl StepContext {
+    /// An event of this workflow. Its message often quotes a provider, so every secret the
+    /// engine knows is redacted here, once, before the event is stored, streamed or logged.
     pub(super) fn event(&self, kind: EventKind, step: Option<usize>, message: String) -> Event {
+        let message = self.engine.redactor.redact(&message).into_owned();
         Event {
             workflow: self.workflow.clone(),
             seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,

@@ -1340,3 +1340,29 @@ mod workflow_actions {
         }
     }
 }
+
+/// A provider's error that quotes a secret the engine knows reaches the workflow's events (the
+/// log resource, the event stream, progress and log notifications) redacted. The sim's failure
+/// message names the failing server; here that name is registered as the secret.
+#[tokio::test]
+async fn a_secret_quoted_by_a_provider_error_is_redacted_in_the_events() {
+    let secret = "canary-4f1d9b7e";
+    let sim = Arc::new(SimProvider::in_memory(failing(&[secret])));
+    let (engine, _) = engine_with(sim);
+    assert!(engine.redactor.register(secret));
+    let mut cfg = config("ws", 1, &[]);
+    cfg.servers[0].name = secret.into();
+    let plan = engine.plan(&cfg).await.unwrap();
+    let outcome = ran(&engine, &plan).await;
+    assert_eq!(outcome.status, WorkflowStatus::Failed, "{outcome:?}");
+    let events = engine.store.events(&outcome.workflow, 0).await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::StepFailed)
+        .collect();
+    assert!(!failed.is_empty(), "{events:#?}");
+    for e in &events {
+        assert!(!e.message.contains(secret), "{e:?}");
+    }
+    assert!(failed[0].message.contains("[redacted]"), "{failed:?}");
+}
