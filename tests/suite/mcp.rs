@@ -1021,9 +1021,85 @@ fn python_sdk_flow() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("python sdk flow: ok"));
 }
 
+/// The flow with the official TypeScript SDK as the client (tests/typescript/mcp_flow.cjs): it
+/// accepts the tool list (a boolean sub-schema made it reject the whole list), and it checks
+/// every structured result against the tool's output schema while a dev apply runs and a prod
+/// apply stops at its gate.
+fn typescript_sdk_flow() {
+    let node_modules = crate::api::node_modules();
+    assert!(
+        node_modules.join("@modelcontextprotocol/sdk").is_dir(),
+        "@modelcontextprotocol/sdk is not in {}; run scripts/test (it installs it)",
+        node_modules.display()
+    );
+    let dir = Dir(scratch("mcp-typescript"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let out = std::process::Command::new("node")
+        .arg(root().join("tests/typescript/mcp_flow.cjs"))
+        .arg(binary())
+        .arg(&dir.0)
+        .env("NODE_PATH", &node_modules)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "typescript sdk flow failed: {text}");
+    let seen: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let tools = seen["tools"].as_array().unwrap();
+    assert!(tools.len() >= 18, "{seen}");
+    assert!(tools.contains(&serde_json::json!("apply_plan")), "{seen}");
+    assert_eq!(seen["with_output_schema"], tools.len(), "{seen}");
+    assert_eq!(seen["checked"].as_array().unwrap().len(), 18, "{seen}");
+    assert_eq!(seen["dev_status"], "succeeded", "{seen}");
+    assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
+    assert_eq!(seen["approval_status"], "pending", "{seen}");
+    assert!(
+        seen["wrong_argument"].as_str().unwrap().contains("plan_id"),
+        "{seen}"
+    );
+    // Completion and logging, as the client sees them.
+    let caps = &seen["capabilities"];
+    assert!(
+        caps.as_array()
+            .unwrap()
+            .contains(&serde_json::json!("completions"))
+            && caps
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("logging")),
+        "{seen}"
+    );
+    assert_eq!(seen["completions"]["workflow"], true, "{seen}");
+    assert_eq!(seen["completions"]["plan"], true, "{seen}");
+    assert_eq!(
+        seen["completions"]["schemas"],
+        serde_json::json!(["config"]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["completions"]["intent"],
+        serde_json::json!([]),
+        "{seen}"
+    );
+    let log = seen["log"].as_array().unwrap();
+    assert!(
+        log.iter().any(|m| m["event"] == "step_succeeded"
+            && m["level"] == "info"
+            && m["logger"].as_str().unwrap().starts_with("workflow:wf-")),
+        "{seen}"
+    );
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("mcp::http_auth_and_origin", || check(http_auth_and_origin)),
+        Trial::test("mcp::typescript_sdk_flow", || check(typescript_sdk_flow)),
         Trial::test("mcp::stdio_flow", || check(stdio_flow)),
         Trial::test("mcp::python_sdk_flow", || check(python_sdk_flow)),
         Trial::test("mcp::drafting_with_an_openai_endpoint", || {

@@ -6,8 +6,10 @@
 
 pub mod draft;
 
+mod completion;
 mod context;
 mod docs;
+mod logging;
 pub mod openai;
 mod resources;
 mod server;

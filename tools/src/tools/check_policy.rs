@@ -23,6 +23,7 @@ pub struct CheckPolicyOutput {
     /// `allow`, `deny` or `needs_approval`.
     pub decision: String,
     /// The deciding policies with their descriptions.
+    #[schemars(schema_with = "super::shape::objects")]
     pub policies: serde_json::Value,
     /// Approvals by other people that clear the gates, when gated.
     pub approvals_needed: Option<u32>,

@@ -71,14 +71,17 @@ pub struct DraftOutput {
     /// Whether it passed validation here.
     pub valid: bool,
     /// Validation diagnostics (empty when valid).
+    #[schemars(schema_with = "super::shape::objects")]
     pub diagnostics: serde_json::Value,
     /// The checked config with defaults filled in, when valid.
+    #[schemars(schema_with = "super::shape::object_or_null")]
     pub config: Option<serde_json::Value>,
     /// `sampling` (the client's model), `openai` (the configured endpoint), `built-in`.
     pub drafter: String,
     /// Model drafts tried, including repairs (0 for the built-in drafter).
     pub rounds: usize,
     /// Every default the drafter applied: field, value, why.
+    #[schemars(schema_with = "super::shape::objects")]
     pub assumptions: serde_json::Value,
     /// Values still to confirm; the draft holds the `assumed` value until answered.
     pub questions: Vec<DraftQuestion>,

@@ -23,7 +23,8 @@ pub struct ListCatalogInput {
 pub struct ListCatalogOutput {
     /// `providers`, `taskservs` or `templates`.
     pub what: String,
-    /// The entries, as in the catalog files.
+    /// The entries by name, as in the catalog files.
+    #[schemars(schema_with = "super::shape::object")]
     pub items: serde_json::Value,
 }
 

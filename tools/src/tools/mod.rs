@@ -44,6 +44,29 @@ pub(crate) fn exec_fail(err: ExecError) -> String {
     }
 }
 
+/// Output-schema shapes for the fields that carry a JSON view (`serde_json::Value`), whose
+/// derived schema would be the boolean `true`: the MCP schema wants an object schema for every
+/// property, and clients built on the TypeScript SDK reject a tool list that has one. Each says
+/// at least which JSON type the field holds.
+pub(crate) mod shape {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+
+    /// A JSON object.
+    pub(crate) fn object(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "object" })
+    }
+
+    /// A JSON object, or null when there is none.
+    pub(crate) fn object_or_null(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["object", "null"] })
+    }
+
+    /// A list of JSON objects.
+    pub(crate) fn objects(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "array", "items": { "type": "object" } })
+    }
+}
+
 /// A JSON value for a structured result field.
 pub(crate) fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)

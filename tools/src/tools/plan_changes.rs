@@ -27,13 +27,18 @@ pub struct PlanOutput {
     pub workspace: String,
     pub environment: String,
     /// Counts of create, update, replace, delete, no-op.
+    #[schemars(schema_with = "super::shape::object")]
     pub summary: serde_json::Value,
+    /// What the plan could break: deletes, replacements, prod resources touched, zones, providers.
+    #[schemars(schema_with = "super::shape::object")]
     pub blast_radius: serde_json::Value,
-    /// Monthly cost before and after, per currency.
+    /// Monthly cost before and after, one entry per currency.
+    #[schemars(schema_with = "super::shape::objects")]
     pub cost: serde_json::Value,
     /// The diff as a person reads it.
     pub rendered: String,
     /// Every action with its dependencies.
+    #[schemars(schema_with = "super::shape::objects")]
     pub actions: serde_json::Value,
     pub warnings: Vec<String>,
 }

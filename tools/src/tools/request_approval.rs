@@ -15,8 +15,10 @@ use crate::ProvisioningServer;
 pub struct RequestApprovalOutput {
     /// `needs_approval` (the request is below), `allow` (no approval needed) or `deny`.
     pub decision: String,
+    #[schemars(schema_with = "super::shape::object_or_null")]
     pub approval_request: Option<serde_json::Value>,
     /// Deny reasons or gates.
+    #[schemars(schema_with = "super::shape::objects")]
     pub policies: serde_json::Value,
 }
 

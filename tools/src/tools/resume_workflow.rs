@@ -31,7 +31,7 @@ impl ProvisioningServer {
             .await
             .map_err(exec_fail)?;
         let (_, steps) = engine.status(&wf.id).await.map_err(exec_fail)?;
-        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc);
+        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc, &self.log);
         let outcome = engine.run(&wf.id).await.map_err(exec_fail)?;
         if let Some(task) = progress {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;

@@ -29,7 +29,7 @@ impl ProvisioningServer {
         let caller = self.caller(&rc);
         let engine = &self.ctx.engine;
         let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
-        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc);
+        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc, &self.log);
         let outcome = engine.rollback(&wf.id, &caller).await.map_err(exec_fail)?;
         if let Some(task) = progress {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;

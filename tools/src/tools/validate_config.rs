@@ -19,8 +19,10 @@ pub struct ConfigInput {
 pub struct ValidateOutput {
     pub valid: bool,
     /// Each with severity, code, message, field path, span, expected values and a suggestion.
+    #[schemars(schema_with = "super::shape::objects")]
     pub diagnostics: serde_json::Value,
     /// The checked config with defaults filled in, when valid.
+    #[schemars(schema_with = "super::shape::object_or_null")]
     pub config: Option<serde_json::Value>,
 }
 

@@ -1,0 +1,120 @@
+//! `completion/complete`: what an argument of a prompt or a resource template can be, from what
+//! the server knows — schema names, docs pages, workflow ids, plan ids — filtered by what the
+//! person has typed so far. Clients show these as they type (the seed system completed its
+//! commands too).
+
+use rmcp::model::{CompleteRequestParams, CompleteResult, CompletionInfo, Reference};
+
+use crate::ProvisioningServer;
+use crate::resources::SCHEME;
+
+/// How many workflows are looked at for workflow and plan ids.
+const RECENT: usize = 500;
+
+/// The argument a completion is for.
+enum Kind {
+    Schema,
+    Doc,
+    Plan,
+    Workflow,
+    Nothing,
+}
+
+fn kind(reference: &Reference, argument: &str) -> Kind {
+    match reference {
+        Reference::Prompt(p) => match (p.name.as_str(), argument) {
+            ("review_plan", "plan_id") => Kind::Plan,
+            ("troubleshoot_workflow", "workflow_id") => Kind::Workflow,
+            _ => Kind::Nothing,
+        },
+        Reference::Resource(r) => {
+            let template = r.uri.strip_prefix(SCHEME).unwrap_or_default();
+            match (template, argument) {
+                ("schemas/{name}", "name") => Kind::Schema,
+                ("docs/{path}", "path") => Kind::Doc,
+                ("plans/{plan_id}", "plan_id") => Kind::Plan,
+                ("workflows/{workflow_id}" | "workflows/{workflow_id}/log", "workflow_id") => {
+                    Kind::Workflow
+                }
+                _ => Kind::Nothing,
+            }
+        }
+        _ => Kind::Nothing,
+    }
+}
+
+/// The values starting with `typed`, in their order, at most [`CompletionInfo::MAX_VALUES`], with
+/// the total and whether there are more.
+pub(crate) fn matching(candidates: Vec<String>, typed: &str) -> CompletionInfo {
+    let mut seen = std::collections::HashSet::new();
+    let all: Vec<String> = candidates
+        .into_iter()
+        .filter(|c| c.starts_with(typed) && seen.insert(c.clone()))
+        .collect();
+    let total = all.len();
+    let values: Vec<String> = all.into_iter().take(CompletionInfo::MAX_VALUES).collect();
+    let more = total > values.len();
+    CompletionInfo::with_pagination(values, Some(u32::try_from(total).unwrap_or(u32::MAX)), more)
+        .unwrap_or_default()
+}
+
+impl ProvisioningServer {
+    pub(crate) async fn completion(&self, request: &CompleteRequestParams) -> CompleteResult {
+        let candidates = match kind(&request.r#ref, &request.argument.name) {
+            Kind::Schema => knowledge::schema_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Kind::Doc => rag::corpus::shipped()
+                .iter()
+                .filter(|d| d.path.ends_with(".md"))
+                .map(|d| d.path.clone())
+                .collect(),
+            Kind::Workflow => self
+                .recent_workflows()
+                .await
+                .into_iter()
+                .map(|w| w.id)
+                .collect(),
+            Kind::Plan => self
+                .recent_workflows()
+                .await
+                .into_iter()
+                .map(|w| w.plan_id)
+                .collect(),
+            Kind::Nothing => Vec::new(),
+        };
+        CompleteResult::new(matching(candidates, &request.argument.value))
+    }
+
+    /// Newest first; none when the store cannot answer (a completion is a hint, not an error).
+    async fn recent_workflows(&self) -> Vec<engine::state::WorkflowRecord> {
+        self.ctx
+            .engine
+            .store
+            .recent_workflows(None, RECENT)
+            .await
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matching;
+
+    #[test]
+    fn completions_start_with_what_was_typed_and_say_how_many_there_are() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = matching(names(&["wf-1", "wf-2", "plan-1", "wf-1"]), "wf-");
+        assert_eq!(got.values, names(&["wf-1", "wf-2"]));
+        assert_eq!((got.total, got.has_more), (Some(2), Some(false)));
+
+        let many: Vec<String> = (0..250).map(|i| format!("wf-{i:03}")).collect();
+        let got = matching(many, "wf-");
+        assert_eq!(got.values.len(), 100);
+        assert_eq!((got.total, got.has_more), (Some(250), Some(true)));
+        assert_eq!(got.values[0], "wf-000");
+
+        assert!(matching(names(&["a"]), "b").values.is_empty());
+    }
+}
