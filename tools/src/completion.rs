@@ -60,7 +60,8 @@ pub(crate) fn matching(candidates: Vec<String>, typed: &str) -> CompletionInfo {
 
 impl ProvisioningServer {
     pub(crate) async fn completion(&self, request: &CompleteRequestParams) -> CompleteResult {
-        let candidates = match kind(&request.r#ref, &request.argument.name) {
+        let kind_of = kind(&request.r#ref, &request.argument.name);
+        let candidates = match kind_of {
             Kind::Schema => knowledge::schema_names()
                 .iter()
                 .map(|s| s.to_string())
@@ -70,18 +71,14 @@ impl ProvisioningServer {
                 .filter(|d| d.path.ends_with(".md"))
                 .map(|d| d.path.clone())
                 .collect(),
-            Kind::Workflow => self
-                .recent_workflows()
-                .await
-                .into_iter()
-                .map(|w| w.id)
-                .collect(),
-            Kind::Plan => self
-                .recent_workflows()
-                .await
-                .into_iter()
-                .map(|w| w.plan_id)
-                .collect(),
+            Kind::Workflow | Kind::Plan => {
+                let plans = matches!(kind_of, Kind::Plan);
+                self.recent_workflows()
+                    .await
+                    .into_iter()
+                    .map(|w| if plans { w.plan_id } else { w.id })
+                    .collect()
+            }
             Kind::Nothing => Vec::new(),
         };
         CompleteResult::new(matching(candidates, &request.argument.value))

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::plan::{ActionKind, Plan, ResourceKind};
 
+mod folder;
 mod mem;
 mod surreal;
 
