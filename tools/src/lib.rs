@@ -6,17 +6,19 @@
 
 pub mod draft;
 
+mod arguments;
 mod completion;
 mod context;
 mod docs;
 mod logging;
+pub use logging::RequestId;
 pub mod openai;
 mod resources;
 mod server;
 mod tools;
 
 pub use context::{Context, ValidateError};
-pub use docs::{Docs, DocsInit};
+pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};
 pub use server::{ProvisioningServer, READ_TOOLS};
 
 pub use engine::authz::Caller;

@@ -102,3 +102,8 @@ mod tests {
         );
     }
 }
+
+/// The id the HTTP edge gave a request (`rq-…`, also its `x-request-id` header), found in the
+/// request's extensions: a tool call's log lines carry it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
@@ -69,6 +69,11 @@ impl ProvisioningServer {
             tool_router: router,
             log: crate::logging::SessionLog::default(),
         }
+    }
+
+    /// Every tool the server has, read-only or not, with its schemas.
+    pub(crate) fn all_tools() -> Vec<rmcp::model::Tool> {
+        Self::router().list_all()
     }
 
     /// Every tool.
@@ -209,6 +214,53 @@ impl ServerHandler for ProvisioningServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        use tracing::Instrument;
+        let caller = self.caller(&context);
+        let http_request = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::RequestId>())
+            .map(|r| r.0.clone());
+        let span = tracing::info_span!(
+            "tool",
+            tool = %request.name,
+            caller = %caller.principal,
+            request = http_request.as_deref().unwrap_or("-"),
+        );
+        let started = std::time::Instant::now();
+        let result = self
+            .call_checked(request, context)
+            .instrument(span.clone())
+            .await;
+        let ms = started.elapsed().as_millis();
+        span.in_scope(|| match &result {
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => {
+                tracing::info!(
+                    ms,
+                    outcome = "tool_error",
+                    "tool call answered with an error"
+                )
+            }
+            Ok(_) => tracing::info!(ms, outcome = "ok", "tool call answered"),
+            Err(e) => tracing::info!(
+                ms,
+                outcome = "refused",
+                code = e.code.0,
+                "tool call refused"
+            ),
+        });
+        result
+    }
+}
+
+impl ProvisioningServer {
+    /// The read-only guard, the tool's existence, its arguments against its input schema, then
+    /// the tool; what comes back is redacted.
+    async fn call_checked(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         if self.ctx.read_only && !READ_TOOLS.contains(&name.as_str()) {
             return Err(ErrorData::invalid_request(
@@ -234,14 +286,12 @@ impl ServerHandler for ProvisioningServer {
                 None,
             ));
         }
-        if let Some(tool) = self.tool_router.get(&name)
-            && let Some(args) = &request.arguments
-            && let Some(problem) = argument_problem(&tool.input_schema, args)
-        {
-            return Err(ErrorData::invalid_params(
-                format!("tool `{name}`: {problem}"),
-                None,
-            ));
+        let args = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
+        if let Some(problem) = crate::arguments::checks().problem(&name, &args) {
+            // A tool error, not a protocol error: the model reads it and corrects the call.
+            return self
+                .redacted(Ok(CallToolResult::error(vec![ContentBlock::text(problem)])))
+                .map(CallToolResponse::Complete);
         }
         let tcc = ToolCallContext::new(self, request, context);
         // Every tool result and tool error passes here on its way to the model. (The other
@@ -254,9 +304,7 @@ impl ServerHandler for ProvisioningServer {
             Err(error) => Err(self.redacted_error(error)),
         }
     }
-}
 
-impl ProvisioningServer {
     /// `result` with every secret the server knows replaced by `[redacted]`, in every string
     /// of the result or error. A result that cannot be redacted is not sent.
     fn redacted<T>(&self, result: Result<T, ErrorData>) -> Result<T, ErrorData>
@@ -294,63 +342,9 @@ impl ProvisioningServer {
     }
 }
 
-/// The JSON type name of a value, as schemas spell it.
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        serde_json::Value::Number(_) => "number",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "array",
-        serde_json::Value::Object(_) => "object",
-    }
-}
-
-/// A top-level argument whose JSON type the tool's input schema does not allow, or a missing
-/// required one, named with what would be accepted. Deeper checks are left to deserialization.
-fn argument_problem(
-    schema: &serde_json::Map<String, serde_json::Value>,
-    args: &serde_json::Map<String, serde_json::Value>,
-) -> Option<String> {
-    let properties = schema.get("properties").and_then(|p| p.as_object());
-    if let Some(required) = schema.get("required").and_then(|r| r.as_array()) {
-        for name in required.iter().filter_map(|n| n.as_str()) {
-            if !args.contains_key(name) {
-                return Some(format!("missing required argument `{name}`"));
-            }
-        }
-    }
-    let properties = properties?;
-    for (name, value) in args {
-        let Some(prop) = properties.get(name) else {
-            let known: Vec<&str> = properties.keys().map(String::as_str).collect();
-            return Some(format!(
-                "unknown argument `{name}`; arguments: {}",
-                known.join(", ")
-            ));
-        };
-        let allowed: Vec<&str> = match prop.get("type") {
-            Some(serde_json::Value::String(t)) => vec![t.as_str()],
-            Some(serde_json::Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str()).collect(),
-            _ => continue,
-        };
-        let got = json_type(value);
-        let ok = allowed.contains(&got) || (got == "integer" && allowed.contains(&"number"));
-        if !ok {
-            return Some(format!(
-                "argument `{name}` must be {}, got {got} `{}`",
-                allowed.join(" or "),
-                value.to_string().chars().take(40).collect::<String>()
-            ));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{ProvisioningServer, argument_problem};
+    use super::ProvisioningServer;
 
     /// Where a JSON Schema holds sub-schemas: a boolean there (`true` from a `serde_json::Value`
     /// field) is what the TypeScript SDK and the MCP conformance suite reject.
@@ -404,40 +398,5 @@ mod tests {
             boolean_subschemas(&output, &format!("{}:output", tool.name), &mut found);
         }
         assert!(found.is_empty(), "boolean sub-schemas at {found:#?}");
-    }
-
-    #[test]
-    fn argument_types_are_checked_against_the_schema() {
-        let schema = serde_json::json!({
-            "type": "object",
-            "properties": { "plan_id": { "type": "string" }, "k": { "type": ["integer", "null"] } },
-            "required": ["plan_id"]
-        });
-        let schema = schema.as_object().unwrap();
-        let check = |v: serde_json::Value| argument_problem(schema, v.as_object().unwrap());
-        assert_eq!(check(serde_json::json!({ "plan_id": "p" })), None);
-        assert_eq!(
-            check(serde_json::json!({ "plan_id": "p", "k": null })),
-            None
-        );
-        assert_eq!(
-            check(serde_json::json!({ "plan_id": 7 })).unwrap(),
-            "argument `plan_id` must be string, got integer `7`"
-        );
-        assert!(
-            check(serde_json::json!({}))
-                .unwrap()
-                .contains("missing required argument `plan_id`")
-        );
-        assert!(
-            check(serde_json::json!({ "plan_id": "p", "k": "x" }))
-                .unwrap()
-                .contains("integer or null")
-        );
-        assert!(
-            check(serde_json::json!({ "plan_id": "p", "planid": 1 }))
-                .unwrap()
-                .contains("unknown argument `planid`")
-        );
     }
 }

@@ -173,7 +173,7 @@ impl ProvisioningServer {
                 Ok(out) => return Ok(Json(out)),
                 Err(why) => {
                     // A log line for the operator; provider text may quote a credential.
-                    eprintln!(
+                    tracing::warn!(
                         "draft_config: the {name} drafter failed: {}",
                         self.ctx.engine.redactor.redact(&why)
                     );
@@ -191,7 +191,7 @@ impl ProvisioningServer {
             .map_err(|e| e.to_string())?;
         let mut elicited = BTreeMap::new();
         if !built.questions.is_empty() {
-            match elicit(&rc, &built).await {
+            match elicit(&rc, &built, &mut notices).await {
                 Ok(got) if !got.is_empty() => {
                     answers.extend(got.clone());
                     built = draft::draft_with_answers(&input.intent, &answers, catalog)
@@ -246,8 +246,8 @@ impl ProvisioningServer {
         answers: &BTreeMap<String, String>,
         catalog: &knowledge::Catalog,
     ) -> Result<DraftOutput, String> {
-        let docs = match self.ctx.docs.retriever().await {
-            Ok(r) => r
+        let docs = match self.ctx.docs.now().await {
+            Ok((r, _)) => r
                 .search(
                     intent
                         .chars()
@@ -447,6 +447,7 @@ pub(crate) fn extract_nickel(reply: &str) -> String {
 async fn elicit(
     rc: &RequestContext<RoleServer>,
     d: &Draft,
+    notices: &mut Vec<String>,
 ) -> Result<BTreeMap<String, String>, String> {
     let modes = rc.peer.supported_elicitation_modes();
     if !modes.contains(&rmcp::service::ElicitationMode::Form) {
@@ -482,26 +483,14 @@ async fn elicit(
         .create_elicitation(ElicitRequestParams::FormElicitationParams {
             meta: None,
             message,
-            requested_schema: schema,
+            requested_schema: schema.clone(),
         })
         .await
         .map_err(|e| format!("elicitation failed ({e}); the questions are returned instead"))?;
     match result.action {
         ElicitationAction::Accept => {
-            let mut got = BTreeMap::new();
-            if let Some(serde_json::Value::Object(map)) = result.content {
-                for q in &questions {
-                    let Some(answer) = map.get(&q.field).and_then(|v| v.as_str()) else {
-                        continue;
-                    };
-                    let answer = answer.trim();
-                    if answer.is_empty() || !(q.choices.is_empty() || q.choices.iter().any(|c| c == answer)) {
-                        continue;
-                    }
-                    got.insert(q.field.clone(), answer.to_string());
-                }
-            }
-            Ok(got)
+            let content = result.content.unwrap_or_else(|| serde_json::json!({}));
+            Ok(accepted_answers(&schema, &content, &questions, notices))
         }
         _ => Err(
             "the user did not answer the questions; they are returned with the draft's provisional values".into(),
@@ -509,9 +498,119 @@ async fn elicit(
     }
 }
 
+/// The answers of an accepted form that its own schema accepts (checked with `jsonschema`, as
+/// tool arguments are: the client's form may not have enforced it). A refused answer is left
+/// out and named in a notice; its question stays open with its provisional value.
+fn accepted_answers(
+    schema: &ElicitationSchema,
+    content: &serde_json::Value,
+    questions: &[&crate::draft::Question],
+    notices: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut refused = std::collections::BTreeSet::new();
+    let compiled = serde_json::to_value(schema)
+        .ok()
+        .and_then(|s| jsonschema::validator_for(&s).ok());
+    match compiled {
+        Some(validator) => {
+            for error in validator.iter_errors(content) {
+                let field = error
+                    .instance_path()
+                    .iter()
+                    .next()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                let what = crate::arguments::shorten(&error.to_string());
+                if field.is_empty() {
+                    notices.push(format!("the answers were refused: {what}"));
+                    return BTreeMap::new();
+                }
+                notices.push(format!(
+                    "the answer to `{field}` was refused ({what}); the question stays open"
+                ));
+                refused.insert(field);
+            }
+        }
+        None => {
+            notices.push("the answers could not be checked, so none was used".into());
+            return BTreeMap::new();
+        }
+    }
+    let mut got = BTreeMap::new();
+    let Some(map) = content.as_object() else {
+        return got;
+    };
+    for q in questions {
+        if refused.contains(&q.field) {
+            continue;
+        }
+        let Some(answer) = map.get(&q.field).and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let answer = answer.trim();
+        if answer.is_empty() {
+            continue;
+        }
+        got.insert(q.field.clone(), answer.to_string());
+    }
+    got
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Fence, Untrusted, extract_nickel, system_prompt};
+
+    #[test]
+    fn elicited_answers_outside_the_form_schema_are_refused_by_name() {
+        use rmcp::model::{ElicitationSchema, EnumSchema, PrimitiveSchemaDefinition, StringSchema};
+        let zone = crate::draft::Question {
+            field: "zone".into(),
+            question: "Which zone?".into(),
+            choices: vec!["hel1".into(), "fsn1".into()],
+            assumed: "hel1".into(),
+        };
+        let owner = crate::draft::Question {
+            field: "owner".into(),
+            question: "Who owns it?".into(),
+            choices: Vec::new(),
+            assumed: String::new(),
+        };
+        let schema = ElicitationSchema::builder()
+            .property(
+                "zone",
+                PrimitiveSchemaDefinition::Enum(EnumSchema::builder(zone.choices.clone()).build()),
+            )
+            .property(
+                "owner",
+                PrimitiveSchemaDefinition::String(StringSchema::new()),
+            )
+            .build()
+            .unwrap();
+        let questions = [&zone, &owner];
+        let mut notices = Vec::new();
+        let got = super::accepted_answers(
+            &schema,
+            &serde_json::json!({ "zone": "ams1", "owner": "ops" }),
+            &questions,
+            &mut notices,
+        );
+        assert_eq!(got.get("owner").map(String::as_str), Some("ops"));
+        assert!(!got.contains_key("zone"), "{got:?}");
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].contains("the answer to `zone` was refused") && notices[0].contains("ams1"),
+            "{notices:?}"
+        );
+        let mut notices = Vec::new();
+        let got = super::accepted_answers(
+            &schema,
+            &serde_json::json!({ "zone": "fsn1", "owner": 7 }),
+            &questions,
+            &mut notices,
+        );
+        assert_eq!(got.get("zone").map(String::as_str), Some("fsn1"));
+        assert!(notices[0].contains("`owner`"), "{notices:?}");
+    }
 
     #[test]
     fn a_document_cannot_close_the_docs_fence() {

@@ -16,6 +16,7 @@ pub struct ListWorkflowsInput {
     pub workspace: Option<String>,
     /// At most this many (1 to 200, default 20).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 
