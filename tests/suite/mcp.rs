@@ -20,6 +20,7 @@ use tests::{binary, root, scratch};
 use crate::check;
 
 mod fencing;
+mod outside_clients;
 
 /// Counts progress notifications.
 #[derive(Clone, Default)]
@@ -415,16 +416,30 @@ fn stdio_flow() {
             err.contains("unknown tool") && err.contains("apply_plan"),
             "{err}"
         );
-        let err = client
-            .call_tool(
-                CallToolRequestParams::new("get_workflow")
-                    .with_arguments(args(serde_json::json!({ "workflow_id": 7 }))),
+        // Arguments the input schema refuses are a tool error the model can correct.
+        let err = error_text(
+            &call(
+                &client,
+                "get_workflow",
+                serde_json::json!({ "workflow_id": 7 }),
             )
-            .await
-            .unwrap_err()
-            .to_string();
+            .await,
+        );
         assert!(
-            err.contains("argument `workflow_id` must be string, got integer"),
+            err.contains("argument `workflow_id`: 7 is not of type") && err.contains("string"),
+            "{err}"
+        );
+        let err = error_text(
+            &call(
+                &client,
+                "list_workflows",
+                serde_json::json!({ "limit": 0, "workspce": "x" }),
+            )
+            .await,
+        );
+        assert!(
+            err.contains("argument `limit`: 0 is less than the minimum of 1")
+                && err.contains("unknown argument `workspce` (did you mean `workspace`?)"),
             "{err}"
         );
         let unknown = error_text(
@@ -1100,6 +1115,15 @@ pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("mcp::http_auth_and_origin", || check(http_auth_and_origin)),
         Trial::test("mcp::typescript_sdk_flow", || check(typescript_sdk_flow)),
+        Trial::test("mcp::conformance_suite", || {
+            check(outside_clients::conformance_suite)
+        }),
+        Trial::test("mcp::inspector_cli", || {
+            check(outside_clients::inspector_cli)
+        }),
+        Trial::test("mcp::typescript_sdk_over_http", || {
+            check(outside_clients::typescript_sdk_over_http)
+        }),
         Trial::test("mcp::stdio_flow", || check(stdio_flow)),
         Trial::test("mcp::python_sdk_flow", || check(python_sdk_flow)),
         Trial::test("mcp::drafting_with_an_openai_endpoint", || {

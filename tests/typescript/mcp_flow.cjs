@@ -1,9 +1,10 @@
 // The MCP flow driven by the official TypeScript SDK (npm `@modelcontextprotocol/sdk` 1.x), the
 // library most MCP clients are built on, a client we did not write.
 //
-//     node mcp_flow.cjs BINARY WORKDIR
+//     node mcp_flow.cjs BINARY WORKDIR           over stdio (`serve --standalone`)
+//     node mcp_flow.cjs --http URL TOKEN         over streamable HTTP (`serve --http`)
 //
-// Over stdio (`serve --standalone`): list the tools (the SDK rejects a tool list whose schemas
+// List the tools (the SDK rejects a tool list whose schemas
 // it cannot accept), then call the tools of a whole dev apply and a gated prod apply. The SDK
 // checks every structured result against the tool's output schema (Ajv) and throws when one
 // does not match. Prints one JSON line with what it saw; exits non-zero on the first failure.
@@ -11,6 +12,9 @@
 const path = require("node:path");
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StdioClientTransport } = require("@modelcontextprotocol/sdk/client/stdio.js");
+const {
+  StreamableHTTPClientTransport,
+} = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
 const { LoggingMessageNotificationSchema } = require("@modelcontextprotocol/sdk/types.js");
 
 const [binary, work] = process.argv.slice(2);
@@ -32,12 +36,17 @@ async function main() {
     PROVISIONING_PATHS_MODELS_DIR: path.join(work, "no-models"),
     XDG_CONFIG_HOME: "/nonexistent/provisioning-tests",
   });
-  const transport = new StdioClientTransport({
-    command: binary,
-    args: ["serve", "--standalone"],
-    env,
-    stderr: "ignore",
-  });
+  const transport =
+    binary === "--http"
+      ? new StreamableHTTPClientTransport(new URL(work), {
+          requestInit: { headers: { Authorization: `Bearer ${process.argv[4]}` } },
+        })
+      : new StdioClientTransport({
+          command: binary,
+          args: ["serve", "--standalone"],
+          env,
+          stderr: "ignore",
+        });
   const client = new Client({ name: "ts-sdk-flow", version: "1.0.0" });
   await client.connect(transport);
   const seen = { server: client.getServerVersion(), checked: [], log: [] };
@@ -53,8 +62,8 @@ async function main() {
   seen.with_output_schema = tools.filter((t) => t.outputSchema).length;
 
   // Every call's structured result is checked against its output schema by the SDK.
-  const call = async (name, args) => {
-    const result = await client.callTool({ name, arguments: args });
+  const call = async (name, args, options) => {
+    const result = await client.callTool({ name, arguments: args }, undefined, options);
     if (result.isError) fail(`${name}: ${JSON.stringify(result.content)}`);
     if (!result.structuredContent) fail(`${name}: no structured content`);
     seen.checked.push(name);
@@ -71,7 +80,15 @@ async function main() {
   if (invalid.valid) fail("an incomplete config validated");
   const plan = await call("plan_changes", { config: DEV });
   await call("check_policy", { plan_id: plan.plan_id });
-  const applied = await call("apply_plan", { plan_id: plan.plan_id });
+  // Progress notifications while the apply runs (the SDK sends a progress token for this).
+  const progress = [];
+  const applied = await call(
+    "apply_plan",
+    { plan_id: plan.plan_id },
+    { onprogress: (p) => progress.push(p), resetTimeoutOnProgress: true },
+  );
+  seen.progress = progress.length;
+  seen.progress_done = progress.length > 0 && progress[progress.length - 1].progress === progress[progress.length - 1].total;
   if (applied.status !== "succeeded") fail(`dev apply: ${JSON.stringify(applied)}`);
   await call("get_workflow", { workflow_id: applied.workflow });
   await call("list_workflows", {});
