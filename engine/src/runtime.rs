@@ -150,7 +150,7 @@ impl Faults for KillAt {
     fn point(&self, name: &str) {
         let n = self.passed.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.at {
-            eprintln!("fault injection: SIGKILL at point {n} ({name})");
+            tracing::error!("fault injection: SIGKILL at point {n} ({name})");
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             // SIGKILL cannot be caught; nothing after this line runs.
         }

@@ -95,7 +95,7 @@ impl LivePolicies {
                 if let Ok(mut current) = self.current.write() {
                     *current = Arc::new(engine);
                 }
-                eprintln!("policies: reloaded from {}", describe(&self.source));
+                tracing::info!("policies: reloaded from {}", describe(&self.source));
                 watch.fingerprint = now;
                 watch.error = None;
             }
@@ -104,7 +104,7 @@ impl LivePolicies {
                     "policies in {} changed but do not load; still using the previous set: {err}",
                     describe(&self.source)
                 );
-                eprintln!("policies: {message}");
+                tracing::warn!("policies: {message}");
                 watch.error = Some((now, message));
             }
         }

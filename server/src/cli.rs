@@ -98,6 +98,29 @@ pub struct Global {
         value_name = "N"
     )]
     pub max_evals: u16,
+    /// How the log (standard error) is written: `human` lines, or `json`, one object a line
+    /// with the span fields (tool, caller, request, plan, workflow, step) that tie it to audit
+    /// entries
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONING_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Human
+    )]
+    pub log_format: LogFormat,
+    /// What is logged: a level (error, warn, info, debug, trace) or a filter such as
+    /// `info,engine=debug`; RUST_LOG is read when this is not set [default: info for `serve`
+    /// and `daemon` (warn for the database and the MCP library), warn for other commands]
+    #[arg(long, global = true, env = "PROVISIONING_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// See [`Global::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +172,15 @@ pub enum Command {
     Audit(AuditArgs),
     /// Docs retrieval: index the shipped docs (and your own), search them, measure quality
     Docs(DocsArgs),
+    /// First run: write your config file with a token for you, and print what to paste into
+    /// Claude Desktop, Claude Code, Cursor and VS Code
+    Init(InitArgs),
+    /// API tokens for `serve --http`: create one (shown once; the config file keeps its
+    /// SHA-256), list them, revoke one
+    Token(TokenArgs),
+    /// Check what Provisioning depends on (embedding model, local-provider packages, state,
+    /// policies, config sandbox) and say how to fix each problem (exit 1 when one fails)
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -605,4 +637,80 @@ pub enum DocsWhat {
 
 pub fn parse() -> Cli {
     Cli::parse()
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Your name in the config file (`[users.NAME]`) [default: your account name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The address the snippets use for `serve --http`
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "HOST:PORT")]
+    pub http: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub what: TokenWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenWhat {
+    /// Make a token for a user (or, with --agent-for, an MCP client acting for one); the token
+    /// is printed once on standard output
+    Create {
+        /// The user's (or agent's) name, e.g. `olga` or `ci-bot`
+        name: String,
+        /// A role to hold (repeatable); without one an existing entry keeps its roles and a new
+        /// one has none (it can sign in, and policy allows it nothing)
+        #[arg(long = "role", value_enum, value_name = "ROLE")]
+        roles: Vec<Role>,
+        /// Make an agent token acting for this user (`agent:NAME@USER` in the audit log)
+        #[arg(long, value_name = "USER")]
+        agent_for: Option<String>,
+        /// Replace an existing token (the old one stops working at the server's next start)
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// The tokens in the config file: who, roles and the first characters of the hash
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's or agent's token from the config file
+    Revoke {
+        /// The user or agent name
+        name: String,
+    },
+}
+
+/// The roles the default policies know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Reads everything, changes nothing
+    Viewer,
+    /// Plans and applies (prod changes wait for an approval)
+    Operator,
+    /// Approves or rejects other people's requests
+    Approver,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub docs: DocsSettings,
+    /// One JSON object per check
+    #[arg(long)]
+    pub json: bool,
 }

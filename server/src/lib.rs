@@ -4,6 +4,7 @@
 pub mod cli;
 mod commands;
 mod http;
+mod logging;
 mod remote;
 mod rest;
 mod settings;
@@ -25,6 +26,22 @@ pub fn run(cli: cli::Cli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let long_running = matches!(
+        cli.command,
+        cli::Command::Serve(_) | cli::Command::Daemon(_)
+    );
+    logging::init(
+        cli.global.log_format,
+        cli.global.log.as_deref(),
+        // The dependencies' own info lines (the database's settings, each MCP session) are noise
+        // at the default level; `--log debug` shows them.
+        if long_running {
+            "info,surrealdb=warn,rmcp=warn"
+        } else {
+            "warn"
+        },
+        settings.secrets.redactor().clone(),
+    );
     let result = match cli.command {
         cli::Command::Validate(args) => commands::validate::run(&settings, &args),
         cli::Command::Export(args) => commands::export::run(&settings, &args),
@@ -45,6 +62,9 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::Daemon(args) => commands::daemon::run(&settings, &args),
         cli::Command::Audit(args) => commands::audit::run(&settings, &args),
         cli::Command::Docs(args) => commands::docs::run(&settings, &args),
+        cli::Command::Init(args) => commands::init::run(&settings, &args),
+        cli::Command::Token(args) => commands::token::run(&settings, &args),
+        cli::Command::Doctor(args) => commands::doctor::run(&settings, &args),
     };
     match result {
         Ok(code) => code,

@@ -813,12 +813,12 @@ async fn docs_search(
             rag::RagError::ZeroK { max: rag::MAX_K }.to_string(),
         ));
     }
-    let retriever = ctx
+    let (retriever, building) = ctx
         .docs
-        .retriever()
+        .now()
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "docs unavailable", e))?;
-    let results = retriever
+    let mut results = retriever
         .search(
             &q.q,
             &rag::SearchOptions {
@@ -828,6 +828,9 @@ async fn docs_search(
         )
         .await
         .map_err(|e| ApiError::bad(e.to_string()))?;
+    if let Some(notice) = building {
+        results.notices.insert(0, notice);
+    }
     Ok(json(results))
 }
 

@@ -240,8 +240,7 @@ impl Settings {
     pub fn from_cli(g: &Global) -> anyhow::Result<Settings> {
         let config_file = match &g.config {
             Some(path) => Some(path.clone()),
-            None => Some(xdg_dir("XDG_CONFIG_HOME", ".config").join("config.toml"))
-                .filter(|p| p.is_file()),
+            None => Some(default_config_path()).filter(|p| p.is_file()),
         };
         let file = match &config_file {
             Some(path) => read_config(path)?,
@@ -536,6 +535,11 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
 }
 
 /// `$VAR/provisioning`, else `$HOME/HOME_SUBDIR/provisioning`, else the temp dir's.
+/// Where the config file is looked for when `--config` is not given.
+pub fn default_config_path() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config").join("config.toml")
+}
+
 fn xdg_dir(var: &str, home_subdir: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)

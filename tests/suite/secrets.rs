@@ -156,8 +156,13 @@ fn a_resolved_canary_never_leaves() {
         let endpoint = echoing_endpoint(seen.clone()).await;
         std::fs::write(dir.0.join("config.toml"), config(&endpoint)).unwrap();
         let log = std::fs::File::create(&log_path).unwrap();
-        let (child, base) =
-            tests::serve_http_with(&dir.0, &[], &[], std::process::Stdio::from(log)).unwrap();
+        let (child, base) = tests::serve_http_with(
+            &dir.0,
+            &["--log-format", "json", "--log", "info"],
+            &[],
+            std::process::Stdio::from(log),
+        )
+        .unwrap();
         let server = Server(child);
         let mcp = |token: &str| {
             StreamableHttpClientTransport::from_config(
@@ -277,6 +282,31 @@ fn a_resolved_canary_never_leaves() {
         "{log}"
     );
     assert_redacted("the server log", &log);
+    // As JSON lines (`--log-format json`): the failure carries the tool call's span, naming the
+    // tool, the caller and the HTTP request it came in on.
+    let failure: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("drafter failed"))
+        })
+        .unwrap_or_else(|| panic!("no JSON line for the failure in {log}"));
+    let span = failure["spans"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "tool"))
+        .unwrap_or_else(|| panic!("no tool span: {failure}"));
+    assert_eq!(span["tool"], "draft_config", "{failure}");
+    assert!(
+        span["caller"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("user:"))
+            && span["request"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("rq-")),
+        "{failure}"
+    );
 
     // The audit entry as stored (read without the server, so no edge redacts it).
     let data = dir.0.join("data");

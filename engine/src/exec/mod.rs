@@ -181,6 +181,7 @@ impl Engine {
             plan.rehash();
         }
         self.store.save_plan(&plan).await?;
+        tracing::info!(target: "engine::plan", plan = %plan.id, workspace = %plan.workspace, actions = plan.actions.len(), "plan stored");
         Ok(plan)
     }
 
@@ -430,7 +431,13 @@ impl Engine {
                 }
             })
         };
-        let result = self.run_locked(&mut wf, &plan).await;
+        let span = tracing::info_span!(
+            "workflow",
+            workflow = %wf.id,
+            plan = %wf.plan_id,
+            workspace = %wf.workspace
+        );
+        let result = tracing::Instrument::instrument(self.run_locked(&mut wf, &plan), span).await;
         heartbeat.abort();
         let released = self.store.release_lock(&wf.workspace, &lock.id).await;
         if let Ok(mut set) = self.cancel.lock() {
@@ -508,6 +515,7 @@ impl Engine {
         );
         self.store.update_workflow(wf, Some(&event)).await?;
         self.faults.point("workflow:started");
+        log_event(&event);
         let _ = self.events.send(event);
 
         let limit = wf.settings.parallel_limit.max(1) as usize;
@@ -609,6 +617,7 @@ impl Engine {
             }),
         )
         .await?;
+        log_event(&event);
         let _ = self.events.send(event);
         Ok(outcome)
     }
@@ -843,6 +852,20 @@ struct ForwardOutcome {
 
 /// Whether `id` can name a record: ids the engine makes are `PREFIX-HEX`; anything empty, long
 /// or with other characters names nothing (and never reaches a query).
+/// A workflow event in the log, with the workflow id the audit entries carry (the message is
+/// already redacted where the event was made).
+pub(crate) fn log_event(event: &Event) {
+    let kind = serde_json::to_value(event.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if matches!(event.kind, EventKind::StepFailed | EventKind::StepRetrying) {
+        tracing::warn!(target: "engine::workflow", workflow = %event.workflow, seq = event.seq, step = ?event.step, event = %kind, "{}", event.message);
+    } else {
+        tracing::info!(target: "engine::workflow", workflow = %event.workflow, seq = event.seq, step = ?event.step, event = %kind, "{}", event.message);
+    }
+}
+
 pub fn is_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64

@@ -118,6 +118,7 @@ impl StepContext {
                 )
                 .await?;
         }
+        super::log_event(&event);
         let _ = self.engine.events.send(event);
         Ok(())
     }

@@ -92,6 +92,32 @@ pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Do
     Ok(Docs { retriever, report })
 }
 
+/// A keyword-only retriever over the shipped and user docs, chunked in memory: no index, no
+/// model, ready in milliseconds. It answers while the index is being built.
+pub fn keyword_only(docs: &DocsSettings, reason: &str) -> anyhow::Result<Retriever> {
+    let mut all = corpus::shipped();
+    if let Some(user) = docs.user_docs.as_ref().filter(|u| u.is_dir()) {
+        all.extend(corpus::user(user)?);
+    }
+    let chunks = all
+        .iter()
+        .flat_map(|d| d.chunks(ChunkOptions::default()))
+        .collect();
+    let tuning = Tuning {
+        rrf_k: docs.rrf_k,
+        bm25_weight: docs.bm25_weight,
+        dense_weight: docs.dense_weight,
+        ..Tuning::default()
+    };
+    Ok(Retriever::new(
+        chunks,
+        None,
+        None,
+        tuning,
+        Some(reason.to_string()),
+    ))
+}
+
 pub fn run(settings: &Settings, args: &DocsArgs) -> anyhow::Result<ExitCode> {
     // Bad input is answered before anything is loaded.
     if let DocsWhat::Search { query, k, .. } = &args.what {

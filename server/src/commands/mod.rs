@@ -7,8 +7,10 @@ pub mod audit;
 pub mod catalog;
 pub mod daemon;
 pub mod docs;
+pub mod doctor;
 mod engine_setup;
 pub mod export;
+pub mod init;
 pub mod plan;
 pub mod policy;
 pub mod schema;
@@ -16,6 +18,7 @@ pub mod serve;
 pub mod state;
 pub mod status;
 mod through_server;
+pub mod token;
 pub mod validate;
 
 use std::io::Read;

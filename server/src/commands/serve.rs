@@ -34,24 +34,21 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if args.local || (over_stdio && !args.standalone && !args.read_only) {
         let socket = super::daemon::default_socket(settings);
         if let Some(pid) = super::daemon::start(settings, &socket)? {
-            eprintln!(
-                "started the local server (pid {pid}) on {}",
-                socket.display()
-            );
+            tracing::info!(pid, socket = %socket.display(), "started the local server");
         }
         return runtime()?.block_on(pass_through(&socket));
     }
     let validator = Arc::new(super::server_validator(settings)?);
     match validator.confinement() {
         Ok(Some(how)) => {
-            eprintln!("config sandbox: {how} (no file, no network, empty environment)")
+            tracing::info!(confinement = %how, "config sandbox: {how} (no file, no network, empty environment)")
         }
-        Ok(None) => eprintln!(
-            "warning: config sandbox: the kernel offers no Landlock here, so evaluated configs are not confined by the kernel; \
+        Ok(None) => tracing::warn!(
+            "config sandbox: the kernel offers no Landlock here, so evaluated configs are not confined by the kernel; \
              they run in a child process with an empty environment, an empty working directory and time, memory and output limits, \
              and a config holding an `import` (found with Nickel's own lexer) is refused before evaluation"
         ),
-        Err(e) => eprintln!("warning: config sandbox: cannot probe the evaluator: {e}"),
+        Err(e) => tracing::warn!("config sandbox: cannot probe the evaluator: {e}"),
     }
     runtime()?.block_on(async {
         let authz = Arc::new(super::engine_setup::authorizer(settings)?);
@@ -83,7 +80,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             authz: Some(authz),
         });
         if let Some(d) = &ctx.openai {
-            eprintln!(
+            tracing::info!(
                 "draft_config uses the OpenAI-compatible endpoint at {} (model {}, at most {} tokens a call and {} a draft, {} s a call) when the client offers no sampling",
                 d.base_url(),
                 d.model(),
@@ -98,13 +95,13 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(async move {
                 match ctx.docs.retriever().await {
                     Ok(r) => match r.keyword_only_reason() {
-                        Some(reason) => eprintln!(
+                        Some(reason) => tracing::warn!(
                             "docs index ready ({} chunks); keyword-only retrieval: {reason}",
                             r.chunks().len()
                         ),
-                        None => eprintln!("docs index ready ({} chunks, hybrid)", r.chunks().len()),
+                        None => tracing::info!("docs index ready ({} chunks, hybrid)", r.chunks().len()),
                     },
-                    Err(e) => eprintln!("warning: {}", ctx.engine.redactor.redact(&e)),
+                    Err(e) => tracing::warn!("docs index: {e}"),
                 }
             });
         }
@@ -120,6 +117,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
 fn docs_source(settings: &Settings, docs: &crate::cli::DocsSettings) -> tools::Docs {
     let settings = settings.clone();
     let docs = docs.clone();
+    let keyword_docs = docs.clone();
     tools::Docs::new(Box::new(move || {
         let settings = settings.clone();
         let docs = docs.clone();
@@ -130,10 +128,14 @@ fn docs_source(settings: &Settings, docs: &crate::cli::DocsSettings) -> tools::D
                 .map_err(|e| format!("{e:#}"))
         })
     }))
+    .with_keyword_fallback(Box::new(move || {
+        super::docs::keyword_only(&keyword_docs, "the docs index is not ready yet")
+            .map_err(|e| format!("{e:#}"))
+    }))
 }
 
 async fn stdio(ctx: Arc<Context>) -> anyhow::Result<ExitCode> {
-    eprintln!(
+    tracing::info!(
         "provisioning MCP server on stdio ({}; acting as {})",
         if ctx.read_only {
             "read-only"
@@ -198,8 +200,8 @@ async fn http(
     }
     let tokens = settings.token_principals();
     if tokens.is_empty() {
-        eprintln!(
-            "warning: no tokens in the config file; every request will get 401. Add token_sha256 to a [users.NAME] or [agents.NAME] entry."
+        tracing::warn!(
+            "no tokens in the config file; every request will get 401. Add token_sha256 to a [users.NAME] or [agents.NAME] entry."
         );
     }
     let listener = tokio::net::TcpListener::bind(addr)
@@ -228,7 +230,7 @@ async fn http(
     )?;
     // The address on stdout (one line), so scripts and tests can use port 0.
     println!("listening on http://{bound}/mcp");
-    eprintln!(
+    tracing::info!(
         "provisioning MCP server at http://{bound}/mcp ({})",
         if ctx.read_only {
             "read-only"
@@ -353,10 +355,10 @@ async fn socket(
         let url = loopback(ctx.clone(), settings, addr).await?;
         std::fs::write(&url_file, format!("{url}\n"))
             .with_context(|| format!("cannot write {}", url_file.display()))?;
-        eprintln!("Control Center for this machine's accounts at {url}");
+        tracing::info!("Control Center for this machine's accounts at {url}");
     }
     println!("listening on unix:{}", path.display());
-    eprintln!(
+    tracing::info!(
         "provisioning local server on {} ({}; callers identified by the kernel; data in {})",
         path.display(),
         match &settings.file.daemon.group {
@@ -426,7 +428,7 @@ async fn loopback(ctx: Arc<Context>, settings: &Settings, addr: &str) -> anyhow:
         )
         .await;
         if let Err(e) = served {
-            eprintln!("the Control Center listener stopped: {e}");
+            tracing::error!("the Control Center listener stopped: {e}");
         }
     });
     Ok(format!("http://{bound}/"))
@@ -556,7 +558,7 @@ async fn pass_through(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         tokio::io::stdin(),
         tokio::io::stdout(),
     );
-    eprintln!(
+    tracing::info!(
         "provisioning MCP over stdio, passed through to the local server on {}",
         path.display()
     );

@@ -58,6 +58,47 @@ pub fn harden(router: axum::Router, edge: &Edge) -> axum::Router {
         .layer(from_fn_with_state(edge.metrics.clone(), metrics::count))
         .layer(from_fn_with_state(edge.clone(), check_host_and_origin))
         .layer(axum::middleware::map_response(close_after_too_large))
+        .layer(axum::middleware::from_fn(trace_request))
+}
+
+/// Every request gets an id (`rq-…`, returned as `x-request-id`) and a span carrying it with the
+/// method, path and, once authenticated, the caller: the log lines of the tool calls, plans and
+/// workflows it starts are tied to it, and to the audit entries that name the same plan or
+/// workflow. Finished requests are logged at debug, server errors at warn.
+async fn trace_request(mut request: Request, next: Next) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let id = format!(
+        "rq-{:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let span = tracing::info_span!(
+        "request",
+        request = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        caller = tracing::field::Empty,
+    );
+    request
+        .extensions_mut()
+        .insert(tools::RequestId(id.clone()));
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis();
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, ms, "answered");
+        } else {
+            tracing::debug!(status, ms, "answered");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// A 413 leaves the rest of the body unread, so the connection cannot carry another request:
@@ -116,7 +157,7 @@ async fn contain_panics(State(m): State<Arc<Metrics>>, request: Request, next: N
                 .map(|s| (*s).to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-text panic payload".into());
-            eprintln!("error: the handler for {method} {path} panicked: {what}; answered 500");
+            tracing::error!(%method, %path, "the handler panicked: {what}; answered 500");
             problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error",
@@ -215,6 +256,7 @@ async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next:
     } else {
         "rest".into()
     };
+    tracing::Span::current().record("caller", caller.principal.as_str());
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
