@@ -75,7 +75,7 @@ impl ProvisioningServer {
         if k == 0 {
             return Err(rag::RagError::ZeroK { max: rag::MAX_K }.to_string());
         }
-        let retriever = self.ctx.docs.retriever().await?;
+        let (retriever, building) = self.ctx.docs.now().await?;
         let options = rag::SearchOptions {
             k,
             filter: rag::Filter {
@@ -85,10 +85,13 @@ impl ProvisioningServer {
             },
             mode: rag::Mode::Hybrid,
         };
-        let results = retriever
+        let mut results = retriever
             .search(&input.query, &options)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(notice) = building {
+            results.notices.insert(0, notice);
+        }
         Ok(Json(SearchOutput {
             query: results.query,
             retrievers: results.retrievers.iter().map(|r| r.to_string()).collect(),

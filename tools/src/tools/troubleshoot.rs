@@ -114,8 +114,8 @@ impl ProvisioningServer {
         }
         queries.truncate(MAX_QUERIES);
         if !queries.is_empty() {
-            match self.ctx.docs.retriever().await {
-                Ok(retriever) => {
+            match self.ctx.docs.now().await {
+                Ok((retriever, _)) => {
                     let mut seen = std::collections::BTreeSet::new();
                     for query in &queries {
                         let options = rag::SearchOptions {
