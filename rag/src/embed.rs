@@ -30,6 +30,32 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Most characters of text in one batch: long passages go in smaller batches, so the runtime's
+/// working memory (which grows with batch size times sequence length squared, and is kept at its
+/// peak) stays small while the first index is built.
+const BATCH_CHARS: usize = 2 * 1024;
+
+/// `texts` (sorted by length) cut into batches of at most `max` texts and, past the first text,
+/// at most `chars` characters.
+fn batches<'a>(texts: &'a [&'a str], max: usize, chars: usize) -> Vec<&'a [&'a str]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (i, t) in texts.iter().enumerate() {
+        let full = i - start >= max.max(1) || (i > start && size + t.len() > chars);
+        if full {
+            out.push(&texts[start..i]);
+            start = i;
+            size = 0;
+        }
+        size += t.len();
+    }
+    if start < texts.len() {
+        out.push(&texts[start..]);
+    }
+    out
+}
+
 /// Folder name of the model inside the models folder.
 pub const MODEL_NAME: &str = "all-minilm-l6-v2-int8";
 /// Vector dimension of all-MiniLM-L6-v2.
@@ -195,7 +221,7 @@ impl Embedder for FastEmbedder {
         let sorted: Vec<&str> = order.iter().map(|i| texts[*i]).collect();
         let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
-        for batch in sorted.chunks(self.batch) {
+        for batch in batches(&sorted, self.batch, BATCH_CHARS) {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 model.embed(batch, Some(self.batch))
             }))
@@ -251,5 +277,32 @@ impl Embedder for HashEmbedder {
                 v
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batches;
+
+    #[test]
+    fn long_texts_go_in_smaller_batches_and_every_text_once() {
+        let short = "x".repeat(100);
+        let long = "y".repeat(2_000);
+        let mut texts: Vec<&str> = vec![short.as_str(); 40];
+        texts.extend(vec![long.as_str(); 10]);
+        let cut = batches(&texts, 32, 6 * 1024);
+        let sizes: Vec<usize> = cut.iter().map(|b| b.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 50);
+        // 32 short ones, then the rest of the short ones with one long one, then threes.
+        assert_eq!(sizes[0], 32);
+        assert!(
+            cut.iter()
+                .all(|b| b.len() == 1 || b.iter().map(|t| t.len()).sum::<usize>() <= 6 * 1024)
+        );
+        assert!(sizes.len() >= 5, "{sizes:?}");
+        // A single text longer than the budget still goes (alone).
+        let huge = "z".repeat(10_000);
+        assert_eq!(batches(&[huge.as_str()], 32, 6 * 1024).len(), 1);
+        assert!(batches(&[], 32, 6 * 1024).is_empty());
     }
 }

@@ -34,11 +34,12 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         cli.global.log_format,
         cli.global.log.as_deref(),
         // The dependencies' own info lines (the database's settings, each MCP session) are noise
-        // at the default level; `--log debug` shows them.
+        // at the default level, and so are the embedded database's complaints about its
+        // background tasks when a command ends; `--log debug` shows them.
         if long_running {
-            "info,surrealdb=warn,rmcp=warn"
+            "info,surrealdb=warn,surrealdb_core::kvs::tasks=off,rmcp=warn"
         } else {
-            "warn"
+            "warn,surrealdb_core::kvs::tasks=off"
         },
         settings.secrets.redactor().clone(),
     );

@@ -11,6 +11,7 @@ mod drafter;
 mod edges;
 mod engine;
 mod examples;
+mod first_run;
 mod fixtures;
 mod fuzz;
 mod hostile;
@@ -42,6 +43,7 @@ fn main() {
     trials.extend(edges::trials());
     trials.extend(secrets::trials());
     trials.extend(local::trials());
+    trials.extend(first_run::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -27,7 +27,7 @@ fn models_dir() -> PathBuf {
     cache.join("provisioning/models")
 }
 
-fn require_model() -> PathBuf {
+pub(crate) fn require_model() -> PathBuf {
     let dir = models_dir();
     assert!(
         dir.join("all-minilm-l6-v2-int8/model.onnx").is_file()

@@ -29,6 +29,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<ExitCode> {
         Some(n) => n.clone(),
         None => engine::authz::account_name(nix::unistd::getuid().as_raw()),
     };
+    token::check_name(&name)?;
     let url = format!("http://{}/mcp", args.http);
     let exe = std::env::current_exe()
         .ok()
@@ -61,7 +62,10 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<ExitCode> {
                     .mode(0o600)
                     .open(&path)
                     .with_context(|| format!("cannot create {}", path.display()))?;
-                f.write_all(HEADER.as_bytes())
+                // The user's table is written with the header, so the header stays on top
+                // (a comment-only document would keep it after the first table added).
+                let entry = format!("{HEADER}[users.{}]\n", toml_key(&name));
+                f.write_all(entry.as_bytes())
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 eprintln!("wrote {}", path.display());
             }
@@ -86,6 +90,19 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<ExitCode> {
         args.http
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `name` as a TOML key: bare when it can be, quoted otherwise.
+fn toml_key(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        name.to_string()
+    } else {
+        serde_json::to_string(name).unwrap_or_default()
+    }
 }
 
 /// What to paste where, for a desktop assistant on this machine (stdio) and over HTTP.

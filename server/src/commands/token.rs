@@ -108,7 +108,7 @@ pub fn new_token() -> anyhow::Result<String> {
     Ok(format!("{TOKEN_PREFIX}{hex}"))
 }
 
-fn check_name(name: &str) -> anyhow::Result<()> {
+pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
