@@ -1097,6 +1097,11 @@ fn typescript_sdk_flow() {
         serde_json::json!(["config"]),
         "{seen}"
     );
+    let zones = seen["completions"]["zones"].as_array().unwrap();
+    assert!(
+        zones.contains(&serde_json::json!("hel1")) && zones.contains(&serde_json::json!("fi-hel1")),
+        "{seen}"
+    );
     assert_eq!(
         seen["completions"]["intent"],
         serde_json::json!([]),

@@ -111,11 +111,13 @@ async function main() {
     "con",
   );
   const nothing = await complete({ type: "ref/prompt", name: "provision" }, "intent", "two");
+  const zones = await complete({ type: "ref/prompt", name: "provision" }, "zone", "hel");
   seen.completions = {
     workflow: workflows.values.includes(applied.workflow),
     plan: plans.values.includes(plan.plan_id),
     schemas: schemas.values,
     intent: nothing.values,
+    zones: zones.values,
   };
 
   const prod = await call("plan_changes", { config: PROD });

@@ -17,12 +17,16 @@ enum Kind {
     Doc,
     Plan,
     Workflow,
+    Provider,
+    Zone,
     Nothing,
 }
 
 fn kind(reference: &Reference, argument: &str) -> Kind {
     match reference {
         Reference::Prompt(p) => match (p.name.as_str(), argument) {
+            ("provision", "provider") => Kind::Provider,
+            ("provision", "zone") => Kind::Zone,
             ("review_plan", "plan_id") => Kind::Plan,
             ("troubleshoot_workflow", "workflow_id") => Kind::Workflow,
             _ => Kind::Nothing,
@@ -58,6 +62,45 @@ pub(crate) fn matching(candidates: Vec<String>, typed: &str) -> CompletionInfo {
         .unwrap_or_default()
 }
 
+/// Zones whose code, or a word of whose city or title, starts with what was typed (any case):
+/// `hel` gives Hetzner's `hel1` and UpCloud's `fi-hel1`, `frank` gives UpCloud's `de-fra1` and
+/// AWS's `eu-central-1`. Only the provider's zones when the provider argument is already filled in.
+pub(crate) fn zones(provider: Option<&str>, typed: &str) -> CompletionInfo {
+    let Ok(catalog) = knowledge::Catalog::embedded() else {
+        return CompletionInfo::default();
+    };
+    let typed = typed.trim().to_lowercase();
+    let words = |text: &str| -> Vec<String> {
+        text.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut found = Vec::new();
+    for (name, p) in &catalog.providers {
+        if provider.is_some_and(|want| want != name) {
+            continue;
+        }
+        for (code, zone) in &p.zones {
+            let hit = typed.is_empty()
+                || code.to_lowercase().starts_with(&typed)
+                || code
+                    .to_lowercase()
+                    .split('-')
+                    .any(|part| part.starts_with(&typed))
+                || words(&zone.city)
+                    .iter()
+                    .chain(words(&zone.title).iter())
+                    .any(|w| w.starts_with(&typed));
+            if hit {
+                found.push(code.clone());
+            }
+        }
+    }
+    matching(found, "")
+}
+
 impl ProvisioningServer {
     pub(crate) async fn completion(&self, request: &CompleteRequestParams) -> CompleteResult {
         let kind_of = kind(&request.r#ref, &request.argument.name);
@@ -78,6 +121,17 @@ impl ProvisioningServer {
                     .into_iter()
                     .map(|w| if plans { w.plan_id } else { w.id })
                     .collect()
+            }
+            Kind::Provider => knowledge::Catalog::embedded()
+                .map(|c| c.providers.keys().cloned().collect())
+                .unwrap_or_default(),
+            Kind::Zone => {
+                let provider = request
+                    .context
+                    .as_ref()
+                    .and_then(|c| c.get_argument("provider"))
+                    .map(String::as_str);
+                return CompleteResult::new(zones(provider, &request.argument.value));
             }
             Kind::Nothing => Vec::new(),
         };
@@ -113,5 +167,23 @@ mod tests {
         assert_eq!(got.values[0], "wf-000");
 
         assert!(matching(names(&["a"]), "b").values.is_empty());
+    }
+
+    #[test]
+    fn zones_complete_by_code_or_city_across_providers_or_within_one() {
+        use super::zones;
+        let hel = zones(None, "hel").values;
+        assert!(hel.contains(&"hel1".to_string()), "{hel:?}");
+        assert!(hel.contains(&"fi-hel1".to_string()), "{hel:?}");
+        let frank = zones(None, "Frank").values;
+        // (No provider in the catalog has a zone code `fra1`: Hetzner has no Frankfurt.)
+        assert_eq!(frank.len(), 2, "{frank:?}");
+        for want in ["de-fra1", "eu-central-1"] {
+            assert!(frank.contains(&want.to_string()), "{want} not in {frank:?}");
+        }
+        let only = zones(Some("hetzner"), "hel").values;
+        assert_eq!(only, vec!["hel1".to_string()]);
+        assert!(zones(Some("hetzner"), "zzz").values.is_empty());
+        assert!(zones(Some("nope"), "").values.is_empty());
     }
 }

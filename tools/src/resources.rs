@@ -208,6 +208,16 @@ pub fn prompts() -> Vec<Prompt> {
                 PromptArgument::new("intent")
                     .with_description("What to provision, in words")
                     .with_required(true),
+                PromptArgument::new("provider")
+                    .with_description(
+                        "The provider to use (aws, hetzner, upcloud, local, sim); completes",
+                    )
+                    .with_required(false),
+                PromptArgument::new("zone")
+                    .with_description(
+                        "The zone, by code or city (`hel` → hel1, fi-hel1); completes",
+                    )
+                    .with_required(false),
             ]),
         ),
         Prompt::new(
@@ -231,6 +241,77 @@ pub fn prompts() -> Vec<Prompt> {
             ]),
         ),
     ]
+}
+
+/// The `provision` prompt's optional provider and zone, checked against the catalog, as a
+/// sentence for the prompt (empty when neither is given).
+fn placement(
+    args: &Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<String, ErrorData> {
+    let get = |name: &str| {
+        args.as_ref()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let (provider, zone) = (get("provider"), get("zone"));
+    if provider.is_none() && zone.is_none() {
+        return Ok(String::new());
+    }
+    let catalog = knowledge::Catalog::embedded()
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    if let Some(p) = &provider
+        && !catalog.providers.contains_key(p)
+    {
+        let hint = engine::did_you_mean(p, catalog.providers.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return Err(ErrorData::invalid_params(
+            format!(
+                "unknown provider `{p}`{hint}; providers: {}",
+                catalog
+                    .providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None,
+        ));
+    }
+    if let Some(z) = &zone {
+        let known = catalog
+            .providers
+            .iter()
+            .filter(|(name, _)| provider.as_ref().is_none_or(|p| p == *name))
+            .any(|(_, p)| p.zones.contains_key(z));
+        if !known {
+            let suggestions = crate::completion::zones(provider.as_deref(), z).values;
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown zone `{z}`{}; zones are completed by code or city{}",
+                    provider
+                        .as_ref()
+                        .map(|p| format!(" for provider `{p}`"))
+                        .unwrap_or_default(),
+                    if suggestions.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (matching: {})", suggestions.join(", "))
+                    }
+                ),
+                None,
+            ));
+        }
+    }
+    Ok(match (provider, zone) {
+        (Some(p), Some(z)) => format!("\n\nUse provider `{p}` in zone `{z}`."),
+        (Some(p), None) => format!("\n\nUse provider `{p}`."),
+        (None, Some(z)) => format!("\n\nUse zone `{z}`."),
+        (None, None) => String::new(),
+    })
 }
 
 fn arg(
@@ -262,8 +343,9 @@ impl ProvisioningServer {
         let (text, data) = match name {
             "provision" => {
                 let intent = arg(args, "intent", name)?;
+                let place = placement(args)?;
                 let text = format!(
-                    "Provision this with the Provisioning tools:\n\n{intent}\n\n\
+                    "Provision this with the Provisioning tools:\n\n{intent}{place}\n\n\
                      Steps: (1) search_docs for anything unclear about providers, zones or taskservs; \
                      (2) draft_config with the intent, and ask me about every question and assumption it returns; \
                      (3) validate_config until it is valid, fixing it from the diagnostics; \
