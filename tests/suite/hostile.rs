@@ -273,6 +273,34 @@ fn the_sandbox_holds_without_the_import_check() {
         "{environ}"
     );
     assert!(!environ.contains("PATH="), "{environ}");
+    // Output past the cap stops the child and is refused, whatever it holds: a 64 KiB value
+    // under a 16 KiB cap, while the same value fits under the default cap.
+    let small = engine::Limits {
+        max_output_bytes: 16 * 1024,
+        ..engine::Limits::default()
+    };
+    let big = "std.string.join \"\" (std.array.replicate 65536 \"x\")".to_string();
+    let request = |limits: &engine::Limits| EvalRequest {
+        source: big.clone(),
+        source_name: "<input>/t.ncl".into(),
+        memory_bytes: limits.memory_bytes,
+        cpu_seconds: 5,
+        confined: true,
+        user: None,
+    };
+    let capped =
+        serde_json::to_string(&sandbox::evaluate(&sb, &small, request(&small)).unwrap()).unwrap();
+    assert!(
+        capped.contains("\"reason\":\"output\"") && !capped.contains("xxxxxxxx"),
+        "{capped}"
+    );
+    let fits =
+        serde_json::to_string(&sandbox::evaluate(&sb, &limits, request(&limits)).unwrap()).unwrap();
+    assert!(
+        fits.contains("\"outcome\":\"value\""),
+        "{}",
+        &fits[..fits.len().min(200)]
+    );
 }
 
 pub fn trials() -> Vec<Trial> {
