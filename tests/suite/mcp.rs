@@ -1070,7 +1070,7 @@ fn typescript_sdk_flow() {
     assert!(tools.len() >= 18, "{seen}");
     assert!(tools.contains(&serde_json::json!("apply_plan")), "{seen}");
     assert_eq!(seen["with_output_schema"], tools.len(), "{seen}");
-    assert_eq!(seen["checked"].as_array().unwrap().len(), 18, "{seen}");
+    assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
     assert_eq!(seen["dev_status"], "succeeded", "{seen}");
     assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
     assert_eq!(seen["approval_status"], "pending", "{seen}");

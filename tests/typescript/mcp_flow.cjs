@@ -74,6 +74,13 @@ async function main() {
   await call("list_catalog", { provider: "sim" });
   await call("list_catalog", { what: "taskservs" });
   await call("get_schema", {});
+  // The built-in drafter (no sampling offered by this client): a config and its questions.
+  const drafted = await call("draft_config", {
+    intent: "two sim servers with nginx, dev",
+    drafter: "built-in",
+  });
+  if (!drafted.config) fail(`draft_config drafted nothing: ${JSON.stringify(drafted)}`);
+  seen.drafted = drafted.valid === true;
   const valid = await call("validate_config", { config: DEV });
   if (!valid.valid) fail(`the dev config is invalid: ${JSON.stringify(valid)}`);
   const invalid = await call("validate_config", { config: '{ workspace = { name = "x" } }' });

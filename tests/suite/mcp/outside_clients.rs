@@ -231,12 +231,13 @@ pub(super) fn typescript_sdk_over_http() {
     );
     let seen: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(seen["drafted"], true, "{seen}");
     assert_eq!(seen["dev_status"], "succeeded", "{seen}");
     assert!(seen["progress"].as_u64().unwrap_or(0) >= 2, "{seen}");
     assert_eq!(seen["progress_done"], true, "{seen}");
     assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
     assert_eq!(seen["approval_status"], "pending", "{seen}");
-    assert_eq!(seen["checked"].as_array().unwrap().len(), 18, "{seen}");
+    assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
     assert!(
         seen["wrong_argument"]
             .as_str()
