@@ -209,9 +209,7 @@ fn state(settings: &Settings) -> Check {
     }
     let socket = super::daemon::default_socket(settings);
     let folder = settings.data_dir.join("state");
-    if socket.exists() && super::daemon::control_center_url(&socket).is_some()
-        || socket.with_extension("pid").exists()
-    {
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         return check(
             "state",
             Status::Ok,

@@ -328,6 +328,19 @@ async fn socket(
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
+    // Everything a client reads beside the socket (the pid, the Control Center's URL) is written
+    // before the socket exists: `daemon start` returns as soon as it can connect.
+    let pid_file = path.with_extension("pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    let url_file = path.with_extension("url");
+    let _ = std::fs::remove_file(&url_file);
+    if let Some(addr) = control_center {
+        let url = loopback(ctx.clone(), settings, addr).await?;
+        std::fs::write(&url_file, format!("{url}\n"))
+            .with_context(|| format!("cannot write {}", url_file.display()))?;
+        tracing::info!("Control Center for this machine's accounts at {url}");
+    }
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
     if let Some(gid) = group {
@@ -346,17 +359,6 @@ async fn socket(
         allowed,
         Auth::Kernel(accounts),
     )?;
-    let pid_file = path.with_extension("pid");
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
-        .with_context(|| format!("cannot write {}", pid_file.display()))?;
-    let url_file = path.with_extension("url");
-    let _ = std::fs::remove_file(&url_file);
-    if let Some(addr) = control_center {
-        let url = loopback(ctx.clone(), settings, addr).await?;
-        std::fs::write(&url_file, format!("{url}\n"))
-            .with_context(|| format!("cannot write {}", url_file.display()))?;
-        tracing::info!("Control Center for this machine's accounts at {url}");
-    }
     println!("listening on unix:{}", path.display());
     tracing::info!(
         "provisioning local server on {} ({}; callers identified by the kernel; data in {})",
