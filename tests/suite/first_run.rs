@@ -155,6 +155,15 @@ fn init_token_and_doctor() {
     for ok in ["config", "tokens", "policies", "sandbox", "state"] {
         assert_eq!(named(ok)["status"], "ok", "{stdout}");
     }
+    // The doctor changes nothing: this home has no state store, and still has none.
+    assert!(
+        named("state")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist yet"),
+        "{stdout}"
+    );
+    assert!(!home.0.join("data/provisioning/state").exists());
     let model = named("embedding model");
     assert_eq!(model["status"], "warn", "{stdout}");
     assert!(

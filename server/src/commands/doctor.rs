@@ -1,5 +1,6 @@
 //! `provisioning doctor`: checks what the product depends on, each with what to do when it is
-//! missing. Nothing is changed. Exit 1 when a check fails (the product cannot do its job),
+//! missing. Nothing is changed (the state store is opened only when it exists; the evaluator's
+//! empty working folder in the cache may be created by the sandbox probe). Exit 1 when a check fails (the product cannot do its job),
 //! 0 when there are only warnings (a part runs degraded, e.g. keyword-only docs search).
 
 use std::path::{Path, PathBuf};
@@ -217,6 +218,18 @@ fn state(settings: &Settings) -> Check {
                 "{} (held by the local server on {})",
                 folder.display(),
                 socket.display()
+            ),
+            "",
+        );
+    }
+    if settings.state.is_none() && !folder.exists() {
+        // Opening would create it, and the doctor changes nothing.
+        return check(
+            "state",
+            Status::Ok,
+            format!(
+                "{} does not exist yet; the first plan or apply creates it",
+                folder.display()
             ),
             "",
         );
