@@ -19,6 +19,8 @@ enum Kind {
     Workflow,
     Provider,
     Zone,
+    Template,
+    Taskservs,
     Nothing,
 }
 
@@ -27,6 +29,8 @@ fn kind(reference: &Reference, argument: &str) -> Kind {
         Reference::Prompt(p) => match (p.name.as_str(), argument) {
             ("provision", "provider") => Kind::Provider,
             ("provision", "zone") => Kind::Zone,
+            ("provision", "template") => Kind::Template,
+            ("provision", "taskservs") => Kind::Taskservs,
             ("review_plan", "plan_id") => Kind::Plan,
             ("troubleshoot_workflow", "workflow_id") => Kind::Workflow,
             _ => Kind::Nothing,
@@ -101,6 +105,31 @@ pub(crate) fn zones(provider: Option<&str>, typed: &str) -> CompletionInfo {
     matching(found, "")
 }
 
+/// A comma-separated list completed at its last item: `nginx, po` gives `nginx, postgres`. Items
+/// already in the list are not offered again.
+pub(crate) fn list_item(names: Vec<String>, typed: &str) -> CompletionInfo {
+    let (done, last) = match typed.rfind(',') {
+        Some(i) => (&typed[..=i], typed[i + 1..].trim_start()),
+        None => ("", typed.trim_start()),
+    };
+    let taken: Vec<&str> = done
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let prefix = if done.is_empty() {
+        String::new()
+    } else {
+        format!("{done} ")
+    };
+    let offered: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with(last) && !taken.contains(&n.as_str()))
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    matching(offered, "")
+}
+
 impl ProvisioningServer {
     pub(crate) async fn completion(&self, request: &CompleteRequestParams) -> CompleteResult {
         let kind_of = kind(&request.r#ref, &request.argument.name);
@@ -125,6 +154,15 @@ impl ProvisioningServer {
             Kind::Provider => knowledge::Catalog::embedded()
                 .map(|c| c.providers.keys().cloned().collect())
                 .unwrap_or_default(),
+            Kind::Template => knowledge::Catalog::embedded()
+                .map(|c| c.templates.keys().cloned().collect())
+                .unwrap_or_default(),
+            Kind::Taskservs => {
+                let names: Vec<String> = knowledge::Catalog::embedded()
+                    .map(|c| c.taskservs.keys().cloned().collect())
+                    .unwrap_or_default();
+                return CompleteResult::new(list_item(names, &request.argument.value));
+            }
             Kind::Zone => {
                 let provider = request
                     .context
@@ -167,6 +205,30 @@ mod tests {
         assert_eq!(got.values[0], "wf-000");
 
         assert!(matching(names(&["a"]), "b").values.is_empty());
+    }
+
+    #[test]
+    fn a_list_completes_at_its_last_item_without_repeating_one() {
+        use super::list_item;
+        let names = || {
+            ["nginx", "postgres", "redis"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            list_item(names(), "po").values,
+            vec!["postgres".to_string()]
+        );
+        assert_eq!(
+            list_item(names(), "nginx, ").values,
+            vec!["nginx, postgres".to_string(), "nginx, redis".to_string()]
+        );
+        assert_eq!(
+            list_item(names(), "nginx,re").values,
+            vec!["nginx, redis".to_string()]
+        );
+        assert_eq!(list_item(names(), "").values.len(), 3);
     }
 
     #[test]

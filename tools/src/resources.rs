@@ -218,6 +218,14 @@ pub fn prompts() -> Vec<Prompt> {
                         "The zone, by code or city (`hel` → hel1, fi-hel1); completes",
                     )
                     .with_required(false),
+                PromptArgument::new("template")
+                    .with_description("A cluster template from the catalog (web, ...); completes")
+                    .with_required(false),
+                PromptArgument::new("taskservs")
+                    .with_description(
+                        "Taskservs to install, comma-separated (nginx, postgres); completes",
+                    )
+                    .with_required(false),
             ]),
         ),
         Prompt::new(
@@ -257,11 +265,52 @@ fn placement(
             .map(str::to_string)
     };
     let (provider, zone) = (get("provider"), get("zone"));
-    if provider.is_none() && zone.is_none() {
+    let (template, taskservs) = (get("template"), get("taskservs"));
+    if provider.is_none() && zone.is_none() && template.is_none() && taskservs.is_none() {
         return Ok(String::new());
     }
     let catalog = knowledge::Catalog::embedded()
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let unknown = |what: &str, got: &str, known: Vec<&str>| {
+        let hint = engine::did_you_mean(got, known.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        ErrorData::invalid_params(
+            format!(
+                "unknown {what} `{got}`{hint}; {what}s: {}",
+                known.join(", ")
+            ),
+            None,
+        )
+    };
+    let mut extra = String::new();
+    if let Some(t) = &template {
+        if !catalog.templates.contains_key(t) {
+            return Err(unknown(
+                "cluster template",
+                t,
+                catalog.templates.keys().map(String::as_str).collect(),
+            ));
+        }
+        extra.push_str(&format!(" Use the cluster template `{t}`."));
+    }
+    if let Some(list) = &taskservs {
+        let names: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        for n in &names {
+            if !catalog.taskservs.contains_key(*n) {
+                return Err(unknown(
+                    "taskserv",
+                    n,
+                    catalog.taskservs.keys().map(String::as_str).collect(),
+                ));
+            }
+        }
+        extra.push_str(&format!(" Install the taskservs {}.", names.join(", ")));
+    }
     if let Some(p) = &provider
         && !catalog.providers.contains_key(p)
     {
@@ -306,12 +355,13 @@ fn placement(
             ));
         }
     }
-    Ok(match (provider, zone) {
-        (Some(p), Some(z)) => format!("\n\nUse provider `{p}` in zone `{z}`."),
-        (Some(p), None) => format!("\n\nUse provider `{p}`."),
-        (None, Some(z)) => format!("\n\nUse zone `{z}`."),
+    let place = match (provider, zone) {
+        (Some(p), Some(z)) => format!(" Use provider `{p}` in zone `{z}`."),
+        (Some(p), None) => format!(" Use provider `{p}`."),
+        (None, Some(z)) => format!(" Use zone `{z}`."),
         (None, None) => String::new(),
-    })
+    };
+    Ok(format!("\n\n{}", format!("{place}{extra}").trim_start()))
 }
 
 fn arg(
@@ -432,5 +482,52 @@ impl ProvisioningServer {
             .find(|p| p.name == name)
             .and_then(|p| p.description);
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placement;
+
+    fn args(v: serde_json::Value) -> Option<serde_json::Map<String, serde_json::Value>> {
+        v.as_object().cloned()
+    }
+
+    #[test]
+    fn the_provision_prompt_takes_known_places_templates_and_taskservs_only() {
+        let text = placement(&args(serde_json::json!({
+            "provider": "hetzner", "zone": "hel1", "template": "web", "taskservs": "nginx, postgres"
+        })))
+        .unwrap();
+        assert_eq!(
+            text,
+            "\n\nUse provider `hetzner` in zone `hel1`. Use the cluster template `web`. Install the taskservs nginx, postgres."
+        );
+        assert_eq!(placement(&args(serde_json::json!({}))).unwrap(), "");
+        let zone = placement(&args(
+            serde_json::json!({ "provider": "hetzner", "zone": "helsinki" }),
+        ))
+        .unwrap_err()
+        .message
+        .to_string();
+        assert!(
+            zone.contains("unknown zone `helsinki`") && zone.contains("hel1"),
+            "{zone}"
+        );
+        let template = placement(&args(serde_json::json!({ "template": "wbe" })))
+            .unwrap_err()
+            .message
+            .to_string();
+        assert!(template.contains("did you mean `web`"), "{template}");
+        let taskserv = placement(&args(
+            serde_json::json!({ "taskservs": "nginx, postgress" }),
+        ))
+        .unwrap_err()
+        .message
+        .to_string();
+        assert!(
+            taskserv.contains("unknown taskserv `postgress`") && taskserv.contains("postgres"),
+            "{taskserv}"
+        );
     }
 }
