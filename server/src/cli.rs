@@ -669,7 +669,7 @@ pub enum TokenWhat {
         /// Make an agent token acting for this user (`agent:NAME@USER` in the audit log)
         #[arg(long, value_name = "USER")]
         agent_for: Option<String>,
-        /// Replace an existing token (the old one stops working at the server's next start)
+        /// Replace an existing token (the old one stops working)
         #[arg(long)]
         rotate: bool,
     },

@@ -384,30 +384,7 @@ impl Settings {
 
     /// Bearer token (its SHA-256, hex) → who it is, for the HTTP server.
     pub fn token_principals(&self) -> BTreeMap<String, Caller> {
-        let mut out = BTreeMap::new();
-        for (name, user) in &self.file.users {
-            if let Some(hash) = &user.token_sha256 {
-                let caller = Caller {
-                    principal: format!("user:{name}"),
-                    channel: "mcp".into(),
-                    roles: user.roles.clone(),
-                    authenticated: true,
-                    mfa: false,
-                };
-                out.insert(hash.to_lowercase(), caller);
-            }
-        }
-        for (name, agent) in &self.file.agents {
-            let caller = Caller {
-                principal: format!("agent:{name}@{}", agent.acting_for),
-                channel: "mcp".into(),
-                roles: agent.roles.clone(),
-                authenticated: true,
-                mfa: false,
-            };
-            out.insert(agent.token_sha256.to_lowercase(), caller);
-        }
-        out
+        token_principals_of(&self.file)
     }
 
     pub fn approval_ttl(&self) -> Duration {
@@ -498,6 +475,42 @@ fn openai_settings(
         max_total_tokens,
         timeout: Duration::from_secs_f64(timeout_secs),
     }))
+}
+
+/// Bearer token (its SHA-256, hex) → who it is, from a config file.
+pub fn token_principals_of(file: &ConfigFile) -> BTreeMap<String, Caller> {
+    let mut out = BTreeMap::new();
+    for (name, user) in &file.users {
+        if let Some(hash) = &user.token_sha256 {
+            let caller = Caller {
+                principal: format!("user:{name}"),
+                channel: "mcp".into(),
+                roles: user.roles.clone(),
+                authenticated: true,
+                mfa: false,
+            };
+            out.insert(hash.to_lowercase(), caller);
+        }
+    }
+    for (name, agent) in &file.agents {
+        let caller = Caller {
+            principal: format!("agent:{name}@{}", agent.acting_for),
+            channel: "mcp".into(),
+            roles: agent.roles.clone(),
+            authenticated: true,
+            mfa: false,
+        };
+        out.insert(agent.token_sha256.to_lowercase(), caller);
+    }
+    out
+}
+
+/// The tokens of the config file at `path` as it is now (a running server re-reads them when the
+/// file changes, so a new or revoked token takes effect without a restart).
+pub fn reload_tokens(path: &Path) -> Result<BTreeMap<String, Caller>, String> {
+    read_config(path)
+        .map(|f| token_principals_of(&f))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {

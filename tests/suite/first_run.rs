@@ -102,40 +102,53 @@ fn init_token_and_doctor() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
     assert!(token_in(&String::from_utf8_lossy(&again.stdout)).is_none());
 
-    // The token opens the HTTP server; a made-up one does not; revoked, it no longer does.
+    // The token opens the HTTP server; a made-up one does not; revoked while the server runs,
+    // it no longer does, without a restart (the server re-reads the file when it changes).
     let serve_dir = Dir(scratch("first-run-serve"));
-    std::fs::copy(&config, serve_dir.0.join("config.toml")).unwrap();
+    let served_config = serve_dir.0.join("config.toml");
+    std::fs::copy(&config, &served_config).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    {
-        let (mut child, base) = tests::serve_http(&serve_dir.0, &[]).unwrap();
-        let (ok, forged) = rt.block_on(async {
-            (
+    let (child, base) = tests::serve_http(&serve_dir.0, &[]).unwrap();
+    let _server = Killed(child);
+    let (ok, forged) = rt.block_on(async {
+        (
+            status_of(&base, &token).await,
+            status_of(&base, &format!("prov_{}", "0".repeat(64))).await,
+        )
+    });
+    assert_eq!((ok, forged), (200, 401));
+    let with_config = |args: &[&str]| {
+        let out = cli(&home.0)
+            .arg("--config")
+            .arg(&served_config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    with_config(&["token", "revoke", "olga"]);
+    // A new token for someone else counts as soon, too.
+    let viewer = with_config(&["token", "create", "vic", "--role", "viewer"]);
+    let viewer = viewer.trim().to_string();
+    let (revoked, added) = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = (
                 status_of(&base, &token).await,
-                status_of(&base, &format!("prov_{}", "0".repeat(64))).await,
-            )
-        });
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!((ok, forged), (200, 401));
-    }
-    let revoke = cli(&home.0)
-        .args(["--config"])
-        .arg(serve_dir.0.join("config.toml"))
-        .args(["token", "revoke", "olga"])
-        .output()
-        .unwrap();
-    assert!(
-        revoke.status.success(),
-        "{}",
-        String::from_utf8_lossy(&revoke.stderr)
-    );
-    {
-        let (mut child, base) = tests::serve_http(&serve_dir.0, &[]).unwrap();
-        let revoked = rt.block_on(status_of(&base, &token));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(revoked, 401);
-    }
+                status_of(&base, &viewer).await,
+            );
+            if now == (401, 200) || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert_eq!((revoked, added), (401, 200));
 
     // The doctor: every check named, nothing failing on this machine (the model may be a
     // warning: this home has none).

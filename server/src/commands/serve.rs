@@ -226,6 +226,7 @@ async fn http(
         Auth::Tokens {
             tokens,
             rate_limit: args.rate_limit,
+            reload: settings.config_file.clone(),
         },
     )?;
     // The address on stdout (one line), so scripts and tests can use port 0.
@@ -442,6 +443,8 @@ enum Auth {
     Tokens {
         tokens: std::collections::BTreeMap<String, Caller>,
         rate_limit: f64,
+        /// The config file, re-read for tokens when it changes.
+        reload: Option<std::path::PathBuf>,
     },
     Kernel(crate::http::kernel::Accounts),
     /// The account the kernel says opened a loopback TCP connection (the Control Center).
@@ -492,8 +495,16 @@ fn compose(
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     let protected = match auth {
-        Auth::Tokens { tokens, rate_limit } => {
-            let gate = Arc::new(Gate::new(tokens, rate_limit, metrics.clone()));
+        Auth::Tokens {
+            tokens,
+            rate_limit,
+            reload,
+        } => {
+            let mut gate = Gate::new(tokens, rate_limit, metrics.clone());
+            if let Some(path) = reload {
+                gate = gate.reloading(path, crate::settings::reload_tokens);
+            }
+            let gate = Arc::new(gate);
             crate::http::authenticated(protected, gate)
         }
         Auth::Kernel(accounts) => protected.layer(axum::middleware::from_fn_with_state(

@@ -30,7 +30,7 @@ pub fn run(settings: &Settings, args: &TokenArgs) -> anyhow::Result<ExitCode> {
             println!("{}", made.token);
             eprintln!(
                 "{} (roles: {}). Shown once: {} keeps only its SHA-256. Send it as `Authorization: Bearer TOKEN`; \
-                 a running `provisioning serve --http` reads tokens when it starts, so restart it.",
+                 a running `provisioning serve --http` with this config file takes it within a second.",
                 made.principal,
                 if made.roles.is_empty() {
                     "none".to_string()
@@ -67,7 +67,7 @@ pub fn run(settings: &Settings, args: &TokenArgs) -> anyhow::Result<ExitCode> {
         TokenWhat::Revoke { name } => {
             let principal = revoke(&path, name)?;
             eprintln!(
-                "revoked the token of {principal} in {}; restart a running `provisioning serve --http` for it to take effect",
+                "revoked the token of {principal} in {}; a running `provisioning serve --http` with this config file refuses it within a second",
                 path.display()
             );
             Ok(ExitCode::SUCCESS)

@@ -170,11 +170,26 @@ async fn contain_panics(State(m): State<Arc<Metrics>>, request: Request, next: N
 /// Bearer tokens and the rate limits that go with them.
 pub struct Gate {
     /// SHA-256 of a token (hex) → the principal it stands for.
-    tokens: BTreeMap<String, Caller>,
+    tokens: std::sync::RwLock<BTreeMap<String, Caller>>,
+    /// Where the tokens come from, re-read when the file changes.
+    source: Option<TokenSource>,
     principals: Buckets,
     addresses: Buckets,
     metrics: Arc<Metrics>,
 }
+
+/// Reads the tokens of a config file.
+pub type TokenLoader = fn(&std::path::Path) -> Result<BTreeMap<String, Caller>, String>;
+
+struct TokenSource {
+    path: std::path::PathBuf,
+    load: TokenLoader,
+    /// When the file was last looked at, and its modification time then.
+    seen: std::sync::Mutex<(Option<Instant>, Option<std::time::SystemTime>)>,
+}
+
+/// How often the config file is looked at for token changes, at most.
+const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
 impl Gate {
     /// `rate` requests per second (twice that as a burst) per principal, and the same per
@@ -182,11 +197,65 @@ impl Gate {
     pub fn new(tokens: BTreeMap<String, Caller>, rate: f64, metrics: Arc<Metrics>) -> Gate {
         let burst = (rate * 2.0).max(1.0);
         Gate {
-            tokens,
+            tokens: std::sync::RwLock::new(tokens),
+            source: None,
             principals: Buckets::new(rate, burst, 100_000),
             addresses: Buckets::new(rate, burst, 10_000),
             metrics,
         }
+    }
+
+    /// Re-reads the tokens from `path` when it changes (looked at once a second at most): a
+    /// token created or revoked with `provisioning token` counts without a restart. A file that
+    /// no longer reads keeps the tokens in force and says why in the log.
+    pub fn reloading(mut self, path: std::path::PathBuf, load: TokenLoader) -> Gate {
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        self.source = Some(TokenSource {
+            path,
+            load,
+            seen: std::sync::Mutex::new((Some(Instant::now()), mtime)),
+        });
+        self
+    }
+
+    fn refresh(&self, now: Instant) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        let Ok(mut seen) = source.seen.lock() else {
+            return;
+        };
+        if seen
+            .0
+            .is_some_and(|at| now.duration_since(at) < TOKEN_RECHECK)
+        {
+            return;
+        }
+        seen.0 = Some(now);
+        let mtime = std::fs::metadata(&source.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime == seen.1 {
+            return;
+        }
+        seen.1 = mtime;
+        match (source.load)(&source.path) {
+            Ok(tokens) => {
+                let n = tokens.len();
+                if let Ok(mut current) = self.tokens.write() {
+                    *current = tokens;
+                }
+                tracing::info!(
+                    "tokens re-read from {} ({n} in force)",
+                    source.path.display()
+                );
+            }
+            Err(e) => tracing::warn!("tokens not re-read, the ones in force stay: {e}"),
+        }
+    }
+
+    fn caller(&self, hash: &str) -> Option<Caller> {
+        self.tokens.read().ok().and_then(|t| t.get(hash).cloned())
     }
 }
 
@@ -202,9 +271,10 @@ pub fn authenticated<S: Clone + Send + Sync + 'static>(
 async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let now = Instant::now();
     let token = bearer(request.headers());
+    gate.refresh(now);
     let caller = token.as_ref().and_then(|t| {
         let hash = format!("{:x}", Sha256::digest(t.as_bytes()));
-        gate.tokens.get(&hash).cloned()
+        gate.caller(&hash)
     });
     let Some(caller) = caller else {
         let address = request
