@@ -201,7 +201,7 @@ async fn http(
     let tokens = settings.token_principals();
     if tokens.is_empty() {
         tracing::warn!(
-            "no tokens in the config file; every request will get 401. Add token_sha256 to a [users.NAME] or [agents.NAME] entry."
+            "no tokens in the config file: every request gets 401 until one is added with `provisioning token create NAME --role viewer|operator|approver` (taken without a restart)"
         );
     }
     let listener = tokio::net::TcpListener::bind(addr)
@@ -226,7 +226,14 @@ async fn http(
         Auth::Tokens {
             tokens,
             rate_limit: args.rate_limit,
-            reload: settings.config_file.clone(),
+            // The default location is watched too when there is no file yet: `provisioning
+            // token create` writes it there.
+            reload: Some(
+                settings
+                    .config_file
+                    .clone()
+                    .unwrap_or_else(crate::settings::default_config_path),
+            ),
         },
     )?;
     // The address on stdout (one line), so scripts and tests can use port 0.
