@@ -256,14 +256,7 @@ pub fn prompts() -> Vec<Prompt> {
 fn placement(
     args: &Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<String, ErrorData> {
-    let get = |name: &str| {
-        args.as_ref()
-            .and_then(|a| a.get(name))
-            .and_then(|v| v.as_str())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
+    let get = |name: &str| optional_arg(args, name);
     let (provider, zone) = (get("provider"), get("zone"));
     let (template, taskservs) = (get("template"), get("taskservs"));
     if provider.is_none() && zone.is_none() && template.is_none() && taskservs.is_none() {
@@ -364,23 +357,30 @@ fn placement(
     Ok(format!("\n\n{}", format!("{place}{extra}").trim_start()))
 }
 
-fn arg(
+/// A prompt argument's text, trimmed; `None` when absent or empty.
+fn optional_arg(
     args: &Option<serde_json::Map<String, serde_json::Value>>,
     name: &str,
-    prompt: &str,
-) -> Result<String, ErrorData> {
+) -> Option<String> {
     args.as_ref()
         .and_then(|a| a.get(name))
         .and_then(|v| v.as_str())
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| {
-            ErrorData::invalid_params(
-                format!("prompt `{prompt}` needs the argument `{name}`"),
-                None,
-            )
-        })
+}
+
+fn arg(
+    args: &Option<serde_json::Map<String, serde_json::Value>>,
+    name: &str,
+    prompt: &str,
+) -> Result<String, ErrorData> {
+    optional_arg(args, name).ok_or_else(|| {
+        ErrorData::invalid_params(
+            format!("prompt `{prompt}` needs the argument `{name}`"),
+            None,
+        )
+    })
 }
 
 impl ProvisioningServer {
