@@ -7,7 +7,7 @@ impl Engine {
     /// Takes the lock. A lock this process took for the same workflow (between `start` and
     /// `run`), or one left by a dead process on this host, is taken over at once; a lock on
     /// another host is free once its lease runs out.
-    async fn acquire(&self, lock: &LockHolder) -> Result<(), ExecError> {
+    pub(super) async fn acquire(&self, lock: &LockHolder) -> Result<(), ExecError> {
         let now = self.clock.now_ms();
         match self.store.acquire_lock(lock, now).await? {
             Ok(()) => Ok(()),
