@@ -1074,6 +1074,15 @@ fn typescript_sdk_flow() {
     assert_eq!(seen["dev_status"], "succeeded", "{seen}");
     assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
     assert_eq!(seen["approval_status"], "pending", "{seen}");
+    // The newest approval request completes first; the workspace by its prefix.
+    assert_eq!(seen["completions"]["approval"], true, "{seen}");
+    assert_eq!(
+        seen["completions"]["workspaces"],
+        serde_json::json!(["tslab"]),
+        "{seen}"
+    );
+    assert_eq!(seen["approval_resource"], "pending", "{seen}");
+    assert_eq!(seen["workspace_resources"], 1, "{seen}");
     assert!(
         seen["wrong_argument"].as_str().unwrap().contains("plan_id"),
         "{seen}"

@@ -137,6 +137,24 @@ async function main() {
   seen.prod_status = gated.status;
   seen.prod_decision = asked.decision;
   seen.approval_status = request.status;
+  // The approval and the workspace complete and read as resources too.
+  const approvals = await complete(
+    { type: "ref/resource", uri: "provisioning://approvals/{approval_id}" },
+    "approval_id",
+    "apr-",
+  );
+  const workspaces = await complete(
+    { type: "ref/resource", uri: "provisioning://workspaces/{workspace}" },
+    "workspace",
+    "tsl",
+  );
+  seen.completions.approval = approvals.values[0] === gated.approval_request.id;
+  seen.completions.workspaces = workspaces.values;
+  const read = async (uri) => JSON.parse((await client.readResource({ uri })).contents[0].text);
+  const approvalResource = await read(`provisioning://approvals/${gated.approval_request.id}`);
+  seen.approval_resource = approvalResource.status;
+  const workspace = await read("provisioning://workspaces/tslab");
+  seen.workspace_resources = workspace.resources.length;
 
   // A wrong argument type is refused with a message that names it.
   const wrong = await client

@@ -1,5 +1,6 @@
 //! `completion/complete`: what an argument of a prompt or a resource template can be, from what
-//! the server knows — schema names, docs pages, workflow ids, plan ids — filtered by what the
+//! the server knows — schema names, docs pages, workflow, plan and approval ids, workspaces,
+//! providers, zones, templates, taskservs — filtered by what the
 //! person has typed so far. Clients show these as they type (the seed system completed its
 //! commands too).
 
@@ -17,6 +18,8 @@ enum Kind {
     Doc,
     Plan,
     Workflow,
+    Approval,
+    Workspace,
     Provider,
     Zone,
     Template,
@@ -44,6 +47,8 @@ fn kind(reference: &Reference, argument: &str) -> Kind {
                 ("workflows/{workflow_id}" | "workflows/{workflow_id}/log", "workflow_id") => {
                     Kind::Workflow
                 }
+                ("approvals/{approval_id}", "approval_id") => Kind::Approval,
+                ("workspaces/{workspace}", "workspace") => Kind::Workspace,
                 _ => Kind::Nothing,
             }
         }
@@ -151,6 +156,18 @@ impl ProvisioningServer {
                     .map(|w| if plans { w.plan_id } else { w.id })
                     .collect()
             }
+            // Newest first, so the pending request someone just made comes up at once.
+            Kind::Approval => self
+                .ctx
+                .engine
+                .approvals(None)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .take(RECENT)
+                .map(|r| r.id)
+                .collect(),
+            Kind::Workspace => self.ctx.engine.store.workspaces().await.unwrap_or_default(),
             Kind::Provider => knowledge::Catalog::embedded()
                 .map(|c| c.providers.keys().cloned().collect())
                 .unwrap_or_default(),
