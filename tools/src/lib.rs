@@ -11,6 +11,7 @@ mod completion;
 mod context;
 mod docs;
 mod logging;
+mod portable;
 pub use logging::RequestId;
 pub mod openai;
 mod resources;

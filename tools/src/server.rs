@@ -71,13 +71,28 @@ impl ProvisioningServer {
         }
     }
 
-    /// Every tool the server has, read-only or not, with its schemas.
+    /// Every tool the server has, read-only or not, with its schemas as derived (a nullable
+    /// field as a type list, which `jsonschema` explains more plainly than `anyOf` branches).
     pub(crate) fn all_tools() -> Vec<rmcp::model::Tool> {
-        Self::router().list_all()
+        Self::derived_router().list_all()
     }
 
-    /// Every tool.
+    /// Every tool, with the schemas clients are shown: type lists split into `anyOf` branches
+    /// (see [`crate::portable`]), the same values accepted.
     fn router() -> ToolRouter<ProvisioningServer> {
+        let mut router = Self::derived_router();
+        for route in router.map.values_mut() {
+            let tool = &mut route.attr;
+            crate::portable::split_type_lists(std::sync::Arc::make_mut(&mut tool.input_schema));
+            if let Some(output) = tool.output_schema.as_mut() {
+                crate::portable::split_type_lists(std::sync::Arc::make_mut(output));
+            }
+        }
+        router
+    }
+
+    /// Every tool, its schemas as `schemars` derives them.
+    fn derived_router() -> ToolRouter<ProvisioningServer> {
         Self::catalog_router()
             + Self::schema_router()
             + Self::validate_router()
@@ -372,6 +387,9 @@ mod tests {
                     "items" | "additionalProperties" | "not" | "contains" | "if" | "then" | "else",
                     sub,
                 ) => boolean_subschemas(sub, &here, found),
+                // A type list (`["string", "null"]`) is legal, but clients that map schemas
+                // onto a single-type dialect reject it (the Inspector warns about each).
+                ("type", Value::Array(_)) => found.push(format!("{here} (a type list)")),
                 ("anyOf" | "oneOf" | "allOf" | "prefixItems", Value::Array(subs)) => {
                     for (i, sub) in subs.iter().enumerate() {
                         boolean_subschemas(sub, &format!("{here}/{i}"), found);
@@ -397,6 +415,9 @@ mod tests {
             let output = serde_json::Value::Object((**output).clone());
             boolean_subschemas(&output, &format!("{}:output", tool.name), &mut found);
         }
-        assert!(found.is_empty(), "boolean sub-schemas at {found:#?}");
+        assert!(
+            found.is_empty(),
+            "boolean sub-schemas or type lists at {found:#?}"
+        );
     }
 }

@@ -121,7 +121,7 @@ pub(super) fn conformance_suite() {
 
 /// The MCP Inspector's CLI (`@modelcontextprotocol/inspector` 2.x, `--cli`) against `serve
 /// --http`, sending the token itself: it lists the tools with its schema-portability check
-/// (`--strict`: no error-severity problem), calls one, and sees a wrong argument as a tool error.
+/// (`--strict`: no problem at all, not even a warning), calls one, and sees a wrong argument as a tool error.
 pub(super) fn inspector_cli() {
     let node_modules = crate::api::node_modules();
     let node = node22(&node_modules);
@@ -166,6 +166,8 @@ pub(super) fn inspector_cli() {
         "{names:?}"
     );
     assert!(!stderr.contains("Error: tool"), "{stderr}");
+    // Nor a warning: no type lists (`["string", "null"]`), which single-type dialects refuse.
+    assert!(!stderr.contains("Warning: tool"), "{stderr}");
 
     let (code, stdout, stderr) = run(&[
         "--method",
