@@ -554,9 +554,21 @@ pub fn default_config_path() -> PathBuf {
 }
 
 fn xdg_dir(var: &str, home_subdir: &str) -> PathBuf {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(home_subdir)))
+    xdg_dir_from(std::env::var_os(var), std::env::var_os("HOME"), home_subdir)
+}
+
+/// As the XDG base-directory spec says: a variable that is empty or holds a relative path is
+/// ignored (else an empty `XDG_DATA_HOME` would put the state under `./provisioning` in
+/// whatever directory the command runs in).
+fn xdg_dir_from(
+    value: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+    home_subdir: &str,
+) -> PathBuf {
+    let usable = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    value
+        .and_then(usable)
+        .or_else(|| home.and_then(usable).map(|h| h.join(home_subdir)))
         .unwrap_or_else(std::env::temp_dir)
         .join("provisioning")
 }
@@ -567,4 +579,31 @@ fn default_cache_dir() -> PathBuf {
 
 fn default_data_dir() -> PathBuf {
     xdg_dir("XDG_DATA_HOME", ".local/share")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xdg_dir_from;
+    use std::path::PathBuf;
+
+    #[test]
+    fn an_empty_or_relative_xdg_variable_counts_as_unset() {
+        let home = || Some("/home/ada".into());
+        let at = |p: &str| PathBuf::from(p);
+        assert_eq!(
+            xdg_dir_from(Some("/srv/data".into()), home(), ".local/share"),
+            at("/srv/data/provisioning")
+        );
+        for ignored in ["", "relative/dir", "."] {
+            assert_eq!(
+                xdg_dir_from(Some(ignored.into()), home(), ".local/share"),
+                at("/home/ada/.local/share/provisioning"),
+                "XDG value {ignored:?}"
+            );
+        }
+        assert_eq!(
+            xdg_dir_from(None, Some("".into()), ".cache"),
+            std::env::temp_dir().join("provisioning")
+        );
+    }
 }
