@@ -1,12 +1,12 @@
 //! The composition root of Provisioning: command-line interface, settings (command line over
 //! `PROVISIONING_*` environment variables over defaults) and the commands themselves.
 
+mod api;
 pub mod cli;
 mod commands;
 mod http;
 mod logging;
 mod remote;
-mod rest;
 mod settings;
 mod table;
 

@@ -20,9 +20,9 @@ use tools::{Context, ProvisioningServer};
 
 use super::engine_setup::{open_engine_with, runtime};
 use crate::Settings;
+use crate::api::MAX_BODY_BYTES;
 use crate::cli::ServeArgs;
 use crate::http::{Allowed, Edge, Gate, Metrics, problem};
-use crate::rest::MAX_BODY_BYTES;
 
 pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.connect {
@@ -483,7 +483,7 @@ fn compose(
         );
     let metrics = Arc::new(Metrics::default());
     crate::http::metrics::follow(ctx.engine.clone(), metrics.clone());
-    let (api, openapi) = crate::rest::router();
+    let (api, openapi) = crate::api::router();
     let spec = openapi
         .to_pretty_json()
         .context("the OpenAPI document does not serialize")?;
@@ -493,7 +493,7 @@ fn compose(
             api.with_state(ctx.clone())
                 .layer(axum::middleware::from_fn_with_state(
                     ctx.engine.redactor.clone(),
-                    crate::rest::redact_responses,
+                    crate::api::redact_responses,
                 )),
         )
         .route(
