@@ -78,12 +78,10 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// The files under `dir`; `ORT_DYLIB_PATH` (read here) overrides the runtime library.
-    pub fn in_dir(dir: &Path) -> ModelFiles {
-        let runtime = std::env::var_os("ORT_DYLIB_PATH")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| dir.join("onnxruntime").join("libonnxruntime.so"));
+    /// The files under `dir`, the runtime library among them unless `runtime` names another
+    /// (the server passes `ORT_DYLIB_PATH`).
+    pub fn in_dir(dir: &Path, runtime: Option<PathBuf>) -> ModelFiles {
+        let runtime = runtime.unwrap_or_else(|| dir.join("onnxruntime").join("libonnxruntime.so"));
         ModelFiles {
             dir: dir.to_path_buf(),
             runtime,

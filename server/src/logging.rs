@@ -17,7 +17,8 @@ pub fn init(
     default: &str,
     redactor: engine::secrets::Redactor,
 ) {
-    let (filter, problem) = pick_filter(filter, std::env::var("RUST_LOG").ok().as_deref(), default);
+    let (filter, problem) =
+        pick_filter(filter, crate::settings::var("RUST_LOG").as_deref(), default);
     let writer = Redacting { redactor };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -145,12 +145,26 @@ pub struct StateSection {
     pub password: Option<String>,
 }
 
+/// An environment variable of this process, `None` when unset or blank (an empty variable counts
+/// as unset, as the XDG spec says). The one place the environment is read: library crates take
+/// values (clippy's `disallowed-methods` refuses `std::env::var` elsewhere).
+#[allow(clippy::disallowed_methods)]
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// [`var`] for a value that need not be UTF-8 (a path).
+#[allow(clippy::disallowed_methods)]
+pub fn var_os(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
 /// The process environment and file system, as the engine's [`SecretSource`].
 struct OsSource;
 
 impl SecretSource for OsSource {
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+        var(name)
     }
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         std::fs::read(path)
@@ -262,14 +276,14 @@ impl Settings {
         };
         let redactor = Redactor::new();
         // Secrets that come straight from the environment are known from the start.
-        for var in [
+        for name in [
             "PROVISIONING_TOKEN",
             "PROVISIONING_STATE_PASS",
             "PROVISIONING_DOCS_QDRANT_API_KEY",
             "PROVISIONING_DRAFTER_OPENAI_API_KEY",
             "OPENAI_API_KEY",
         ] {
-            if let Ok(value) = std::env::var(var) {
+            if let Some(value) = var(name) {
                 redactor.register(value.trim());
             }
         }
@@ -289,13 +303,16 @@ impl Settings {
                 secrets.redactor().register(s.expose());
             }
         }
-        let state_user = match &file.state.user {
-            Some(text) => Some(reference("state.user", text)?),
-            None => None,
+        // `PROVISIONING_STATE_USER`/`_PASS` first, then `[state]` in the file.
+        let state_user = match (var("PROVISIONING_STATE_USER"), &file.state.user) {
+            (Some(_), _) => Some(SecretRef::Env("PROVISIONING_STATE_USER".into())),
+            (None, Some(text)) => Some(reference("state.user", text)?),
+            (None, None) => None,
         };
-        let state_password = match &file.state.password {
-            Some(text) => Some(reference("state.password", text)?),
-            None => None,
+        let state_password = match (var("PROVISIONING_STATE_PASS"), &file.state.password) {
+            (Some(_), _) => Some(SecretRef::Env("PROVISIONING_STATE_PASS".into())),
+            (None, Some(text)) => Some(reference("state.password", text)?),
+            (None, None) => None,
         };
         if let Some(SecretRef::Plain(s)) = &state_password {
             secrets.redactor().register(s.expose());
@@ -404,7 +421,6 @@ fn openai_settings(
     use tools::openai::{
         DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOTAL_TOKENS, DEFAULT_TIMEOUT, OpenAiSettings,
     };
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let section = file.drafter.openai.clone().unwrap_or_default();
     let nonblank = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
     let Some(base_url) =
@@ -431,7 +447,7 @@ fn openai_settings(
         default: T,
         expected: &str,
     ) -> anyhow::Result<T> {
-        match std::env::var(env).ok().filter(|v| !v.trim().is_empty()) {
+        match var(env) {
             Some(text) => text
                 .trim()
                 .parse()
@@ -553,8 +569,8 @@ pub fn default_config_path() -> PathBuf {
     xdg_dir("XDG_CONFIG_HOME", ".config").join("config.toml")
 }
 
-fn xdg_dir(var: &str, home_subdir: &str) -> PathBuf {
-    xdg_dir_from(std::env::var_os(var), std::env::var_os("HOME"), home_subdir)
+fn xdg_dir(name: &str, home_subdir: &str) -> PathBuf {
+    xdg_dir_from(var_os(name), var_os("HOME"), home_subdir)
 }
 
 /// As the XDG base-directory spec says: a variable that is empty or holds a relative path is

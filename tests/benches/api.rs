@@ -6,7 +6,12 @@
 //! `cargo bench -p tests --bench api` (release) records 10,000 workflows; `--smoke` (CI,
 //! debug) records 200 and makes fewer requests. Prints the numbers; enforces nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,12 @@
 //! `cargo bench -p tests --bench authz` measures and fails if p99 is 100 µs or more;
 //! `--smoke` (CI, debug build) runs fewer iterations and does not enforce.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

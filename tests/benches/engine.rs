@@ -9,7 +9,12 @@
 //! `cargo bench -p tests --bench engine` measures and fails if a target is missed; `--smoke`
 //! (CI, debug build) runs smaller sizes and reports without enforcing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

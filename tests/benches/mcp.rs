@@ -8,7 +8,12 @@
 //! session is more than 2x the bare server's; `--smoke` (CI, debug) makes a few calls and does not
 //! enforce.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

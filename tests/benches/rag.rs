@@ -7,7 +7,12 @@
 //! more or HNSW recall@10 is under 0.98; `--smoke` (CI, debug build) runs a small part of it
 //! and does not enforce. Needs the model (`scripts/fetch-models`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -68,7 +73,10 @@ impl Embedder for Caching {
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let files = ModelFiles::in_dir(&models_dir());
+    let files = ModelFiles::in_dir(
+        &models_dir(),
+        std::env::var_os("ORT_DYLIB_PATH").map(Into::into),
+    );
     let model = match FastEmbedder::load(&files, 2) {
         Ok(m) => Arc::new(m),
         Err(e) => {

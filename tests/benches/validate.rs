@@ -16,7 +16,12 @@
 //! within 3x of idle). `--smoke` (used by CI in the debug build) runs each size once and reports
 //! without enforcing targets.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::time::{Duration, Instant};
 

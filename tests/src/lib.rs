@@ -1,6 +1,9 @@
 //! The test kit: finds the `provisioning` binary cargo built and runs it, and locates the
 //! project's example and fixture folders.
 
+// The test kit reads its own knobs (`PROVISIONING_BIN`, ...) from the environment.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -1,7 +1,12 @@
 //! End-to-end suite: drives the real `provisioning` binary (and so the real Nickel sandbox).
 //! One trial per fixture and per example, so a failure names the file.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod api;
 mod approvals;

@@ -37,11 +37,12 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
-    /// From `PROVISIONING_SIM_LATENCY_MS` (`5` or `2-10`), `PROVISIONING_SIM_FLAKY_RATE`,
-    /// `PROVISIONING_SIM_LOST_RESPONSE_RATE`, `PROVISIONING_SIM_FAIL` (comma-separated names)
-    /// and `PROVISIONING_SIM_SEED`.
-    pub fn from_env() -> Result<SimOptions, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    /// From the settings `var` looks up: `PROVISIONING_SIM_LATENCY_MS` (`5` or `2-10`),
+    /// `PROVISIONING_SIM_FLAKY_RATE`, `PROVISIONING_SIM_LOST_RESPONSE_RATE`,
+    /// `PROVISIONING_SIM_FAIL` (comma-separated names) and `PROVISIONING_SIM_SEED`. The server
+    /// passes its environment; a blank value counts as unset.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<SimOptions, String> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut options = SimOptions::default();
         if let Some(text) = var("PROVISIONING_SIM_LATENCY_MS") {
             let parse = |s: &str| {

@@ -48,8 +48,9 @@ impl StoreLocation {
             if text.starts_with(scheme) {
                 return Ok(StoreLocation::Remote {
                     url: text.to_string(),
-                    user: std::env::var("PROVISIONING_STATE_USER").ok(),
-                    pass: std::env::var("PROVISIONING_STATE_PASS").ok(),
+                    // Credentials are the caller's to fill in (the server's settings).
+                    user: None,
+                    pass: None,
                 });
             }
         }

@@ -1,7 +1,7 @@
 //! Approval requests: list, read, approve, reject.
 
-use super::*;
 use super::plans::plan_view;
+use super::*;
 
 /// This resource's routes, with their OpenAPI operations.
 pub(super) fn routes() -> OpenApiRouter<AppState> {

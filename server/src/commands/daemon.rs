@@ -20,7 +20,7 @@ pub const EXIT_NOT_RUNNING: u8 = 3;
 /// (so two installations never share one), else in the data directory.
 pub fn default_socket(settings: &Settings) -> PathBuf {
     let data = std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    match crate::settings::var_os("XDG_RUNTIME_DIR") {
         Some(runtime) => {
             let digest = sha2::Sha256::digest(data.as_os_str().as_encoded_bytes());
             let name: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();

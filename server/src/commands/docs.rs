@@ -35,7 +35,10 @@ pub struct Docs {
 /// Loads the model (or says why not), opens the index, brings it up to date with the shipped
 /// and user docs, and builds the retriever.
 pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Docs> {
-    let files = ModelFiles::in_dir(&models_dir(settings, docs));
+    let files = ModelFiles::in_dir(
+        &models_dir(settings, docs),
+        crate::settings::var_os("ORT_DYLIB_PATH").map(Into::into),
+    );
     let (embedder, reason): (Option<Arc<dyn Embedder>>, Option<String>) =
         match FastEmbedder::load(&files, docs.embed_threads) {
             Ok(e) => (Some(Arc::new(e)), None),
@@ -56,7 +59,7 @@ pub async fn open(settings: &Settings, docs: &DocsSettings) -> anyhow::Result<Do
                 url,
                 &docs.qdrant_collection,
                 MODEL_DIM,
-                std::env::var("PROVISIONING_DOCS_QDRANT_API_KEY").ok(),
+                crate::settings::var("PROVISIONING_DOCS_QDRANT_API_KEY"),
             )?),
             None => store.clone(),
         };

@@ -254,7 +254,10 @@ fn state(settings: &Settings) -> Check {
 
 fn model(settings: &Settings, args: &DoctorArgs) -> Check {
     let dir = super::docs::models_dir(settings, &args.docs);
-    let files = rag::ModelFiles::in_dir(&dir);
+    let files = rag::ModelFiles::in_dir(
+        &dir,
+        crate::settings::var_os("ORT_DYLIB_PATH").map(Into::into),
+    );
     let missing = files.missing();
     if missing.is_empty() {
         check(
@@ -280,7 +283,7 @@ fn model(settings: &Settings, args: &DoctorArgs) -> Check {
 
 /// The first of `programs` found on PATH or in the usual system folders.
 fn find_program(programs: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+    let mut dirs: Vec<PathBuf> = crate::settings::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));

@@ -28,9 +28,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Where the state lives. For a SurrealDB server, `[state]` credentials in the config file
-/// (secret references, resolved now) stand in where `PROVISIONING_STATE_USER`/`_PASS` are not
-/// set; the password, and any in the URL, join the redactor.
+/// Where the state lives. For a SurrealDB server, the credentials are those settings chose
+/// (`PROVISIONING_STATE_USER`/`_PASS`, else `[state]` in the config file: secret references,
+/// resolved now); the password, and any in the URL, join the redactor.
 pub fn store_location(settings: &Settings) -> anyhow::Result<StoreLocation> {
     let mut location = match &settings.state {
         Some(text) => StoreLocation::parse(text).map_err(anyhow::Error::msg)?,
@@ -82,7 +82,7 @@ pub async fn open_engine_with(
                 .with_context(|| format!("cannot open state at {}", location.describe()));
         }
     };
-    let sim_options = SimOptions::from_env().map_err(anyhow::Error::msg)?;
+    let sim_options = SimOptions::from_vars(crate::settings::var).map_err(anyhow::Error::msg)?;
     let sim = SimProvider::with_ledger(sim_options, settings.data_dir.join("sim/ledger.jsonl"))
         .context("cannot open the sim provider's ledger")?;
     let exe = std::env::current_exe().context("cannot locate the provisioning executable")?;
@@ -93,7 +93,7 @@ pub async fn open_engine_with(
         .with_redactor(settings.secrets.redactor().clone());
     engine.approval_ttl = settings.approval_ttl();
     // Crash tests: die like `kill -9` at the n-th fault point.
-    if let Ok(text) = std::env::var("PROVISIONING_FAULT_KILL_AT") {
+    if let Some(text) = crate::settings::var("PROVISIONING_FAULT_KILL_AT") {
         let at: u64 = text
             .trim()
             .parse()

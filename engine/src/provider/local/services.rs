@@ -84,6 +84,8 @@ fn executable(path: &Path) -> bool {
 
 /// `name` on PATH, then in the sbin directories (nginx lives in /usr/sbin, which is not on every
 /// user's PATH).
+// PATH is read here as `exec` reads it: it is how this process finds programs, not a setting.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
