@@ -25,6 +25,7 @@ mod mcp;
 mod policies;
 mod rag;
 mod secrets;
+mod tidy;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -49,6 +50,7 @@ fn main() {
     trials.extend(secrets::trials());
     trials.extend(local::trials());
     trials.extend(first_run::trials());
+    trials.extend(tidy::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
