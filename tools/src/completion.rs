@@ -158,7 +158,7 @@ impl ProvisioningServer {
             }
             // Newest first, so the pending request someone just made comes up at once.
             Kind::Approval => self
-                .ctx
+                .app
                 .engine
                 .approvals(None)
                 .await
@@ -167,7 +167,7 @@ impl ProvisioningServer {
                 .take(RECENT)
                 .map(|r| r.id)
                 .collect(),
-            Kind::Workspace => self.ctx.engine.store.workspaces().await.unwrap_or_default(),
+            Kind::Workspace => self.app.engine.store.workspaces().await.unwrap_or_default(),
             Kind::Provider => knowledge::Catalog::embedded()
                 .map(|c| c.providers.keys().cloned().collect())
                 .unwrap_or_default(),
@@ -195,7 +195,7 @@ impl ProvisioningServer {
 
     /// Newest first; none when the store cannot answer (a completion is a hint, not an error).
     async fn recent_workflows(&self) -> Vec<engine::state::WorkflowRecord> {
-        self.ctx
+        self.app
             .engine
             .store
             .recent_workflows(None, RECENT)

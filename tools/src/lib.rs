@@ -8,8 +8,6 @@ pub mod draft;
 
 mod arguments;
 mod completion;
-mod context;
-mod docs;
 mod logging;
 mod portable;
 pub use logging::RequestId;
@@ -18,8 +16,6 @@ mod resources;
 mod server;
 mod tools;
 
-pub use context::{Context, ValidateError};
-pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};
 pub use server::{ProvisioningServer, READ_TOOLS};
 
 pub use engine::authz::Caller;

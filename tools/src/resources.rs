@@ -142,7 +142,7 @@ impl ProvisioningServer {
         }
         if let Some(id) = rest.strip_prefix("plans/") {
             let plan = self
-                .ctx
+                .app
                 .engine
                 .load_plan(id)
                 .await
@@ -158,7 +158,7 @@ impl ProvisioningServer {
                 Some(id) => (id, true),
                 None => (rest, false),
             };
-            let engine = &self.ctx.engine;
+            let engine = &self.app.engine;
             let (wf, steps) = engine
                 .status(id)
                 .await
@@ -199,7 +199,7 @@ impl ProvisioningServer {
             ]));
         }
         if let Some(id) = rest.strip_prefix("approvals/") {
-            let engine = &self.ctx.engine;
+            let engine = &self.app.engine;
             let request = engine
                 .approval(id)
                 .await
@@ -213,7 +213,7 @@ impl ProvisioningServer {
             ));
         }
         if let Some(workspace) = rest.strip_prefix("workspaces/") {
-            let store = &self.ctx.engine.store;
+            let store = &self.app.engine.store;
             let known = store
                 .workspaces()
                 .await
@@ -462,7 +462,7 @@ impl ProvisioningServer {
             "review_plan" => {
                 let id = arg(args, "plan_id", name)?;
                 let plan = self
-                    .ctx
+                    .app
                     .engine
                     .load_plan(&id)
                     .await
@@ -489,7 +489,7 @@ impl ProvisioningServer {
             "troubleshoot_workflow" => {
                 let id = arg(args, "workflow_id", name)?;
                 let (wf, steps) = self
-                    .ctx
+                    .app
                     .engine
                     .status(&id)
                     .await

@@ -14,7 +14,8 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 
-use crate::{Caller, Context};
+use crate::Caller;
+use service::App;
 
 /// Tools that change nothing; the only ones a `--read-only` server lists and runs.
 pub const READ_TOOLS: &[&str] = &[
@@ -36,7 +37,9 @@ pub const READ_TOOLS: &[&str] = &[
 /// One MCP session's view of the server.
 #[derive(Clone)]
 pub struct ProvisioningServer {
-    pub(crate) ctx: Arc<Context>,
+    pub(crate) app: Arc<App>,
+    /// The OpenAI-compatible drafter, when configured.
+    pub(crate) openai: Option<Arc<crate::openai::OpenAiDrafter>>,
     tool_router: ToolRouter<ProvisioningServer>,
     /// The log level this session asked for (`logging/setLevel`).
     pub(crate) log: crate::logging::SessionLog,
@@ -45,15 +48,15 @@ pub struct ProvisioningServer {
 impl std::fmt::Debug for ProvisioningServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProvisioningServer")
-            .field("ctx", &self.ctx)
+            .field("ctx", &self.app)
             .finish_non_exhaustive()
     }
 }
 
 impl ProvisioningServer {
-    pub fn new(ctx: Arc<Context>) -> ProvisioningServer {
+    pub fn new(app: Arc<App>) -> ProvisioningServer {
         let mut router = Self::router();
-        if ctx.read_only {
+        if app.read_only {
             let names: Vec<std::borrow::Cow<'static, str>> = router
                 .list_all()
                 .into_iter()
@@ -65,10 +68,17 @@ impl ProvisioningServer {
             }
         }
         ProvisioningServer {
-            ctx,
+            app,
+            openai: None,
             tool_router: router,
             log: crate::logging::SessionLog::default(),
         }
+    }
+
+    /// Drafts with this OpenAI-compatible endpoint when the client offers no sampling.
+    pub fn with_openai(mut self, openai: Option<Arc<crate::openai::OpenAiDrafter>>) -> Self {
+        self.openai = openai;
+        self
     }
 
     /// Every tool the server has, read-only or not, with its schemas as derived (a nullable
@@ -119,7 +129,7 @@ impl ProvisioningServer {
         rc.extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<Caller>().cloned())
-            .unwrap_or_else(|| self.ctx.default_caller.clone())
+            .unwrap_or_else(|| self.app.default_caller.clone())
     }
 
     /// Every tool the model sees: names, descriptions, schemas, annotations.
@@ -277,7 +287,7 @@ impl ProvisioningServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
-        if self.ctx.read_only && !READ_TOOLS.contains(&name.as_str()) {
+        if self.app.read_only && !READ_TOOLS.contains(&name.as_str()) {
             return Err(ErrorData::invalid_request(
                 format!(
                     "tool `{name}` changes infrastructure and this server runs read-only (--read-only); read tools: {}",
@@ -326,7 +336,7 @@ impl ProvisioningServer {
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
-        let redactor = &self.ctx.engine.redactor;
+        let redactor = &self.app.engine.redactor;
         if redactor.is_empty() {
             return result;
         }
@@ -348,7 +358,7 @@ impl ProvisioningServer {
 
     /// An error's message and data with every known secret replaced.
     fn redacted_error(&self, mut error: ErrorData) -> ErrorData {
-        let redactor = &self.ctx.engine.redactor;
+        let redactor = &self.app.engine.redactor;
         error.message = redactor.redact(&error.message).into_owned().into();
         if let Some(data) = error.data.as_mut() {
             redactor.redact_json(data);

@@ -27,13 +27,13 @@ use axum::response::{IntoResponse, Response};
 use engine::authz::Caller;
 use engine::exec::{ApplyResult, ExecError};
 use serde::{Deserialize, Serialize};
-use tools::Context;
+use service::App;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub type AppState = Arc<Context>;
+pub type AppState = Arc<App>;
 
 /// Largest request body (the server's body limit; also documented as the 413 answer).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -84,13 +84,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<tools::ValidateError> for ApiError {
-    fn from(e: tools::ValidateError) -> ApiError {
+impl From<service::ValidateError> for ApiError {
+    fn from(e: service::ValidateError) -> ApiError {
         match e {
-            tools::ValidateError::Busy(m) => {
+            service::ValidateError::Busy(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry", m)
             }
-            tools::ValidateError::Rejected(m) => ApiError::bad(m),
+            service::ValidateError::Rejected(m) => ApiError::bad(m),
         }
     }
 }

@@ -16,7 +16,12 @@ use engine::authz::Caller;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tools::{Context, ProvisioningServer};
+use service::App;
+use tools::ProvisioningServer;
+use tools::openai::OpenAiDrafter;
+
+/// The OpenAI-compatible drafter every MCP session gets, when one is configured.
+type Drafter = Option<Arc<OpenAiDrafter>>;
 
 use super::engine_setup::{open_engine_with, runtime};
 use crate::Settings;
@@ -66,20 +71,20 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 mfa: false,
             },
         };
-        let ctx = Arc::new(Context {
+        let openai: Drafter = settings
+            .openai
+            .clone()
+            .map(|o| Arc::new(OpenAiDrafter::new(o, settings.secrets.clone())));
+        let ctx = Arc::new(App {
             engine,
             validator,
             read_only: args.read_only,
             default_caller,
             max_config_bytes: settings.limits.max_input_bytes,
             docs: docs_source(settings, &args.docs),
-            openai: settings
-                .openai
-                .clone()
-                .map(|o| tools::openai::OpenAiDrafter::new(o, settings.secrets.clone())),
             authz: Some(authz),
         });
-        if let Some(d) = &ctx.openai {
+        if let Some(d) = &openai {
             tracing::info!(
                 "draft_config uses the OpenAI-compatible endpoint at {} (model {}, at most {} tokens a call and {} a draft, {} s a call) when the client offers no sampling",
                 d.base_url(),
@@ -106,19 +111,21 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
         match (&args.http, &args.socket) {
-            (_, Some(path)) => socket(ctx, settings, path, args.control_center.as_deref()).await,
-            (None, None) => stdio(ctx).await,
-            (Some(addr), None) => http(ctx, settings, addr, args).await,
+            (_, Some(path)) => {
+                socket(ctx, openai, settings, path, args.control_center.as_deref()).await
+            }
+            (None, None) => stdio(ctx, openai).await,
+            (Some(addr), None) => http(ctx, openai, settings, addr, args).await,
         }
     })
 }
 
 /// The docs index as the `docs` command opens it, built on first use.
-fn docs_source(settings: &Settings, docs: &crate::cli::DocsSettings) -> tools::Docs {
+fn docs_source(settings: &Settings, docs: &crate::cli::DocsSettings) -> service::Docs {
     let settings = settings.clone();
     let docs = docs.clone();
     let keyword_docs = docs.clone();
-    tools::Docs::new(Box::new(move || {
+    service::Docs::new(Box::new(move || {
         let settings = settings.clone();
         let docs = docs.clone();
         Box::pin(async move {
@@ -134,7 +141,7 @@ fn docs_source(settings: &Settings, docs: &crate::cli::DocsSettings) -> tools::D
     }))
 }
 
-async fn stdio(ctx: Arc<Context>) -> anyhow::Result<ExitCode> {
+async fn stdio(ctx: Arc<App>, openai: Drafter) -> anyhow::Result<ExitCode> {
     tracing::info!(
         "provisioning MCP server on stdio ({}; acting as {})",
         if ctx.read_only {
@@ -145,6 +152,7 @@ async fn stdio(ctx: Arc<Context>) -> anyhow::Result<ExitCode> {
         ctx.default_caller.principal
     );
     let service = ProvisioningServer::new(ctx)
+        .with_openai(openai)
         .serve(rmcp::transport::stdio())
         .await
         .context("the MCP session did not start")?;
@@ -173,7 +181,7 @@ async fn control_center() -> Response {
 }
 
 /// Ready when the state store answers.
-async fn readyz(ctx: Arc<Context>) -> Response {
+async fn readyz(ctx: Arc<App>) -> Response {
     match ctx.engine.store.workspaces().await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => problem(
@@ -185,7 +193,8 @@ async fn readyz(ctx: Arc<Context>) -> Response {
 }
 
 async fn http(
-    ctx: Arc<Context>,
+    ctx: Arc<App>,
+    openai: Drafter,
     settings: &Settings,
     addr: &str,
     args: &ServeArgs,
@@ -220,6 +229,7 @@ async fn http(
     origins.extend(args.allow_origin.iter().cloned());
     let app = compose(
         ctx.clone(),
+        openai,
         hosts,
         origins,
         allowed,
@@ -264,7 +274,8 @@ async fn http(
 /// the socket 0600), callers identified by the kernel. A stale socket left by a dead server is
 /// replaced; a live one is an error naming it.
 async fn socket(
-    ctx: Arc<Context>,
+    ctx: Arc<App>,
+    openai: Drafter,
     settings: &Settings,
     path: &std::path::Path,
     control_center: Option<&str>,
@@ -344,7 +355,7 @@ async fn socket(
     let url_file = path.with_extension("url");
     let _ = std::fs::remove_file(&url_file);
     if let Some(addr) = control_center {
-        let url = loopback(ctx.clone(), settings, addr).await?;
+        let url = loopback(ctx.clone(), openai.clone(), settings, addr).await?;
         std::fs::write(&url_file, format!("{url}\n"))
             .with_context(|| format!("cannot write {}", url_file.display()))?;
         tracing::info!("Control Center for this machine's accounts at {url}");
@@ -362,6 +373,7 @@ async fn socket(
     let allowed = Allowed::new(80, &[], &[]).map_err(anyhow::Error::msg)?;
     let app = compose(
         ctx.clone(),
+        openai,
         vec!["localhost".into()],
         vec!["http://localhost".into()],
         allowed,
@@ -403,7 +415,12 @@ async fn socket(
 /// The local server's app on a loopback TCP address as well, for browsers (which cannot open
 /// a Unix socket): each connection is the account the kernel says opened it, with the same
 /// roles as on the socket; Host and Origin must be this address's own. Returns the page's URL.
-async fn loopback(ctx: Arc<Context>, settings: &Settings, addr: &str) -> anyhow::Result<String> {
+async fn loopback(
+    ctx: Arc<App>,
+    openai: Drafter,
+    settings: &Settings,
+    addr: &str,
+) -> anyhow::Result<String> {
     let addr: SocketAddr = addr.parse().with_context(|| {
         format!("--control-center `{addr}`: expected a loopback HOST:PORT, e.g. 127.0.0.1:7071")
     })?;
@@ -423,6 +440,7 @@ async fn loopback(ctx: Arc<Context>, settings: &Settings, addr: &str) -> anyhow:
         .collect();
     let app = compose(
         ctx,
+        openai,
         hosts,
         origins,
         allowed,
@@ -461,7 +479,8 @@ enum Auth {
 /// The app: streamable MCP at `/mcp`, REST at `/api/v1`, `/metrics` behind `auth`, the public
 /// page, OpenAPI document and health checks, all behind the edge layers.
 fn compose(
-    ctx: Arc<Context>,
+    ctx: Arc<App>,
+    openai: Drafter,
     hosts: Vec<String>,
     origins: Vec<String>,
     allowed: Allowed,
@@ -476,7 +495,7 @@ fn compose(
         StreamableHttpService::new(
             {
                 let ctx = ctx.clone();
-                move || Ok(ProvisioningServer::new(ctx.clone()))
+                move || Ok(ProvisioningServer::new(ctx.clone()).with_openai(openai.clone()))
             },
             Default::default(),
             config,

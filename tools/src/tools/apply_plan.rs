@@ -137,7 +137,7 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let started = match engine.start(&input.plan_id, &caller).await {
             Ok(ApplyResult::NoChanges { plan }) => {
                 return Ok(Json(ApplyOutput {

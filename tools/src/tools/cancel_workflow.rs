@@ -32,7 +32,7 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<CancelOutput>, String> {
         let caller = self.caller(&rc);
-        self.ctx
+        self.app
             .engine
             .cancel(&input.workflow_id, &caller)
             .await

@@ -47,7 +47,7 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<CheckPolicyOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let plan = engine.load_plan(&input.plan_id).await.map_err(exec_fail)?;
         let action = plan_action(&plan);
         let decision = engine

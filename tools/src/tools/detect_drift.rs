@@ -41,7 +41,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<DriftInput>,
     ) -> Result<Json<DriftOutput>, String> {
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let workspaces = match input.workspace {
             Some(ws) => vec![ws],
             None => engine.store.workspaces().await.map_err(fail)?,

@@ -150,7 +150,7 @@ impl ProvisioningServer {
                     .into(),
             );
         }
-        let openai = self.ctx.openai.as_ref();
+        let openai = self.openai.as_deref();
         if choice == Choice::OpenAi && openai.is_none() {
             return Err(
                 "drafter `openai` was asked for, but no endpoint is configured (`base_url` and `model` in the config file's [drafter.openai], or PROVISIONING_DRAFTER_OPENAI_BASE_URL and PROVISIONING_DRAFTER_OPENAI_MODEL)"
@@ -175,7 +175,7 @@ impl ProvisioningServer {
                     // A log line for the operator; provider text may quote a credential.
                     tracing::warn!(
                         "draft_config: the {name} drafter failed: {}",
-                        self.ctx.engine.redactor.redact(&why)
+                        self.app.engine.redactor.redact(&why)
                     );
                     // The reason may quote the endpoint's or the model's words: fenced, as data.
                     notices.push(format!(
@@ -212,7 +212,7 @@ impl ProvisioningServer {
 impl ProvisioningServer {
     /// Validates a draft and shapes the answer.
     async fn checked(&self, d: Draft, rounds: usize) -> Result<DraftOutput, String> {
-        let v = self.ctx.validate(d.nickel.clone()).await?;
+        let v = self.app.validate(d.nickel.clone()).await?;
         Ok(DraftOutput {
             valid: v.is_valid(),
             diagnostics: value(&v.diagnostics),
@@ -246,7 +246,7 @@ impl ProvisioningServer {
         answers: &BTreeMap<String, String>,
         catalog: &knowledge::Catalog,
     ) -> Result<DraftOutput, String> {
-        let docs = match self.ctx.docs.now().await {
+        let docs = match self.app.docs.now().await {
             Ok((r, _)) => r
                 .search(
                     intent
@@ -285,7 +285,7 @@ impl ProvisioningServer {
         for round in 1..=MAX_ROUNDS {
             let text = backend.complete(&system, &turns, &mut budget).await?;
             let nickel = extract_nickel(&text);
-            let v = self.ctx.validate(nickel.clone()).await?;
+            let v = self.app.validate(nickel.clone()).await?;
             if v.is_valid() {
                 return Ok(DraftOutput {
                     valid: true,

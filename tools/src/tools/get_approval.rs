@@ -39,7 +39,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<ApprovalIdInput>,
     ) -> Result<Json<ApprovalOutput>, String> {
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let request = engine
             .approval(&input.approval_id)
             .await

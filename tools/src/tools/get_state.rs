@@ -41,7 +41,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<GetStateInput>,
     ) -> Result<Json<GetStateOutput>, String> {
-        let store = &self.ctx.engine.store;
+        let store = &self.app.engine.store;
         let workspaces = store.workspaces().await.map_err(fail)?;
         let resources = match (&input.workspace, &input.key) {
             (Some(ws), Some(key)) => match store.resource(ws, key).await.map_err(fail)? {

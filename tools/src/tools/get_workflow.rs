@@ -44,7 +44,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<WorkflowIdInput>,
     ) -> Result<Json<WorkflowOutput>, String> {
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
         let events = engine.store.events(&wf.id, 0).await.map_err(super::fail)?;
         let recent: Vec<_> = events.iter().rev().take(50).rev().collect();

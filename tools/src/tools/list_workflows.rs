@@ -48,7 +48,7 @@ impl ProvisioningServer {
             return Err(format!("limit = {limit}: expected 1 to 200"));
         }
         let all = self
-            .ctx
+            .app
             .engine
             .store
             .workflows(input.workspace.as_deref())

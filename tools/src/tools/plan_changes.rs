@@ -75,7 +75,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<PlanInput>,
     ) -> Result<Json<PlanOutput>, String> {
-        let v = self.ctx.validate(input.config).await?;
+        let v = self.app.validate(input.config).await?;
         let Some(config) = v.config.filter(|_| {
             v.diagnostics
                 .iter()
@@ -87,8 +87,8 @@ impl ProvisioningServer {
             ));
         };
         let plan = match input.destroy {
-            true => self.ctx.engine.plan_destroy(&config).await,
-            false => self.ctx.engine.plan(&config).await,
+            true => self.app.engine.plan_destroy(&config).await,
+            false => self.app.engine.plan(&config).await,
         }
         .map_err(exec_fail)?;
         Ok(Json(PlanOutput::of(&plan)))

@@ -39,7 +39,7 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<RequestApprovalOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let plan = engine.load_plan(&input.plan_id).await.map_err(exec_fail)?;
         let auth = engine.preflight(&plan, &caller).await.map_err(exec_fail)?;
         let policies = match &auth.decision {

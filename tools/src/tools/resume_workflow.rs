@@ -24,7 +24,7 @@ impl ProvisioningServer {
         Parameters(input): Parameters<WorkflowIdInput>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let caller = self.caller(&rc);
         let wf = engine
             .authorize_resume(&input.workflow_id, &caller)

@@ -27,7 +27,7 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.ctx.engine;
+        let engine = &self.app.engine;
         let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
         let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc, &self.log);
         let outcome = engine.rollback(&wf.id, &caller).await.map_err(exec_fail)?;

@@ -75,7 +75,7 @@ impl ProvisioningServer {
         if k == 0 {
             return Err(rag::RagError::ZeroK { max: rag::MAX_K }.to_string());
         }
-        let (retriever, building) = self.ctx.docs.now().await?;
+        let (retriever, building) = self.app.docs.now().await?;
         let options = rag::SearchOptions {
             k,
             filter: rag::Filter {

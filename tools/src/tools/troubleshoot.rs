@@ -87,7 +87,7 @@ impl ProvisioningServer {
         };
         let mut queries: Vec<String> = Vec::new();
         if let Some(id) = &input.workflow_id {
-            let (wf, steps) = self.ctx.engine.status(id).await.map_err(exec_fail)?;
+            let (wf, steps) = self.app.engine.status(id).await.map_err(exec_fail)?;
             let status = wf.status.as_str();
             out.workflow_id = Some(wf.id.clone());
             out.status = Some(status.to_string());
@@ -114,7 +114,7 @@ impl ProvisioningServer {
         }
         queries.truncate(MAX_QUERIES);
         if !queries.is_empty() {
-            match self.ctx.docs.now().await {
+            match self.app.docs.now().await {
                 Ok((retriever, _)) => {
                     let mut seen = std::collections::BTreeSet::new();
                     for query in &queries {

@@ -40,7 +40,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<ConfigInput>,
     ) -> Result<Json<ValidateOutput>, String> {
-        let v = self.ctx.validate(input.config).await?;
+        let v = self.app.validate(input.config).await?;
         Ok(Json(ValidateOutput {
             valid: v.is_valid(),
             diagnostics: value(&v.diagnostics),

@@ -1,5 +1,5 @@
-//! What every tool call needs: the engine (state, providers, policies), the validator, and
-//! the settings of this server.
+//! The application: the engine (state, providers, policies), the validator, the docs index and
+//! the settings of this server, shared by every adapter and session.
 
 use std::sync::Arc;
 
@@ -8,8 +8,8 @@ use engine::{Input, Validation, Validator};
 
 use crate::{Caller, Docs};
 
-/// Shared by every session of one server.
-pub struct Context {
+/// Shared by every session and adapter of one server.
+pub struct App {
     pub engine: Engine,
     pub validator: Arc<Validator>,
     /// Only read tools are listed and callable.
@@ -23,20 +23,18 @@ pub struct Context {
     pub docs: Docs,
     /// The Cedar policy set in force (for listing and simulating), when policies are configured.
     pub authz: Option<Arc<engine::authz::CedarAuthorizer>>,
-    /// The OpenAI-compatible drafter, when configured.
-    pub openai: Option<crate::openai::OpenAiDrafter>,
 }
 
-impl std::fmt::Debug for Context {
+impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
+        f.debug_struct("App")
             .field("read_only", &self.read_only)
             .field("default_caller", &self.default_caller)
             .finish_non_exhaustive()
     }
 }
 
-impl Context {
+impl App {
     /// Validates config text from outside: no imports, the validator's limits, off the async
     /// threads (evaluation runs in a sandboxed child process).
     pub async fn validate(self: &Arc<Self>, config: String) -> Result<Validation, ValidateError> {
