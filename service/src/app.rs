@@ -37,7 +37,7 @@ impl std::fmt::Debug for App {
 impl App {
     /// Validates config text from outside: no imports, the validator's limits, off the async
     /// threads (evaluation runs in a sandboxed child process).
-    pub async fn validate(self: &Arc<Self>, config: String) -> Result<Validation, ValidateError> {
+    pub async fn validate(&self, config: String) -> Result<Validation, ValidateError> {
         if config.len() > self.max_config_bytes {
             return Err(ValidateError::Rejected(format!(
                 "config is {} bytes; the largest accepted is {} bytes",

@@ -4,11 +4,22 @@
 //! parse their input, call one function here and format what comes back.
 //!
 //! [`App`] is the application one server (or one CLI run) holds: the engine, the validator,
-//! the docs index, the policy set and the server's own settings (read-only, limits).
+//! the docs index, the policy set and the server's own settings (read-only, limits). Errors
+//! are one [`Error`] with an [`ErrorKind`] each edge converts once.
 
 mod app;
+mod approvals;
 mod docs;
+mod error;
+mod plans;
+mod state;
+mod workflows;
 
 pub use app::{App, ValidateError};
+pub use approvals::{ApprovalView, MAX_COMMENT_BYTES};
 pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};
 pub use engine::authz::Caller;
+pub use error::{Error, ErrorKind, Result};
+pub use plans::{Planned, Start};
+pub use state::StateView;
+pub use workflows::{Continued, RECENT_EVENTS, WorkflowLog, WorkflowPage, WorkflowView};

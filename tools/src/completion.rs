@@ -159,15 +159,13 @@ impl ProvisioningServer {
             // Newest first, so the pending request someone just made comes up at once.
             Kind::Approval => self
                 .app
-                .engine
-                .approvals(None)
+                .approvals(None, RECENT)
                 .await
                 .unwrap_or_default()
                 .into_iter()
-                .take(RECENT)
                 .map(|r| r.id)
                 .collect(),
-            Kind::Workspace => self.app.engine.store.workspaces().await.unwrap_or_default(),
+            Kind::Workspace => self.app.workspaces().await.unwrap_or_default(),
             Kind::Provider => knowledge::Catalog::embedded()
                 .map(|c| c.providers.keys().cloned().collect())
                 .unwrap_or_default(),
@@ -195,12 +193,7 @@ impl ProvisioningServer {
 
     /// Newest first; none when the store cannot answer (a completion is a hint, not an error).
     async fn recent_workflows(&self) -> Vec<engine::state::WorkflowRecord> {
-        self.app
-            .engine
-            .store
-            .recent_workflows(None, RECENT)
-            .await
-            .unwrap_or_default()
+        self.app.workflows(None, RECENT).await.unwrap_or_default()
     }
 }
 

@@ -143,7 +143,6 @@ impl ProvisioningServer {
         if let Some(id) = rest.strip_prefix("plans/") {
             let plan = self
                 .app
-                .engine
                 .load_plan(id)
                 .await
                 .map_err(|e| not_found(uri, e.to_string()))?;
@@ -158,25 +157,28 @@ impl ProvisioningServer {
                 Some(id) => (id, true),
                 None => (rest, false),
             };
-            let engine = &self.app.engine;
-            let (wf, steps) = engine
-                .status(id)
-                .await
-                .map_err(|e| not_found(uri, e.to_string()))?;
             if !log {
+                let view = self
+                    .app
+                    .workflow(id)
+                    .await
+                    .map_err(|e| not_found(uri, e.to_string()))?;
                 return Ok(json_contents(
                     uri,
                     &serde_json::json!({
-                        "workflow": records::workflow(&wf),
-                        "steps": records::steps(&wf.id, &steps),
+                        "workflow": records::workflow(&view.workflow),
+                        "steps": records::steps(&view.workflow.id, &view.steps),
                     }),
                 ));
             }
-            let events = engine
-                .store
-                .events(&wf.id, 0)
+            let service::WorkflowLog {
+                workflow: wf,
+                events,
+            } = self
+                .app
+                .workflow_log(id)
                 .await
-                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                .map_err(|e| not_found(uri, e.to_string()))?;
             let mut lines = String::new();
             for e in &events {
                 lines.push_str(&format!(
@@ -199,22 +201,22 @@ impl ProvisioningServer {
             ]));
         }
         if let Some(id) = rest.strip_prefix("approvals/") {
-            let engine = &self.app.engine;
-            let request = engine
+            let view = self
+                .app
                 .approval(id)
                 .await
                 .map_err(|e| not_found(uri, e.to_string()))?;
             return Ok(json_contents(
                 uri,
                 &serde_json::json!({
-                    "status": request.status_at(engine.clock.now_ms()).as_str(),
-                    "request": records::approval(&request),
+                    "status": view.status.as_str(),
+                    "request": records::approval(&view.request),
                 }),
             ));
         }
         if let Some(workspace) = rest.strip_prefix("workspaces/") {
-            let store = &self.app.engine.store;
-            let known = store
+            let known = self
+                .app
                 .workspaces()
                 .await
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
@@ -231,10 +233,12 @@ impl ProvisioningServer {
                     ),
                 ));
             }
-            let resources = store
-                .resources(workspace)
+            let view = self
+                .app
+                .state(Some(workspace), None)
                 .await
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            let resources: Vec<_> = view.resources.into_values().flatten().collect();
             return Ok(json_contents(
                 uri,
                 &serde_json::json!({

@@ -40,9 +40,7 @@ async fn list_approvals(
             ))
         })?),
     };
-    let mut requests = ctx.engine.approvals(status).await?;
-    requests.truncate(limit);
-    Ok(json(requests))
+    Ok(json(ctx.approvals(status, limit).await?))
 }
 
 /// One approval request with its plan (diff, blast radius, cost).
@@ -51,15 +49,12 @@ async fn list_approvals(
               (status = 404, description = "Unknown request", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "approvals")]
 async fn get_approval(State(ctx): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let request = ctx.engine.approval(&id).await?;
-    let plan = ctx.engine.load_plan(&request.plan_id).await.ok();
-    let current = ctx.engine.store.state_version(&request.workspace).await?;
-    let stale = plan.as_ref().is_some_and(|p| p.state_version != current);
+    let view = ctx.approval(&id).await?;
     Ok(json(serde_json::json!({
-        "request": request,
-        "status": request.status_at(ctx.engine.clock.now_ms()).as_str(),
-        "plan": plan.as_ref().map(plan_view),
-        "plan_is_stale": stale,
+        "request": view.request,
+        "status": view.status.as_str(),
+        "plan": view.plan.as_ref().map(plan_view),
+        "plan_is_stale": view.plan_is_stale,
     })))
 }
 
@@ -70,20 +65,6 @@ pub struct CommentBody {
     #[serde(default)]
     #[schema(max_length = 4096)]
     pub comment: Option<String>,
-}
-
-impl CommentBody {
-    /// The comment, or an error naming the limit when it is too long.
-    fn checked(self) -> ApiResult<String> {
-        let comment = self.comment.unwrap_or_default();
-        if comment.len() > MAX_COMMENT_BYTES {
-            return Err(ApiError::bad(format!(
-                "`comment` is {} bytes; at most {MAX_COMMENT_BYTES} are accepted",
-                comment.len()
-            )));
-        }
-        Ok(comment)
-    }
 }
 
 /// Approve a request as the caller (policy decides; never the requester; single use).
@@ -100,9 +81,8 @@ async fn approve(
     Path(id): Path<String>,
     Body(b): Body<CommentBody>,
 ) -> ApiResult<Response> {
-    writable(&ctx)?;
-    let comment = b.checked()?;
-    let mut response = json(ctx.engine.approve(&id, &caller, &comment).await?);
+    let comment = b.comment.unwrap_or_default();
+    let mut response = json(ctx.decide(&caller, &id, true, &comment).await?);
     response
         .extensions_mut()
         .insert(crate::http::Happened::ApprovalGranted);
@@ -124,14 +104,8 @@ async fn reject(
     Path(id): Path<String>,
     Body(b): Body<CommentBody>,
 ) -> ApiResult<Response> {
-    writable(&ctx)?;
-    let comment = b.checked()?;
-    if comment.trim().is_empty() {
-        return Err(ApiError::bad(
-            "a rejection needs a `comment` telling the requester why",
-        ));
-    }
-    let mut response = json(ctx.engine.reject(&id, &caller, &comment).await?);
+    let comment = b.comment.unwrap_or_default();
+    let mut response = json(ctx.decide(&caller, &id, false, &comment).await?);
     response
         .extensions_mut()
         .insert(crate::http::Happened::ApprovalRejected);

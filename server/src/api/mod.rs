@@ -25,7 +25,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use engine::authz::Caller;
-use engine::exec::{ApplyResult, ExecError};
+use engine::exec::ExecError;
 use serde::{Deserialize, Serialize};
 use service::App;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -37,8 +37,6 @@ pub type AppState = Arc<App>;
 
 /// Largest request body (the server's body limit; also documented as the 413 answer).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Longest approval or rejection comment, in bytes.
-pub const MAX_COMMENT_BYTES: usize = 4096;
 /// Longest policy text `POST /policies/validate` takes, in bytes.
 pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 
@@ -86,37 +84,44 @@ impl IntoResponse for ApiError {
 
 impl From<service::ValidateError> for ApiError {
     fn from(e: service::ValidateError) -> ApiError {
-        match e {
-            service::ValidateError::Busy(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy, retry", m)
+        service::Error::from(e).into()
+    }
+}
+
+/// The one conversion of a use case's error at this edge: its kind is the status; an internal
+/// failure is logged with its details, and the client gets a generic text (a store's words are
+/// not for clients).
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> ApiError {
+        use service::ErrorKind;
+        let status = match e.kind() {
+            ErrorKind::BadInput => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Forbidden | ErrorKind::ReadOnly => StatusCode::FORBIDDEN,
+            ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => {
+                tracing::error!(error = %e, "a request failed inside the server");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.title(),
+                    "the server failed while answering; its log has the details",
+                );
             }
-            service::ValidateError::Rejected(m) => ApiError::bad(m),
-        }
+        };
+        ApiError::new(status, e.title(), e.message())
     }
 }
 
 impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> ApiError {
-        let (status, title) = match &e {
-            ExecError::PlanNotFound { .. }
-            | ExecError::WorkflowNotFound { .. }
-            | ExecError::ApprovalNotFound { .. } => (StatusCode::NOT_FOUND, "not found"),
-            ExecError::StalePlan { .. } => (StatusCode::CONFLICT, "stale plan"),
-            ExecError::WorkspaceChanged { .. } => (StatusCode::CONFLICT, "workspace changed"),
-            ExecError::NotAllowed(_) => (StatusCode::FORBIDDEN, "not allowed"),
-            ExecError::Approval(_) => (StatusCode::CONFLICT, "approval refused"),
-            ExecError::Finished { .. } => (StatusCode::CONFLICT, "workflow finished"),
-            ExecError::LockHeld(_) => (StatusCode::CONFLICT, "workspace locked"),
-            ExecError::NeedsApproval { .. } => (StatusCode::FORBIDDEN, "needs approval"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-        };
-        ApiError::new(status, title, e.to_string())
+        service::Error::from(e).into()
     }
 }
 
 impl From<engine::state::StateError> for ApiError {
     fn from(e: engine::state::StateError) -> ApiError {
-        ExecError::from(e).into()
+        service::Error::from(e).into()
     }
 }
 
@@ -124,14 +129,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Refuses a change on a `--read-only` server.
 fn writable(ctx: &AppState) -> ApiResult<()> {
-    if ctx.read_only {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "read-only server",
-            "this server runs with --read-only: it validates, plans and reports, and changes nothing",
-        ));
-    }
-    Ok(())
+    Ok(ctx.writable()?)
 }
 
 /// A JSON body whose syntax or shape errors are problem details (400 for malformed JSON, 422
@@ -346,5 +344,36 @@ fn document_common_answers(api: &mut utoipa::openapi::OpenApi) {
                     .or_insert_with(|| problem("Bad query parameters"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ApiError, StatusCode};
+
+    #[test]
+    fn an_internal_failure_is_logged_and_not_sent() {
+        let inside = engine::exec::ExecError::Remote(
+            "surrealdb at 10.0.0.5:8000: authentication failed for user root".into(),
+        );
+        let sent = ApiError::from(service::Error::from(inside));
+        assert_eq!(sent.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !sent.2.contains("10.0.0.5") && !sent.2.contains("root"),
+            "{}",
+            sent.2
+        );
+        // A refusal the client can act on keeps its words.
+        let stale = engine::exec::ExecError::Finished {
+            id: "wf-1".into(),
+            status: "succeeded",
+            verb: "cancel",
+        };
+        let sent = ApiError::from(service::Error::from(stale));
+        assert_eq!(
+            (sent.0, sent.1.as_str()),
+            (StatusCode::CONFLICT, "workflow finished")
+        );
+        assert!(sent.2.contains("wf-1"), "{}", sent.2);
     }
 }

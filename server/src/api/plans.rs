@@ -44,37 +44,28 @@ async fn validate_config(
     })))
 }
 
-async fn checked_config(ctx: &AppState, source: String) -> ApiResult<engine::Config> {
-    let v = ctx.validate(source).await?;
-    match v.config {
-        Some(c) if v.is_valid() => Ok(c),
-        _ => Err(ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid config".into(),
-            "the config does not validate; POST it to /api/v1/configs/validate for the diagnostics"
-                .into(),
-            v.diagnostics
-                .iter()
-                .map(|d| d.message.clone())
-                .take(5)
-                .collect(),
-        )),
-    }
-}
-
 /// Plan a config against recorded state; stores the plan.
 #[utoipa::path(post, path = "/plans", request_body = PlanBody,
     responses((status = 201, description = "The stored plan", body = serde_json::Value),
               (status = 422, description = "Invalid config", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "plans")]
 async fn create_plan(State(ctx): State<AppState>, Body(b): Body<PlanBody>) -> ApiResult<Response> {
-    let config = checked_config(&ctx, b.config).await?;
-    let plan = if b.destroy {
-        ctx.engine.plan_destroy(&config).await?
-    } else {
-        ctx.engine.plan(&config).await?
-    };
-    Ok((StatusCode::CREATED, json(plan_view(&plan))).into_response())
+    match ctx.plan(b.config, b.destroy).await? {
+        service::Planned::Plan(plan) => {
+            Ok((StatusCode::CREATED, json(plan_view(&plan))).into_response())
+        }
+        service::Planned::Invalid(diagnostics) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid config".into(),
+            "the config does not validate; POST it to /api/v1/configs/validate for the diagnostics"
+                .into(),
+            diagnostics
+                .iter()
+                .map(|d| d.message.clone())
+                .take(5)
+                .collect(),
+        )),
+    }
 }
 
 pub(super) fn plan_view(plan: &engine::plan::Plan) -> serde_json::Value {
@@ -91,7 +82,7 @@ pub(super) fn plan_view(plan: &engine::plan::Plan) -> serde_json::Value {
               (status = 404, description = "Unknown plan", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "plans")]
 async fn get_plan(State(ctx): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(json(plan_view(&ctx.engine.load_plan(&id).await?)))
+    Ok(json(plan_view(&ctx.load_plan(&id).await?)))
 }
 
 /// Apply a stored plan as the caller. Policy decides: 202 with the workflow when allowed (it
@@ -109,24 +100,23 @@ async fn apply_plan(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    writable(&ctx)?;
-    match ctx.engine.start(&id, &caller).await {
-        Ok(ApplyResult::NoChanges { plan }) => Ok(json(
+    match ctx.start(&caller, &id).await? {
+        service::Start::NoChanges { plan } => Ok(json(
             serde_json::json!({ "plan": plan, "status": "no_changes" }),
         )),
-        Ok(ApplyResult::Ran(started)) => {
-            let engine = ctx.engine.clone();
-            let wf = started.workflow.clone();
+        service::Start::Started { workflow, .. } => {
+            let app = ctx.clone();
+            let wf = workflow.clone();
             tokio::spawn(async move {
-                let _ = engine.run(&wf).await;
+                let _ = app.run(&wf).await;
             });
             Ok((
                 StatusCode::ACCEPTED,
-                json(serde_json::json!({ "workflow": started.workflow, "status": "running" })),
+                json(serde_json::json!({ "workflow": workflow, "status": "running" })),
             )
                 .into_response())
         }
-        Err(ExecError::NeedsApproval { message, request }) => Ok((
+        service::Start::NeedsApproval { message, request } => Ok((
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "application/problem+json")],
             serde_json::json!({
@@ -136,7 +126,6 @@ async fn apply_plan(
             .to_string(),
         )
             .into_response()),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -155,8 +144,7 @@ async fn authorize_plan(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     writable(&ctx)?;
-    let plan = ctx.engine.load_plan(&id).await?;
-    let auth = ctx.engine.preflight(&plan, &caller).await?;
+    let (plan, auth) = ctx.preflight(&caller, &id).await?;
     Ok(json(serde_json::json!({
         "plan": plan.id,
         "principal": caller.principal,

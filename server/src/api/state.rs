@@ -24,17 +24,9 @@ async fn get_state(
     State(ctx): State<AppState>,
     Params(q): Params<WorkspaceQuery>,
 ) -> ApiResult<Response> {
-    let store = &ctx.engine.store;
-    let workspaces = match q.workspace {
-        Some(w) => vec![w],
-        None => store.workspaces().await?,
-    };
-    let mut out = serde_json::Map::new();
-    for w in workspaces {
-        let resources = store.resources(&w).await?;
-        out.insert(w, serde_json::to_value(resources).unwrap_or_default());
-    }
-    Ok(json(out))
+    Ok(json(
+        ctx.state(q.workspace.as_deref(), None).await?.resources,
+    ))
 }
 
 /// Ask the providers about a workspace's recorded resources.
@@ -49,5 +41,5 @@ async fn get_drift(
     let Some(w) = q.workspace else {
         return Err(ApiError::bad("give `workspace`"));
     };
-    Ok(json(ctx.engine.drift(&w).await?))
+    Ok(json(ctx.drift(&w).await?))
 }

@@ -33,12 +33,7 @@ async fn list_workflows(
     Params(q): Params<WorkflowQuery>,
 ) -> ApiResult<Response> {
     let limit = bounded_limit(q.limit, 50, 1000)?;
-    let page = ctx
-        .engine
-        .store
-        .recent_workflows(q.workspace.as_deref(), limit)
-        .await?;
-    Ok(json(page))
+    Ok(json(ctx.workflows(q.workspace.as_deref(), limit).await?))
 }
 
 /// One workflow with its steps and its latest 50 events.
@@ -47,12 +42,7 @@ async fn list_workflows(
               (status = 404, description = "Unknown workflow", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])), tag = "workflows")]
 async fn get_workflow(State(ctx): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let (wf, steps) = ctx.engine.status(&id).await?;
-    let events = ctx.engine.store.events(&wf.id, 0).await?;
-    let recent: Vec<_> = events.iter().rev().take(50).rev().collect();
-    Ok(json(
-        serde_json::json!({ "workflow": wf, "steps": steps, "events": recent }),
-    ))
+    Ok(json(ctx.workflow(&id).await?))
 }
 
 /// Ask a running workflow to stop.
@@ -66,8 +56,7 @@ async fn cancel_workflow(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    writable(&ctx)?;
-    ctx.engine.cancel(&id, &caller).await?;
+    ctx.cancel(&caller, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
         json(serde_json::json!({ "workflow": id, "cancel_requested": true })),
@@ -83,29 +72,13 @@ async fn in_background(
     caller: Caller,
     rollback: bool,
 ) -> ApiResult<Response> {
-    let wf = match rollback {
-        // The engine says why a rollback cannot happen (a succeeded workflow is undone with a
-        // destroy plan, a rolled back one is done).
-        true => ctx.engine.workflow(id).await?,
-        false => ctx.engine.authorize_resume(id, &caller).await?,
-    };
-    let engine = ctx.engine.clone();
-    let id = wf.id.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let result = match rollback {
-            true => engine.rollback(&id, &caller).await,
-            false => engine.run(&id).await,
-        };
-        let _ = tx.send(result);
-    });
     // Refusals come back at once; a run that starts keeps going in the background.
-    match tokio::time::timeout(std::time::Duration::from_millis(200), rx).await {
-        Ok(Ok(Err(e))) => Err(e.into()),
-        Ok(Ok(Ok(outcome))) => Ok(json(outcome)),
-        _ => Ok((
+    let wait = std::time::Duration::from_millis(200);
+    match ctx.continue_workflow(&caller, id, rollback, wait).await? {
+        service::Continued::Finished(outcome) => Ok(json(outcome)),
+        service::Continued::Running { workflow } => Ok((
             StatusCode::ACCEPTED,
-            json(serde_json::json!({ "workflow": wf.id, "status": "running" })),
+            json(serde_json::json!({ "workflow": workflow, "status": "running" })),
         )
             .into_response()),
     }
@@ -123,7 +96,6 @@ async fn resume_workflow(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    writable(&ctx)?;
     in_background(&ctx, &id, caller, false).await
 }
 
@@ -140,7 +112,6 @@ async fn rollback_workflow(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    writable(&ctx)?;
     in_background(&ctx, &id, caller, true).await
 }
 

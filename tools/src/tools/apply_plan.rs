@@ -9,11 +9,11 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use engine::exec::{ApplyResult, Engine, ExecError, RunOutcome};
+use engine::exec::{Engine, RunOutcome};
 use engine::state::EventKind;
 
 use super::check_policy::PlanIdInput;
-use super::{Fence, exec_fail, records};
+use super::{Fence, app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -137,9 +137,13 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.app.engine;
-        let started = match engine.start(&input.plan_id, &caller).await {
-            Ok(ApplyResult::NoChanges { plan }) => {
+        let (workflow, steps) = match self
+            .app
+            .start(&caller, &input.plan_id)
+            .await
+            .map_err(app_fail)?
+        {
+            service::Start::NoChanges { plan } => {
                 return Ok(Json(ApplyOutput {
                     status: "no_changes".into(),
                     plan_id: plan,
@@ -149,8 +153,8 @@ impl ProvisioningServer {
                     message: "Recorded state already matches this plan.".into(),
                 }));
             }
-            Ok(ApplyResult::Ran(started)) => started,
-            Err(ExecError::NeedsApproval { message, request }) => {
+            service::Start::Started { workflow, steps } => (workflow, steps),
+            service::Start::NeedsApproval { message, request } => {
                 return Ok(Json(ApplyOutput {
                     status: "needs_approval".into(),
                     plan_id: input.plan_id,
@@ -162,16 +166,9 @@ impl ProvisioningServer {
                     ),
                 }));
             }
-            Err(err) => return Err(exec_fail(err)),
         };
-        let progress = forward_progress(
-            engine,
-            started.workflow.clone(),
-            started.not_started,
-            &rc,
-            &self.log,
-        );
-        let outcome = engine.run(&started.workflow).await.map_err(exec_fail)?;
+        let progress = forward_progress(&self.app.engine, workflow.clone(), steps, &rc, &self.log);
+        let outcome = self.app.run(&workflow).await.map_err(app_fail)?;
         if let Some(task) = progress {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
         }

@@ -6,7 +6,7 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::exec_fail;
+use super::app_fail;
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
@@ -33,10 +33,9 @@ impl ProvisioningServer {
     ) -> Result<Json<CancelOutput>, String> {
         let caller = self.caller(&rc);
         self.app
-            .engine
-            .cancel(&input.workflow_id, &caller)
+            .cancel(&caller, &input.workflow_id)
             .await
-            .map_err(exec_fail)?;
+            .map_err(app_fail)?;
         Ok(Json(CancelOutput {
             message: format!(
                 "Cancel requested for {}: no new steps start; running steps finish.",

@@ -5,7 +5,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{exec_fail, fail, records};
+use super::{app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -41,14 +41,13 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<DriftInput>,
     ) -> Result<Json<DriftOutput>, String> {
-        let engine = &self.app.engine;
         let workspaces = match input.workspace {
             Some(ws) => vec![ws],
-            None => engine.store.workspaces().await.map_err(fail)?,
+            None => self.app.workspaces().await.map_err(app_fail)?,
         };
         let mut reports = Vec::new();
         for ws in &workspaces {
-            reports.push(engine.drift(ws).await.map_err(exec_fail)?);
+            reports.push(self.app.drift(ws).await.map_err(app_fail)?);
         }
         Ok(Json(DriftOutput {
             drifted: reports.iter().any(|r| !r.items.is_empty()),

@@ -5,7 +5,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{exec_fail, records};
+use super::{app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -39,14 +39,14 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<ApprovalIdInput>,
     ) -> Result<Json<ApprovalOutput>, String> {
-        let engine = &self.app.engine;
-        let request = engine
+        let view = self
+            .app
             .approval(&input.approval_id)
             .await
-            .map_err(exec_fail)?;
+            .map_err(app_fail)?;
         Ok(Json(ApprovalOutput {
-            status: request.status_at(engine.clock.now_ms()).as_str().into(),
-            request: records::approval(&request),
+            status: view.status.as_str().into(),
+            request: records::approval(&view.request),
         }))
     }
 }

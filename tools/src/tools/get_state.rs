@@ -5,7 +5,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{fail, records};
+use super::{app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -41,30 +41,15 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<GetStateInput>,
     ) -> Result<Json<GetStateOutput>, String> {
-        let store = &self.app.engine.store;
-        let workspaces = store.workspaces().await.map_err(fail)?;
-        let resources = match (&input.workspace, &input.key) {
-            (Some(ws), Some(key)) => match store.resource(ws, key).await.map_err(fail)? {
-                Some(r) => records::resources(&[r]),
-                None => {
-                    return Err(format!(
-                        "no resource `{key}` in workspace `{ws}` (keys look like server/NAME, taskserv/SERVER/NAME, cluster/NAME)"
-                    ));
-                }
-            },
-            (None, Some(_)) => return Err("`key` needs `workspace`".into()),
-            (Some(ws), None) => records::resources(&store.resources(ws).await.map_err(fail)?),
-            (None, None) => {
-                let mut all = Vec::new();
-                for ws in &workspaces {
-                    all.extend(store.resources(ws).await.map_err(fail)?);
-                }
-                records::resources(&all)
-            }
-        };
+        let view = self
+            .app
+            .state(input.workspace.as_deref(), input.key.as_deref())
+            .await
+            .map_err(app_fail)?;
+        let all: Vec<_> = view.resources.into_values().flatten().collect();
         Ok(Json(GetStateOutput {
-            workspaces,
-            resources,
+            workspaces: view.workspaces,
+            resources: records::resources(&all),
         }))
     }
 }

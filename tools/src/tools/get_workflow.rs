@@ -5,7 +5,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{exec_fail, records};
+use super::{app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -44,14 +44,16 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<WorkflowIdInput>,
     ) -> Result<Json<WorkflowOutput>, String> {
-        let engine = &self.app.engine;
-        let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
-        let events = engine.store.events(&wf.id, 0).await.map_err(super::fail)?;
-        let recent: Vec<_> = events.iter().rev().take(50).rev().collect();
+        let view = self
+            .app
+            .workflow(&input.workflow_id)
+            .await
+            .map_err(app_fail)?;
+        let id = &view.workflow.id;
         Ok(Json(WorkflowOutput {
-            workflow: records::workflow(&wf),
-            steps: records::steps(&wf.id, &steps),
-            events: records::events(&wf.id, recent),
+            workflow: records::workflow(&view.workflow),
+            steps: records::steps(id, &view.steps),
+            events: records::events(id, view.events.iter()),
         }))
     }
 }

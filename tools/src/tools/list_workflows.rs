@@ -5,7 +5,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{fail, records};
+use super::{app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -47,18 +47,14 @@ impl ProvisioningServer {
         if !(1..=200).contains(&limit) {
             return Err(format!("limit = {limit}: expected 1 to 200"));
         }
-        let all = self
+        let page = self
             .app
-            .engine
-            .store
-            .workflows(input.workspace.as_deref())
+            .workflow_page(input.workspace.as_deref(), limit as usize)
             .await
-            .map_err(fail)?;
-        let total = all.len();
-        let page: Vec<_> = all.into_iter().take(limit as usize).collect();
+            .map_err(app_fail)?;
         Ok(Json(ListWorkflowsOutput {
-            workflows: records::workflows(&page),
-            total,
+            workflows: records::workflows(&page.workflows),
+            total: page.total,
         }))
     }
 }

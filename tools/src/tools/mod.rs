@@ -30,6 +30,24 @@ pub(crate) use untrusted::{fence_field, fence_strings};
 
 use engine::exec::ExecError;
 
+/// A use case's error as a tool error the model can act on: the message, with the next step
+/// where there is one. An internal failure is logged and answered generically (a store's words
+/// are not for the model).
+pub(crate) fn app_fail(err: service::Error) -> String {
+    use service::ErrorKind;
+    match (err.kind(), err.subject(), err.title()) {
+        (ErrorKind::Internal, ..) => {
+            tracing::error!(error = %err, "a tool call failed inside the server");
+            "the server failed while answering; its log has the details".into()
+        }
+        (_, _, "stale plan") => format!("{err} (call plan_changes again)"),
+        (ErrorKind::NotFound, Some("plan"), _) => {
+            format!("{err} (plan ids come from plan_changes)")
+        }
+        _ => err.to_string(),
+    }
+}
+
 /// A tool failure as the model reads it.
 pub(crate) fn fail(err: impl std::fmt::Display) -> String {
     err.to_string()

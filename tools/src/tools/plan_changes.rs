@@ -5,7 +5,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{exec_fail, value};
+use super::{app_fail, value};
 use crate::ProvisioningServer;
 
 #[derive(Debug, serde::Deserialize, JsonSchema)]
@@ -75,22 +75,17 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<PlanInput>,
     ) -> Result<Json<PlanOutput>, String> {
-        let v = self.app.validate(input.config).await?;
-        let Some(config) = v.config.filter(|_| {
-            v.diagnostics
-                .iter()
-                .all(|d| d.severity != engine::Severity::Error)
-        }) else {
-            return Err(format!(
+        match self
+            .app
+            .plan(input.config, input.destroy)
+            .await
+            .map_err(app_fail)?
+        {
+            service::Planned::Plan(plan) => Ok(Json(PlanOutput::of(&plan))),
+            service::Planned::Invalid(diagnostics) => Err(format!(
                 "the config is invalid; fix it first (validate_config shows the same): {}",
-                value(&v.diagnostics)
-            ));
-        };
-        let plan = match input.destroy {
-            true => self.app.engine.plan_destroy(&config).await,
-            false => self.app.engine.plan(&config).await,
+                value(&diagnostics)
+            )),
         }
-        .map_err(exec_fail)?;
-        Ok(Json(PlanOutput::of(&plan)))
     }
 }

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::check_policy::PlanIdInput;
-use super::{exec_fail, records, value};
+use super::{app_fail, records, value};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -39,9 +39,11 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<RequestApprovalOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.app.engine;
-        let plan = engine.load_plan(&input.plan_id).await.map_err(exec_fail)?;
-        let auth = engine.preflight(&plan, &caller).await.map_err(exec_fail)?;
+        let (_, auth) = self
+            .app
+            .preflight(&caller, &input.plan_id)
+            .await
+            .map_err(app_fail)?;
         let policies = match &auth.decision {
             policies::Decision::Allow { policies } => value(policies),
             policies::Decision::Deny { reasons } => value(reasons),

@@ -1,0 +1,134 @@
+//! Workflows: one with its steps and latest events, a page of them, its whole log, and the
+//! changes to one (cancel, resume, roll back), which a `--read-only` server refuses here, once,
+//! for every adapter.
+
+use engine::exec::RunOutcome;
+use engine::state::{Event, StepRecord, WorkflowRecord};
+use serde::Serialize;
+
+use crate::{App, Caller, Error, Result};
+
+/// How many of a workflow's latest events its view carries.
+pub const RECENT_EVENTS: usize = 50;
+
+/// A workflow with its steps and its latest [`RECENT_EVENTS`] events, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowView {
+    pub workflow: WorkflowRecord,
+    pub steps: Vec<StepRecord>,
+    pub events: Vec<Event>,
+}
+
+/// A workflow with every event it recorded.
+#[derive(Debug, Clone)]
+pub struct WorkflowLog {
+    pub workflow: WorkflowRecord,
+    pub events: Vec<Event>,
+}
+
+/// The newest workflows and how many there are in all.
+#[derive(Debug, Clone)]
+pub struct WorkflowPage {
+    pub workflows: Vec<WorkflowRecord>,
+    pub total: usize,
+}
+
+/// Where a resume or rollback stands when its caller stops waiting.
+#[derive(Debug)]
+pub enum Continued {
+    /// It finished within the wait.
+    Finished(RunOutcome),
+    /// It runs on in the background.
+    Running { workflow: String },
+}
+
+impl App {
+    /// Refuses a change on a `--read-only` server.
+    pub fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::read_only());
+        }
+        Ok(())
+    }
+
+    pub async fn workflow(&self, id: &str) -> Result<WorkflowView> {
+        let (workflow, steps) = self.engine.status(id).await?;
+        let mut events = self.engine.store.events(&workflow.id, 0).await?;
+        let skip = events.len().saturating_sub(RECENT_EVENTS);
+        events.drain(..skip);
+        Ok(WorkflowView {
+            workflow,
+            steps,
+            events,
+        })
+    }
+
+    pub async fn workflow_log(&self, id: &str) -> Result<WorkflowLog> {
+        let workflow = self.engine.workflow(id).await?;
+        let events = self.engine.store.events(&workflow.id, 0).await?;
+        Ok(WorkflowLog { workflow, events })
+    }
+
+    /// Newest first, `limit` at most, only `workspace`'s when given.
+    pub async fn workflows(
+        &self,
+        workspace: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WorkflowRecord>> {
+        Ok(self.engine.store.recent_workflows(workspace, limit).await?)
+    }
+
+    /// The newest `limit` workflows (of `workspace` when given) and the count of all of them.
+    pub async fn workflow_page(
+        &self,
+        workspace: Option<&str>,
+        limit: usize,
+    ) -> Result<WorkflowPage> {
+        let mut workflows = self.engine.store.workflows(workspace).await?;
+        let total = workflows.len();
+        workflows.truncate(limit);
+        Ok(WorkflowPage { workflows, total })
+    }
+
+    /// Asks a running workflow to stop (policy decides who may).
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.writable()?;
+        Ok(self.engine.cancel(id, caller).await?)
+    }
+
+    /// Continues an interrupted, failed or cancelled workflow (`rollback` false), or rolls it
+    /// back, as `caller`. Refusals (policy, a changed workspace, a finished workflow) come back
+    /// as errors; a run that starts goes on in the background and is reported finished when it
+    /// ends within `wait`.
+    pub async fn continue_workflow(
+        &self,
+        caller: &Caller,
+        id: &str,
+        rollback: bool,
+        wait: std::time::Duration,
+    ) -> Result<Continued> {
+        self.writable()?;
+        let wf = match rollback {
+            // The engine says why a rollback cannot happen (a succeeded workflow is undone
+            // with a destroy plan, a rolled back one is done).
+            true => self.engine.workflow(id).await?,
+            false => self.engine.authorize_resume(id, caller).await?,
+        };
+        let engine = self.engine.clone();
+        let workflow = wf.id.clone();
+        let caller = caller.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = match rollback {
+                true => engine.rollback(&workflow, &caller).await,
+                false => engine.run(&workflow).await,
+            };
+            let _ = tx.send(result);
+        });
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Ok(Ok(outcome))) => Ok(Continued::Finished(outcome)),
+            _ => Ok(Continued::Running { workflow: wf.id }),
+        }
+    }
+}
