@@ -41,14 +41,7 @@ pub fn login_name() -> String {
     account_name(nix::unistd::getuid().as_raw())
 }
 
-/// The account name of `uid`, else `uid-N`.
-pub fn account_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid-{uid}"))
-}
+pub use crate::runtime::account_name;
 
 impl Caller {
     /// `user:NAME[:ROLE,ROLE]` or `agent:NAME@USER[:ROLE,ROLE]`.

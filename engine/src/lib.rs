@@ -12,6 +12,7 @@ mod model;
 mod nickel_diag;
 pub mod plan;
 pub mod provider;
+pub mod resource;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;

@@ -10,29 +10,12 @@ use serde_json::Value;
 
 use crate::model::{Config, Environment, Workflow};
 use crate::provider::{ServerSpec, TaskservSpec};
-use crate::state::Resource;
+use crate::resource::Resource;
 
 mod render;
 
+pub use crate::resource::ResourceKind;
 pub use policies::canonical::canonical_json;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResourceKind {
-    Server,
-    Taskserv,
-    Cluster,
-}
-
-impl ResourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Server => "server",
-            ResourceKind::Taskserv => "taskserv",
-            ResourceKind::Cluster => "cluster",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

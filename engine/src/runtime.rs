@@ -1,4 +1,5 @@
-//! Time, randomness and fault injection, handed to the engine so tests can control them.
+//! Time, randomness, fault injection and account names, handed to the engine so tests can
+//! control them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,6 +180,15 @@ pub fn utc(ms: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+}
+
+/// The account name of `uid`, else `uid-N`.
+pub fn account_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid-{uid}"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::DocMeta;
+use crate::meta::{DocMeta, Filter};
 
 /// One retrievable piece of a document, with what a citation needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -396,6 +396,19 @@ pub fn nickel(doc: &str, text: &str, meta: &DocMeta, options: ChunkOptions) -> V
     }
     flush(&mut current, &mut out);
     out
+}
+
+impl Filter {
+    /// Whether `chunk` is of a document this filter lets through. (Here rather than with
+    /// [`Filter`] in `meta`, which knows no chunks.)
+    pub fn matches(&self, chunk: &Chunk) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        eq(&self.provider, &chunk.provider)
+            && eq(&self.taskserv, &chunk.taskserv)
+            && self.kind.as_ref().is_none_or(|k| *k == chunk.kind)
+    }
 }
 
 #[cfg(test)]

@@ -15,15 +15,7 @@ static DOCS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../knowledge/docs");
 /// Prefix of the paths of documents from the user's folder.
 pub const USER_PREFIX: &str = "user/";
 
-/// What filters and citations know about a document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocMeta {
-    pub title: String,
-    /// `provider`, `taskserv`, `cluster`, `schema`, `reference`, `policy`, `runbook`, `guide`, ...
-    pub kind: String,
-    pub provider: Option<String>,
-    pub taskserv: Option<String>,
-}
+pub use crate::meta::DocMeta;
 
 /// One document: shipped Markdown, a shipped Nickel schema, or a user's Markdown file.
 #[derive(Debug, Clone)]

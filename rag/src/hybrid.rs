@@ -12,28 +12,7 @@ use crate::embed::Embedder;
 use crate::store::VectorIndex;
 use crate::{MAX_K, MAX_QUERY_BYTES, RagError, RagResult};
 
-/// Restricts results to chunks of documents about a provider, a taskserv, or of a kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filter {
-    pub provider: Option<String>,
-    pub taskserv: Option<String>,
-    pub kind: Option<String>,
-}
-
-impl Filter {
-    pub fn is_empty(&self) -> bool {
-        self.provider.is_none() && self.taskserv.is_none() && self.kind.is_none()
-    }
-
-    pub fn matches(&self, chunk: &Chunk) -> bool {
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
-        };
-        eq(&self.provider, &chunk.provider)
-            && eq(&self.taskserv, &chunk.taskserv)
-            && self.kind.as_ref().is_none_or(|k| *k == chunk.kind)
-    }
-}
+pub use crate::meta::Filter;
 
 /// Which retrievers a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

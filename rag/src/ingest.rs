@@ -151,7 +151,7 @@ pub async fn sync(
 mod tests {
     use super::*;
     use crate::embed::HashEmbedder;
-    use crate::hybrid::Filter;
+    use crate::meta::Filter;
     use crate::store::{MemIndex, MemStore};
 
     fn docs(redis: &str) -> Vec<Doc> {

@@ -13,6 +13,7 @@ pub mod embed;
 pub mod eval;
 pub mod hybrid;
 pub mod ingest;
+pub mod meta;
 pub mod qdrant;
 pub mod store;
 pub mod surreal;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::hybrid::Filter;
+use crate::meta::Filter;
 use crate::store::{VectorIndex, VectorItem};
 use crate::{RagError, RagResult};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RagResult;
 use crate::chunk::Chunk;
-use crate::hybrid::Filter;
+use crate::meta::Filter;
 
 /// What the store remembers about one indexed document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

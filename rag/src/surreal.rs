@@ -10,7 +10,7 @@ use surrealdb::Surreal;
 use surrealdb::engine::any::{self, Any};
 
 use crate::chunk::Chunk;
-use crate::hybrid::Filter;
+use crate::meta::Filter;
 use crate::store::{DocStore, StoredDoc, VectorIndex, VectorItem};
 use crate::{RagError, RagResult};
 

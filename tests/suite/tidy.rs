@@ -1,7 +1,8 @@
 //! Tidy checks that keep the house easy to walk: every Rust file says what it is for in a
 //! module doc, no source file grows past 800 lines, and ARCHITECTURE.md names every crate and
-//! every module folder that exists. (That the environment is read only in settings is
-//! clippy's `disallowed-methods`, see clippy.toml.)
+//! every module folder that exists, and no two modules of `engine` or `rag` use each other in
+//! a circle. (That the environment is read only in settings is clippy's
+//! `disallowed-methods`, see clippy.toml.)
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,28 @@ pub fn trials() -> Vec<Trial> {
                 Ok(())
             },
         ),
+        Trial::test("tidy::no_import_circle_in_engine_or_rag", || {
+            let found: Vec<String> = ["engine", "rag"]
+                .iter()
+                .flat_map(|krate| {
+                    module_cycles(krate)
+                        .into_iter()
+                        .map(move |c| format!("{krate}: {c}"))
+                })
+                .collect();
+            assert!(
+                found.is_empty(),
+                "modules that use each other in a circle (move what both need into a leaf module): {found:#?}"
+            );
+            Ok(())
+        }),
+        Trial::test("tidy::the_circle_finder_reads_grouped_imports", || {
+            let refs = crate_references(
+                "use crate::{chunk::Chunk, store::{A, B}, Error};\nlet x = crate::hybrid::f();",
+            );
+            assert_eq!(refs, vec!["chunk", "store", "hybrid"]);
+            Ok(())
+        }),
     ]
 }
 
@@ -161,4 +184,116 @@ fn module_dirs(src: &Path, dir: &Path, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// The modules of a crate that `use` each other in a circle (`plan` → `state` → `plan`), as
+/// paths like `plan → state → plan`. A module is a file or folder directly under `src`; a
+/// reference is any `crate::NAME` path, including inside `use crate::{...}` groups.
+fn module_cycles(krate: &str) -> Vec<String> {
+    let src = root().join(krate).join("src");
+    let mut modules: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(".rs") {
+                Some("lib" | "main") => None,
+                Some(stem) => Some(stem.to_string()),
+                None => e.path().is_dir().then_some(name),
+            }
+        })
+        .collect();
+    modules.sort();
+    modules.dedup();
+    let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for module in &modules {
+        let mut files = Vec::new();
+        let file = src.join(format!("{module}.rs"));
+        if file.is_file() {
+            files.push(file);
+        }
+        let mut nested = Vec::new();
+        rust_files(&src.join(module), &mut nested);
+        files.extend(nested.into_iter().map(|f| root().join(f)));
+        let mut refs = std::collections::BTreeSet::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            // Unit tests may reach across (a test of `hybrid` builds an index with `ingest`).
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for name in crate_references(text) {
+                if name != *module && modules.contains(&name) {
+                    refs.insert(name);
+                }
+            }
+        }
+        uses.insert(module.clone(), refs);
+    }
+    // Every circle through each module, found by a depth-first walk (the graphs are small).
+    let mut cycles = std::collections::BTreeSet::new();
+    for start in &modules {
+        let mut stack = vec![(start.clone(), vec![start.clone()])];
+        while let Some((at, path)) = stack.pop() {
+            for next in &uses[&at] {
+                if next == start {
+                    let mut circle = path.clone();
+                    // One spelling per circle: rotated to start at its smallest module.
+                    let min = circle.iter().enumerate().min_by_key(|(_, m)| *m).unwrap().0;
+                    circle.rotate_left(min);
+                    let first = circle[0].clone();
+                    circle.push(first);
+                    cycles.insert(circle.join(" → "));
+                } else if !path.contains(next) && path.len() < 6 {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    stack.push((next.clone(), longer));
+                }
+            }
+        }
+    }
+    cycles.into_iter().collect()
+}
+
+/// The first segment of every `crate::` path in `text`, groups included:
+/// `use crate::{chunk::Chunk, store::{A, B}}` gives `chunk` and `store`.
+fn crate_references(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        let after = &rest[i + "crate::".len()..];
+        if let Some(group) = after.strip_prefix('{') {
+            // At the group's top level, each item is `name::...` (a module) or `Name` (an item
+            // re-exported at the root): only the first segment of a path is a module.
+            let mut depth = 0usize;
+            let mut word = String::new();
+            let mut in_path = false;
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        in_path = false;
+                        word.clear();
+                    }
+                    ':' if depth == 0 && !in_path && !word.is_empty() => {
+                        out.push(std::mem::take(&mut word));
+                        in_path = true;
+                    }
+                    c if depth == 0 && !in_path && (c.is_alphanumeric() || c == '_') => {
+                        word.push(c)
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.push(name);
+        }
+        rest = after;
+    }
+    out
 }

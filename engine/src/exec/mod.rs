@@ -22,8 +22,8 @@ use crate::plan::{self, ActionKind, Plan, ResourceSpec};
 use crate::provider::{IdempotencyKey, Observed, ProviderError, Providers};
 use crate::runtime::{Clock, Faults, NoFaults, Rng, SeededRng, SystemClock, new_id};
 use crate::state::{
-    AuditRecord, Checkpoint, Edge, Event, EventKind, LockHolder, Resource, ResourceChange,
-    StateError, StateStore, StepRecord, StepStatus, WorkflowRecord, WorkflowStatus,
+    AuditRecord, Checkpoint, Edge, Event, EventKind, LockHolder, Relation, Resource,
+    ResourceChange, StateError, StateStore, StepRecord, StepStatus, WorkflowRecord, WorkflowStatus,
 };
 
 mod actions;

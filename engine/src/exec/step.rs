@@ -340,7 +340,7 @@ impl StepContext {
                             let provider = providers.get(&action.provider)?;
                             let observed = provider.install_taskserv(key, t).await?;
                             let edges = vec![Edge {
-                                relation: "runs_on".into(),
+                                relation: Relation::RunsOn,
                                 to: plan::server_key(&t.server),
                             }];
                             (action.provider.clone(), observed, edges)
@@ -350,7 +350,7 @@ impl StepContext {
                                 .servers
                                 .iter()
                                 .map(|s| Edge {
-                                    relation: "member".into(),
+                                    relation: Relation::Member,
                                     to: plan::server_key(s),
                                 })
                                 .collect();

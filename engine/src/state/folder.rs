@@ -17,7 +17,7 @@ pub(super) fn private_dir(dir: &Path) -> StateResult<()> {
     {
         return Err(StateError::NotYours {
             path: dir.display().to_string(),
-            owner: crate::authz::account_name(meta.uid()),
+            owner: crate::runtime::account_name(meta.uid()),
         });
     }
     let cannot_create =

@@ -3,13 +3,12 @@
 //! one (embedded surrealkv file, in-memory, or a SurrealDB server), [`MemStore`] is a plain
 //! in-process map for unit tests and for measuring the executor without storage.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::plan::{ActionKind, Plan, ResourceKind};
+use crate::plan::{ActionKind, Plan};
+pub use crate::resource::{Edge, Relation, Resource, ResourceKind};
 
 mod folder;
 mod mem;
@@ -17,34 +16,6 @@ mod surreal;
 
 pub use mem::MemStore;
 pub use surreal::{StoreLocation, SurrealStore};
-
-/// A resource the engine created and still holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Resource {
-    /// `server/web-1`, `taskserv/web-1/nginx`, `cluster/k8s`.
-    pub key: String,
-    pub workspace: String,
-    pub kind: ResourceKind,
-    pub name: String,
-    pub provider: String,
-    pub provider_id: String,
-    /// The desired spec it was last applied with (a [`crate::plan::ResourceSpec`] as JSON).
-    pub spec: Value,
-    /// What the provider reported when it was last created, updated or refreshed.
-    #[serde(default)]
-    pub observed: BTreeMap<String, Value>,
-    /// For taskservs: the server key it runs on. For servers: the clusters it belongs to.
-    #[serde(default)]
-    pub edges: Vec<Edge>,
-    pub updated_at: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Edge {
-    /// `runs_on` (taskserv → server) or `member_of` (server → cluster).
-    pub relation: String,
-    pub to: String,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,7 @@ use surrealdb::Surreal;
 use surrealdb::engine::any::{self, Any};
 
 use super::{
-    ApprovalRequest, AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Resource,
+    ApprovalRequest, AuditEntry, AuditRecord, Checkpoint, Event, LockHolder, Relation, Resource,
     ResourceChange, StateError, StateResult, StateStore, StepRecord, WorkflowRecord,
 };
 use crate::plan::Plan;
@@ -319,11 +319,11 @@ fn resource_change_statements(change: &ResourceChange) -> StateResult<(String, V
             for (i, edge) in resource.edges.iter().enumerate() {
                 // `runs_on`: this taskserv runs on a server. `member`: that server is a
                 // member of this cluster.
-                query.push_str(&match edge.relation.as_str() {
-                    "runs_on" => format!(
+                query.push_str(&match edge.relation {
+                    Relation::RunsOn => format!(
                         "RELATE $rid->runs_on->(type::record('resource', [$r_ws, $r_edge{i}]));"
                     ),
-                    _ => format!(
+                    Relation::Member => format!(
                         "RELATE (type::record('resource', [$r_ws, $r_edge{i}]))->member_of->$rid;"
                     ),
                 });
