@@ -31,6 +31,8 @@ mod approvals;
 mod drift;
 mod error;
 mod run;
+mod schedule;
+use schedule::ReadySet;
 mod step;
 pub use approvals::{Authorization, gated_message};
 pub use drift::{DriftItem, DriftKind, DriftReport};

@@ -274,24 +274,13 @@ impl Engine {
             })
             .map(|s| s.index)
             .collect();
-        let mut waiting: BTreeMap<usize, usize> = BTreeMap::new();
-        let mut dependents: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for &i in &todo {
-            let open = steps[i]
-                .depends_on
-                .iter()
-                .filter(|d| !done(&steps[**d]))
-                .count();
-            waiting.insert(i, open);
-            for d in &steps[i].depends_on {
-                dependents.entry(*d).or_default().push(i);
-            }
-        }
-        let mut ready: BTreeSet<usize> = waiting
+        // A step waits for each dependency that has not succeeded yet.
+        let waits: Vec<(usize, usize)> = todo
             .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(i, _)| *i)
+            .flat_map(|&i| steps[i].depends_on.iter().map(move |&d| (i, d)))
+            .filter(|&(_, d)| !done(&steps[d]))
             .collect();
+        let mut ready = ReadySet::new(todo.iter().copied(), waits);
         let mut running: JoinSet<(usize, StepRecord)> = JoinSet::new();
         let mut outcome = ForwardOutcome::default();
         let mut stopping = false;
@@ -303,7 +292,7 @@ impl Engine {
                 ctx.stopping.store(true, Ordering::SeqCst);
             }
             while !stopping && running.len() < limit {
-                let Some(i) = ready.pop_first() else { break };
+                let Some(i) = ready.next(false) else { break };
                 let step = steps[i].clone();
                 let ctx = ctx.clone();
                 running.spawn(async move {
@@ -325,14 +314,7 @@ impl Engine {
             let ok = record.status == StepStatus::Succeeded;
             steps[i] = record;
             if ok {
-                for &j in dependents.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                    if let Some(n) = waiting.get_mut(&j) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 && steps[j].status != StepStatus::Skipped {
-                            ready.insert(j);
-                        }
-                    }
-                }
+                ready.done(i, |j| steps[j].status != StepStatus::Skipped);
                 continue;
             }
             if steps[i].status == StepStatus::Failed {
@@ -346,9 +328,9 @@ impl Engine {
                         // Everything downstream of the failure is skipped; the rest goes on.
                         let mut stack = vec![i];
                         while let Some(k) = stack.pop() {
-                            for &j in dependents.get(&k).map(Vec::as_slice).unwrap_or(&[]) {
+                            for j in ready.waiting_for(k) {
                                 if steps[j].status == StepStatus::Pending {
-                                    ready.remove(&j);
+                                    ready.drop(j);
                                     let mut skipped = steps[j].clone();
                                     skipped.status = StepStatus::Skipped;
                                     skipped.error = Some(format!(
@@ -411,27 +393,18 @@ impl Engine {
             .map(|s| s.index)
             .collect();
         // i waits for every j in `undo` that depends on i.
-        let mut waiting: BTreeMap<usize, usize> = undo.iter().map(|i| (*i, 0)).collect();
-        let mut unblocks: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for &j in &undo {
-            for d in &steps[j].depends_on {
-                if undo.contains(d) {
-                    *waiting.entry(*d).or_default() += 1;
-                    unblocks.entry(j).or_default().push(*d);
-                }
-            }
-        }
-        let mut ready: BTreeSet<usize> = waiting
+        let waits: Vec<(usize, usize)> = undo
             .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(i, _)| *i)
+            .flat_map(|&j| steps[j].depends_on.iter().map(move |&d| (d, j)))
+            .filter(|(d, _)| undo.contains(d))
             .collect();
+        let mut ready = ReadySet::new(undo.iter().copied(), waits);
         let mut running: JoinSet<(usize, StepRecord)> = JoinSet::new();
         ctx.stopping.store(false, Ordering::SeqCst);
         loop {
             while running.len() < limit {
                 // Undo the latest steps first among those that are free to go.
-                let Some(i) = ready.pop_last() else { break };
+                let Some(i) = ready.next(true) else { break };
                 let step = steps[i].clone();
                 let ctx = ctx.clone();
                 running.spawn(async move { (i, ctx.compensate_step(step).await) });
@@ -447,14 +420,7 @@ impl Engine {
             let ok = record.status == StepStatus::Compensated;
             steps[i] = record;
             if ok {
-                for &d in unblocks.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                    if let Some(n) = waiting.get_mut(&d) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            ready.insert(d);
-                        }
-                    }
-                }
+                ready.done(i, |_| true);
             }
         }
         Ok(())
