@@ -35,6 +35,11 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
+    /// Every secret the server knows, to keep out of what it sends.
+    pub fn redactor(&self) -> &engine::secrets::Redactor {
+        &self.engine.redactor
+    }
+
     /// Validates config text from outside: no imports, the validator's limits, off the async
     /// threads (evaluation runs in a sandboxed child process).
     pub async fn validate(&self, config: String) -> Result<Validation, ValidateError> {

@@ -9,17 +9,21 @@
 
 mod app;
 mod approvals;
+mod audit;
 mod docs;
 mod error;
 mod plans;
+mod policy;
 mod state;
 mod workflows;
 
 pub use app::{App, ValidateError};
 pub use approvals::{ApprovalView, MAX_COMMENT_BYTES};
+pub use audit::AuditCheck;
 pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};
 pub use engine::authz::Caller;
 pub use error::{Error, ErrorKind, Result};
 pub use plans::{Planned, Start};
+pub use policy::WouldDecide;
 pub use state::StateView;
-pub use workflows::{Continued, RECENT_EVENTS, WorkflowLog, WorkflowPage, WorkflowView};
+pub use workflows::{Continued, Following, RECENT_EVENTS, WorkflowLog, WorkflowPage, WorkflowView};

@@ -33,6 +33,15 @@ pub struct WorkflowPage {
     pub total: usize,
 }
 
+/// A workflow to follow: its record, the events recorded so far, and the live events from the
+/// moment before those were read (so none falls between; the same event may come twice, by
+/// its `seq`).
+pub struct Following {
+    pub workflow: WorkflowRecord,
+    pub recorded: Vec<Event>,
+    pub live: tokio::sync::broadcast::Receiver<Event>,
+}
+
 /// Where a resume or rollback stands when its caller stops waiting.
 #[derive(Debug)]
 pub enum Continued {
@@ -76,6 +85,17 @@ impl App {
         limit: usize,
     ) -> Result<Vec<WorkflowRecord>> {
         Ok(self.engine.store.recent_workflows(workspace, limit).await?)
+    }
+
+    pub async fn follow(&self, id: &str) -> Result<Following> {
+        let workflow = self.engine.workflow(id).await?;
+        let live = self.engine.subscribe();
+        let recorded = self.engine.store.events(&workflow.id, 0).await?;
+        Ok(Following {
+            workflow,
+            recorded,
+            live,
+        })
     }
 
     /// The newest `limit` workflows (of `workspace` when given) and the count of all of them.

@@ -336,7 +336,7 @@ impl ProvisioningServer {
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
-        let redactor = &self.app.engine.redactor;
+        let redactor = self.app.redactor();
         if redactor.is_empty() {
             return result;
         }
@@ -358,7 +358,7 @@ impl ProvisioningServer {
 
     /// An error's message and data with every known secret replaced.
     fn redacted_error(&self, mut error: ErrorData) -> ErrorData {
-        let redactor = &self.app.engine.redactor;
+        let redactor = self.app.redactor();
         error.message = redactor.redact(&error.message).into_owned().into();
         if let Some(data) = error.data.as_mut() {
             redactor.redact_json(data);

@@ -32,15 +32,10 @@ async fn get_audit(
     Params(q): Params<AuditQuery>,
 ) -> ApiResult<Response> {
     let limit = bounded_limit(q.limit, 100, 10_000)?;
-    let (entries, _) = ctx.engine.store.audit_log().await?;
-    let mut picked: Vec<_> = entries
-        .into_iter()
-        .filter(|e| q.kind.as_ref().is_none_or(|k| e.kind == *k))
-        .filter(|e| q.actor.as_ref().is_none_or(|a| e.actor == *a))
-        .collect();
-    let skip = picked.len().saturating_sub(limit);
-    picked.drain(..skip);
-    Ok(json(picked))
+    Ok(json(
+        ctx.audit(q.kind.as_deref(), q.actor.as_deref(), limit)
+            .await?,
+    ))
 }
 
 /// Every audit entry, one JSON object per line.
@@ -48,7 +43,7 @@ async fn get_audit(
     responses((status = 200, description = "JSON lines", body = String, content_type = "application/x-ndjson")),
     security(("bearer" = [])), tag = "audit")]
 async fn audit_export(State(ctx): State<AppState>) -> ApiResult<Response> {
-    let (entries, _) = ctx.engine.store.audit_log().await?;
+    let entries = ctx.audit_all().await?;
     let mut out = String::new();
     for e in &entries {
         out.push_str(&serde_json::to_string(e).unwrap_or_default());
@@ -62,11 +57,10 @@ async fn audit_export(State(ctx): State<AppState>) -> ApiResult<Response> {
     responses((status = 200, description = "Verification result", body = serde_json::Value)),
     security(("bearer" = [])), tag = "audit")]
 async fn audit_verify(State(ctx): State<AppState>) -> ApiResult<Response> {
-    let (entries, head) = ctx.engine.store.audit_log().await?;
-    let result = ::policies::audit::verify(&entries, head.as_ref().map(|(n, h)| (*n, h.as_str())));
+    let check = ctx.verify_audit().await?;
     Ok(json(serde_json::json!({
-        "entries": entries.len(),
-        "ok": result.is_ok(),
-        "problem": result.err().map(|e| e.to_string()),
+        "entries": check.entries,
+        "ok": check.problem.is_none(),
+        "problem": check.problem,
     })))
 }

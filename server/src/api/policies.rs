@@ -85,24 +85,17 @@ async fn simulate_policies(
     Extension(caller): Extension<Caller>,
     Body(b): Body<Simulation>,
 ) -> ApiResult<Response> {
-    use engine::authz::{ApprovalFacts, Authorizer};
-    let authz = ctx.authz.as_ref().ok_or_else(no_policies)?;
+    ctx.authz.as_ref().ok_or_else(no_policies)?;
     let who = match &b.principal {
         Some(p) => Caller::parse(p, "rest").map_err(ApiError::bad)?,
         None => caller,
     };
-    let plan = ctx.engine.load_plan(&b.plan_id).await?;
-    let action = engine::authz::plan_action(&plan);
-    let decision = authz.decide(&who, action, &plan, &ApprovalFacts::default());
-    let needed = match &decision {
-        ::policies::Decision::NeedsApproval { .. } => authz.approvals_needed(&who, action, &plan),
-        _ => None,
-    };
+    let would = ctx.would_decide(&who, &b.plan_id).await?;
     Ok(json(serde_json::json!({
         "principal": who.principal,
-        "action": action.as_str(),
-        "plan": plan.id,
-        "decision": decision,
-        "approvals_needed": needed,
+        "action": would.action.as_str(),
+        "plan": would.plan.id,
+        "decision": would.decision,
+        "approvals_needed": would.approvals_needed,
     })))
 }

@@ -125,9 +125,11 @@ async fn workflow_events(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let wf = ctx.engine.workflow(&id).await?;
-    let live = ctx.engine.subscribe();
-    let recorded = ctx.engine.store.events(&wf.id, 0).await?;
+    let service::Following {
+        workflow: wf,
+        recorded,
+        live,
+    } = ctx.follow(&id).await?;
     // Parallel steps record their events in any order, so a live event is new when its number
     // has not been sent, not when it is above the highest one sent.
     let sent: std::collections::HashSet<u64> = recorded.iter().map(|e| e.seq).collect();
@@ -136,7 +138,7 @@ async fn workflow_events(
             wf.status,
             engine::state::WorkflowStatus::Failed | engine::state::WorkflowStatus::Cancelled
         );
-    let redactor = ctx.engine.redactor.clone();
+    let redactor = ctx.redactor().clone();
     let to_sse = |e: &engine::state::Event| {
         SseEvent::default()
             .event("step")

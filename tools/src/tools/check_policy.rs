@@ -7,9 +7,8 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{exec_fail, value};
+use super::{app_fail, value};
 use crate::ProvisioningServer;
-use engine::authz::{ApprovalFacts, plan_action};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,18 +46,12 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<CheckPolicyOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.app.engine;
-        let plan = engine.load_plan(&input.plan_id).await.map_err(exec_fail)?;
-        let action = plan_action(&plan);
-        let decision = engine
-            .authorizer
-            .decide(&caller, action, &plan, &ApprovalFacts::default());
-        let needed = match &decision {
-            policies::Decision::NeedsApproval { .. } => {
-                engine.authorizer.approvals_needed(&caller, action, &plan)
-            }
-            _ => None,
-        };
+        let would = self
+            .app
+            .would_decide(&caller, &input.plan_id)
+            .await
+            .map_err(app_fail)?;
+        let decision = would.decision;
         let refs = match &decision {
             policies::Decision::Allow { policies } => value(policies),
             policies::Decision::Deny { reasons } => value(reasons),
@@ -67,7 +60,7 @@ impl ProvisioningServer {
         Ok(Json(CheckPolicyOutput {
             decision: decision.kind().into(),
             policies: refs,
-            approvals_needed: needed,
+            approvals_needed: would.approvals_needed,
             principal: caller.principal,
         }))
     }

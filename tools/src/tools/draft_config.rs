@@ -175,7 +175,7 @@ impl ProvisioningServer {
                     // A log line for the operator; provider text may quote a credential.
                     tracing::warn!(
                         "draft_config: the {name} drafter failed: {}",
-                        self.app.engine.redactor.redact(&why)
+                        self.app.redactor().redact(&why)
                     );
                     // The reason may quote the endpoint's or the model's words: fenced, as data.
                     notices.push(format!(
