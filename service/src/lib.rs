@@ -18,6 +18,19 @@ mod state;
 mod workflows;
 
 pub use app::{App, ValidateError};
+
+/// The records and values the use cases speak in, for adapters to format: the engine's types,
+/// named here so that an adapter depends on this layer alone.
+pub mod model {
+    pub use engine::did_you_mean;
+    pub use engine::exec::{DriftItem, DriftKind, DriftReport, RunOutcome};
+    pub use engine::plan::Plan;
+    pub use engine::runtime::utc;
+    pub use engine::secrets::{Redactor, SecretRef, SecretSource, Secrets};
+    pub use engine::state::{
+        ApprovalRequest, Event, EventKind, Resource, StepRecord, WorkflowRecord, WorkflowStatus,
+    };
+}
 pub use approvals::{ApprovalView, MAX_COMMENT_BYTES};
 pub use audit::AuditCheck;
 pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};

@@ -116,6 +116,26 @@ impl App {
         Ok(self.engine.cancel(id, caller).await?)
     }
 
+    /// Checks that `caller` may resume workflow `id` (policy, an unchanged workspace, a workflow
+    /// that is not finished) and returns it with its step count; [`App::run`] continues it.
+    pub async fn resume(&self, caller: &Caller, id: &str) -> Result<(WorkflowRecord, usize)> {
+        self.writable()?;
+        let workflow = self.engine.authorize_resume(id, caller).await?;
+        let steps = self.engine.store.steps(&workflow.id).await?.len();
+        Ok((workflow, steps))
+    }
+
+    /// Rolls workflow `id` back as `caller` (policy is asked again) and waits for the end.
+    pub async fn rollback(&self, caller: &Caller, id: &str) -> Result<RunOutcome> {
+        self.writable()?;
+        Ok(self.engine.rollback(id, caller).await?)
+    }
+
+    /// Every workflow event from now on, as it happens.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.engine.subscribe()
+    }
+
     /// Continues an interrupted, failed or cancelled workflow (`rollback` false), or rolls it
     /// back, as `caller`. Refusals (policy, a changed workspace, a finished workflow) come back
     /// as errors; a run that starts goes on in the background and is reported finished when it

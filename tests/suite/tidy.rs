@@ -44,6 +44,24 @@ pub fn trials() -> Vec<Trial> {
             );
             Ok(())
         }),
+        Trial::test(
+            "tidy::the_mcp_adapter_depends_on_the_application_layer_not_the_engine",
+            || {
+                let manifest: toml::Table =
+                    std::fs::read_to_string(root().join("tools/Cargo.toml"))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                for section in ["dependencies", "dev-dependencies"] {
+                    let deps = manifest.get(section).and_then(|d| d.as_table());
+                    assert!(
+                        deps.is_none_or(|d| !d.contains_key("engine")),
+                        "tools/Cargo.toml [{section}] names `engine`: the MCP adapter calls `service` (use cases) and names its types through `service::model`"
+                    );
+                }
+                Ok(())
+            },
+        ),
         Trial::test("tidy::the_circle_finder_reads_grouped_imports", || {
             let refs = crate_references(
                 "use crate::{chunk::Chunk, store::{A, B}, Error};\nlet x = crate::hybrid::f();",

@@ -145,7 +145,7 @@ fn describe(error: &ValidationError<'_>, arguments: &[String]) -> String {
             if path.is_empty() {
                 if let [one] = unexpected.as_slice()
                     && let Some(near) =
-                        engine::did_you_mean(one, arguments.iter().map(String::as_str))
+                        service::model::did_you_mean(one, arguments.iter().map(String::as_str))
                 {
                     text.push_str(&format!(" (did you mean `{near}`?)"));
                 }

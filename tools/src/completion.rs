@@ -192,7 +192,7 @@ impl ProvisioningServer {
     }
 
     /// Newest first; none when the store cannot answer (a completion is a hint, not an error).
-    async fn recent_workflows(&self) -> Vec<engine::state::WorkflowRecord> {
+    async fn recent_workflows(&self) -> Vec<service::model::WorkflowRecord> {
         self.app.workflows(None, RECENT).await.unwrap_or_default()
     }
 }

@@ -18,4 +18,4 @@ mod tools;
 
 pub use server::{ProvisioningServer, READ_TOOLS};
 
-pub use engine::authz::Caller;
+pub use service::Caller;

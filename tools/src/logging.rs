@@ -7,9 +7,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use engine::state::EventKind;
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::{Peer, RoleServer};
+use service::model::EventKind;
 
 /// The level one session asked for; `None` until it asks.
 #[derive(Debug, Clone, Default)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use engine::secrets::{SecretRef, Secrets};
+use service::model::{SecretRef, Secrets};
 
 /// Most tokens one completion may produce, unless configured.
 pub const DEFAULT_MAX_TOKENS: u32 = 2048;
@@ -198,7 +198,7 @@ impl OpenAiDrafter {
 mod tests {
     use std::sync::Arc;
 
-    use engine::secrets::{Redactor, SecretSource, Secrets};
+    use service::model::{Redactor, SecretSource, Secrets};
 
     use super::display_url;
 

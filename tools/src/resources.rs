@@ -183,7 +183,7 @@ impl ProvisioningServer {
             for e in &events {
                 lines.push_str(&format!(
                     "{} #{} {:?} {}\n",
-                    engine::runtime::utc(e.at),
+                    service::model::utc(e.at),
                     e.seq,
                     e.kind,
                     e.message
@@ -322,7 +322,7 @@ fn placement(
     let catalog = knowledge::Catalog::embedded()
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
     let unknown = |what: &str, got: &str, known: Vec<&str>| {
-        let hint = engine::did_you_mean(got, known.iter().copied())
+        let hint = service::model::did_you_mean(got, known.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         ErrorData::invalid_params(
@@ -364,7 +364,7 @@ fn placement(
     if let Some(p) = &provider
         && !catalog.providers.contains_key(p)
     {
-        let hint = engine::did_you_mean(p, catalog.providers.keys().map(String::as_str))
+        let hint = service::model::did_you_mean(p, catalog.providers.keys().map(String::as_str))
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         return Err(ErrorData::invalid_params(
@@ -467,7 +467,6 @@ impl ProvisioningServer {
                 let id = arg(args, "plan_id", name)?;
                 let plan = self
                     .app
-                    .engine
                     .load_plan(&id)
                     .await
                     .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
@@ -492,10 +491,13 @@ impl ProvisioningServer {
             }
             "troubleshoot_workflow" => {
                 let id = arg(args, "workflow_id", name)?;
-                let (wf, steps) = self
+                let service::WorkflowView {
+                    workflow: wf,
+                    steps,
+                    ..
+                } = self
                     .app
-                    .engine
-                    .status(&id)
+                    .workflow(&id)
                     .await
                     .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
                 let failed: Vec<String> = steps

@@ -303,7 +303,7 @@ impl ProvisioningServer {
                 .into_iter()
                 .map(|t| t.name.to_string())
                 .collect();
-            let hint = engine::did_you_mean(&name, known.iter().map(String::as_str))
+            let hint = service::model::did_you_mean(&name, known.iter().map(String::as_str))
                 .map(|s| format!(" Did you mean `{s}`?"))
                 .unwrap_or_default();
             return Err(ErrorData::invalid_params(

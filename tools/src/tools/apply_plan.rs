@@ -9,8 +9,8 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use engine::exec::{Engine, RunOutcome};
-use engine::state::EventKind;
+use service::App;
+use service::model::{EventKind, RunOutcome};
 
 use super::check_policy::PlanIdInput;
 use super::{Fence, app_fail, records};
@@ -38,7 +38,7 @@ pub struct ApplyOutput {
 /// the request carries a progress token, and as log messages when the session asked for a log
 /// level (`logging/setLevel`).
 pub(crate) fn forward_progress(
-    engine: &Engine,
+    app: &App,
     workflow: String,
     total: usize,
     rc: &RequestContext<RoleServer>,
@@ -50,7 +50,7 @@ pub(crate) fn forward_progress(
     }
     let peer = rc.peer.clone();
     let log = log.clone();
-    let mut events = engine.subscribe();
+    let mut events = app.subscribe();
     Some(tokio::spawn(async move {
         let mut done = 0usize;
         while let Ok(event) = events.recv().await {
@@ -167,7 +167,7 @@ impl ProvisioningServer {
                 }));
             }
         };
-        let progress = forward_progress(&self.app.engine, workflow.clone(), steps, &rc, &self.log);
+        let progress = forward_progress(&self.app, workflow.clone(), steps, &rc, &self.log);
         let outcome = self.app.run(&workflow).await.map_err(app_fail)?;
         if let Some(task) = progress {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;

@@ -58,7 +58,7 @@ impl ProvisioningServer {
                 source: Some(s.source.to_string()),
             })),
             None => {
-                let hint = engine::did_you_mean(&name, names.iter().map(String::as_str))
+                let hint = service::model::did_you_mean(&name, names.iter().map(String::as_str))
                     .map(|m| format!(" Did you mean `{m}`?"))
                     .unwrap_or_default();
                 Err(format!(

@@ -5,7 +5,6 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::fail;
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -43,7 +42,7 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<ListCatalogInput>,
     ) -> Result<Json<ListCatalogOutput>, String> {
-        let catalog = knowledge::Catalog::embedded().map_err(fail)?;
+        let catalog = knowledge::Catalog::embedded().map_err(|e| e.to_string())?;
         let what = input.what.as_deref().unwrap_or("providers");
         let items = match what {
             "providers" => match &input.provider {
@@ -61,10 +60,10 @@ impl ProvisioningServer {
                     })?;
                     serde_json::json!({ name.clone(): provider })
                 }
-                None => serde_json::to_value(&catalog.providers).map_err(fail)?,
+                None => serde_json::to_value(&catalog.providers).map_err(|e| e.to_string())?,
             },
-            "taskservs" => serde_json::to_value(&catalog.taskservs).map_err(fail)?,
-            "templates" => serde_json::to_value(&catalog.templates).map_err(fail)?,
+            "taskservs" => serde_json::to_value(&catalog.taskservs).map_err(|e| e.to_string())?,
+            "templates" => serde_json::to_value(&catalog.templates).map_err(|e| e.to_string())?,
             other => {
                 return Err(format!(
                     "`what` = `{other}`: expected providers, taskservs or templates"

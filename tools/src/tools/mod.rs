@@ -28,8 +28,6 @@ mod validate_config;
 pub use untrusted::{Fence, Untrusted};
 pub(crate) use untrusted::{fence_field, fence_strings};
 
-use engine::exec::ExecError;
-
 /// A use case's error as a tool error the model can act on: the message, with the next step
 /// where there is one. An internal failure is logged and answered generically (a store's words
 /// are not for the model).
@@ -44,20 +42,6 @@ pub(crate) fn app_fail(err: service::Error) -> String {
         (ErrorKind::NotFound, Some("plan"), _) => {
             format!("{err} (plan ids come from plan_changes)")
         }
-        _ => err.to_string(),
-    }
-}
-
-/// A tool failure as the model reads it.
-pub(crate) fn fail(err: impl std::fmt::Display) -> String {
-    err.to_string()
-}
-
-/// Engine errors, with the next step where there is one.
-pub(crate) fn exec_fail(err: ExecError) -> String {
-    match &err {
-        ExecError::StalePlan { .. } => format!("{err} (call plan_changes again)"),
-        ExecError::PlanNotFound { .. } => format!("{err} (plan ids come from plan_changes)"),
         _ => err.to_string(),
     }
 }

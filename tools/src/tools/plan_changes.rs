@@ -44,7 +44,7 @@ pub struct PlanOutput {
 }
 
 impl PlanOutput {
-    pub fn of(plan: &engine::plan::Plan) -> PlanOutput {
+    pub fn of(plan: &service::model::Plan) -> PlanOutput {
         PlanOutput {
             plan_id: plan.id.clone(),
             plan_hash: plan.hash.clone(),

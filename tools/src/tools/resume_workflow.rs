@@ -4,8 +4,8 @@ use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
+use super::app_fail;
 use super::apply_plan::{ApplyOutput, forward_progress, outcome_output};
-use super::exec_fail;
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
@@ -24,15 +24,14 @@ impl ProvisioningServer {
         Parameters(input): Parameters<WorkflowIdInput>,
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
-        let engine = &self.app.engine;
         let caller = self.caller(&rc);
-        let wf = engine
-            .authorize_resume(&input.workflow_id, &caller)
+        let (wf, steps) = self
+            .app
+            .resume(&caller, &input.workflow_id)
             .await
-            .map_err(exec_fail)?;
-        let (_, steps) = engine.status(&wf.id).await.map_err(exec_fail)?;
-        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc, &self.log);
-        let outcome = engine.run(&wf.id).await.map_err(exec_fail)?;
+            .map_err(app_fail)?;
+        let progress = forward_progress(&self.app, wf.id.clone(), steps, &rc, &self.log);
+        let outcome = self.app.run(&wf.id).await.map_err(app_fail)?;
         if let Some(task) = progress {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
         }

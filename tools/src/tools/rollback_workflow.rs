@@ -4,8 +4,8 @@ use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
+use super::app_fail;
 use super::apply_plan::{ApplyOutput, forward_progress, outcome_output};
-use super::exec_fail;
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
@@ -27,10 +27,14 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
         let caller = self.caller(&rc);
-        let engine = &self.app.engine;
-        let (wf, steps) = engine.status(&input.workflow_id).await.map_err(exec_fail)?;
-        let progress = forward_progress(engine, wf.id.clone(), steps.len(), &rc, &self.log);
-        let outcome = engine.rollback(&wf.id, &caller).await.map_err(exec_fail)?;
+        let view = self
+            .app
+            .workflow(&input.workflow_id)
+            .await
+            .map_err(app_fail)?;
+        let wf = view.workflow;
+        let progress = forward_progress(&self.app, wf.id.clone(), view.steps.len(), &rc, &self.log);
+        let outcome = self.app.rollback(&caller, &wf.id).await.map_err(app_fail)?;
         if let Some(task) = progress {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
         }

@@ -6,7 +6,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Untrusted, exec_fail, records};
+use super::{Untrusted, app_fail, records};
 use crate::ProvisioningServer;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -87,7 +87,8 @@ impl ProvisioningServer {
         };
         let mut queries: Vec<String> = Vec::new();
         if let Some(id) = &input.workflow_id {
-            let (wf, steps) = self.app.engine.status(id).await.map_err(exec_fail)?;
+            let view = self.app.workflow(id).await.map_err(app_fail)?;
+            let (wf, steps) = (view.workflow, view.steps);
             let status = wf.status.as_str();
             out.workflow_id = Some(wf.id.clone());
             out.status = Some(status.to_string());
