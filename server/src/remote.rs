@@ -166,3 +166,41 @@ impl Remote {
         }
     }
 }
+
+/// The CLI's questions answered by a running server, over its REST API (the token, or the
+/// kernel on the local socket, says who asks: the caller given is not sent).
+#[async_trait::async_trait]
+impl service::Operations for Remote {
+    fn now_ms(&self) -> u64 {
+        engine::runtime::Clock::now_ms(&engine::runtime::SystemClock)
+    }
+
+    async fn workflows(
+        &self,
+        limit: usize,
+    ) -> service::Result<Vec<service::model::WorkflowRecord>> {
+        Ok(self
+            .call(
+                reqwest::Method::GET,
+                &format!("/workflows?limit={limit}"),
+                None,
+            )
+            .await?)
+    }
+
+    async fn workflow(&self, id: &str) -> service::Result<service::WorkflowView> {
+        Ok(self
+            .call(reqwest::Method::GET, &format!("/workflows/{id}"), None)
+            .await?)
+    }
+
+    async fn cancel(&self, _caller: &service::Caller, id: &str) -> service::Result<()> {
+        self.call::<serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/workflows/{id}/cancel"),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+}

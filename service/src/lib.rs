@@ -12,6 +12,7 @@ mod approvals;
 mod audit;
 mod docs;
 mod error;
+mod operations;
 mod plans;
 mod policy;
 mod state;
@@ -28,7 +29,8 @@ pub mod model {
     pub use engine::runtime::utc;
     pub use engine::secrets::{Redactor, SecretRef, SecretSource, Secrets};
     pub use engine::state::{
-        ApprovalRequest, Event, EventKind, Resource, StepRecord, WorkflowRecord, WorkflowStatus,
+        ApprovalRequest, Event, EventKind, Resource, StepRecord, StepStatus, WorkflowRecord,
+        WorkflowStatus,
     };
 }
 pub use approvals::{ApprovalView, MAX_COMMENT_BYTES};
@@ -36,6 +38,7 @@ pub use audit::AuditCheck;
 pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};
 pub use engine::authz::Caller;
 pub use error::{Error, ErrorKind, Result};
+pub use operations::Operations;
 pub use plans::{Planned, Start};
 pub use policy::WouldDecide;
 pub use state::StateView;

@@ -12,7 +12,7 @@ use crate::{App, Caller, Error, Result};
 pub const RECENT_EVENTS: usize = 50;
 
 /// A workflow with its steps and its latest [`RECENT_EVENTS`] events, oldest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WorkflowView {
     pub workflow: WorkflowRecord,
     pub steps: Vec<StepRecord>,

@@ -68,6 +68,23 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
     open_engine_with(settings, Arc::new(authorizer(settings)?)).await
 }
 
+/// The application for a command run on this machine: the engine over the local state, acting
+/// as the person at the terminal. It opens no docs index (a command that searches docs opens
+/// its own).
+pub async fn open_app(settings: &Settings) -> anyhow::Result<service::App> {
+    Ok(service::App {
+        engine: open_engine(settings).await?,
+        validator: std::sync::Arc::new(super::validator(settings)?),
+        read_only: false,
+        default_caller: settings.local_caller(),
+        max_config_bytes: settings.limits.max_input_bytes,
+        docs: service::Docs::new(Box::new(|| {
+            Box::pin(async { Err("this command opens no docs index".to_string()) })
+        })),
+        authz: None,
+    })
+}
+
 /// [`open_engine`] deciding with `authz` (the server shares it with its policy routes).
 pub async fn open_engine_with(
     settings: &Settings,

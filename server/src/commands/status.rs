@@ -2,13 +2,12 @@
 
 use std::process::ExitCode;
 
-use engine::exec::{Engine, ExecError};
-use engine::state::{Event, StepRecord, StepStatus, WorkflowRecord};
+use service::Operations;
+use service::model::StepStatus;
 
-use super::engine_setup::{open_engine, runtime};
+use super::engine_setup::{open_app, runtime};
 use crate::Settings;
 use crate::cli::{StatusArgs, WorkflowArgs};
-use crate::remote::Remote;
 use crate::table;
 
 pub(crate) fn age(now: u64, at: u64) -> String {
@@ -21,69 +20,20 @@ pub(crate) fn age(now: u64, at: u64) -> String {
     }
 }
 
-/// Where workflows are read: the local state store, or a running server.
-enum Source {
-    Local(Engine),
-    Remote(Remote),
-}
-
-impl Source {
-    fn now(&self) -> u64 {
-        match self {
-            Source::Local(engine) => engine.clock.now_ms(),
-            Source::Remote(_) => engine::runtime::Clock::now_ms(&engine::runtime::SystemClock),
-        }
-    }
-
-    async fn workflows(&self) -> Result<Vec<WorkflowRecord>, ExecError> {
-        match self {
-            Source::Local(engine) => Ok(engine.store.workflows(None).await?),
-            Source::Remote(r) => {
-                r.call(reqwest::Method::GET, "/workflows?limit=1000", None)
-                    .await
-            }
-        }
-    }
-
-    async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, ExecError> {
-        Ok(self.detail(id).await?.1)
-    }
-
-    async fn detail(
-        &self,
-        id: &str,
-    ) -> Result<(WorkflowRecord, Vec<StepRecord>, Vec<Event>), ExecError> {
-        match self {
-            Source::Local(engine) => {
-                let (wf, steps) = engine.status(id).await?;
-                let events = engine.store.events(&wf.id, 0).await?;
-                Ok((wf, steps, events))
-            }
-            Source::Remote(r) => {
-                #[derive(serde::Deserialize)]
-                struct Detail {
-                    workflow: WorkflowRecord,
-                    steps: Vec<StepRecord>,
-                    events: Vec<Event>,
-                }
-                let d: Detail = r
-                    .call(reqwest::Method::GET, &format!("/workflows/{id}"), None)
-                    .await?;
-                Ok((d.workflow, d.steps, d.events))
-            }
-        }
-    }
+/// Where workflows are read: this machine's state, or a running server; one code path.
+async fn source(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
+    Ok(match &settings.remote {
+        Some(r) => Box::new(r.clone()),
+        None => Box::new(open_app(settings).await?),
+    })
 }
 
 pub fn status(settings: &Settings, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let engine = match &settings.remote {
-            Some(r) => Source::Remote(r.clone()),
-            None => Source::Local(open_engine(settings).await?),
-        };
-        let now = engine.now();
+        let ops = source(settings).await?;
+        let now = ops.now_ms();
         let Some(id) = &args.workflow else {
-            let workflows = engine.workflows().await?;
+            let workflows = ops.workflows(1000).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&workflows)?);
                 return Ok(ExitCode::SUCCESS);
@@ -94,7 +44,7 @@ pub fn status(settings: &Settings, args: &StatusArgs) -> anyhow::Result<ExitCode
             }
             let mut rows = Vec::new();
             for wf in workflows.iter().take(20) {
-                let steps = engine.steps(&wf.id).await?;
+                let steps = ops.workflow(&wf.id).await?.steps;
                 let done = steps
                     .iter()
                     .filter(|s| s.status == StepStatus::Succeeded)
@@ -117,7 +67,11 @@ pub fn status(settings: &Settings, args: &StatusArgs) -> anyhow::Result<ExitCode
             );
             return Ok(ExitCode::SUCCESS);
         };
-        let (wf, steps, events) = engine.detail(id).await?;
+        let service::WorkflowView {
+            workflow: wf,
+            steps,
+            events,
+        } = ops.workflow(id).await?;
         if args.json {
             let out = serde_json::json!({ "workflow": wf, "steps": steps, "events": events });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -173,22 +127,10 @@ pub fn status(settings: &Settings, args: &StatusArgs) -> anyhow::Result<ExitCode
 
 pub fn cancel(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        match &settings.remote {
-            Some(r) => {
-                r.call::<serde_json::Value>(
-                    reqwest::Method::POST,
-                    &format!("/workflows/{}/cancel", args.workflow),
-                    None,
-                )
-                .await?;
-            }
-            None => {
-                open_engine(settings)
-                    .await?
-                    .cancel(&args.workflow, &settings.local_caller())
-                    .await?
-            }
-        }
+        source(settings)
+            .await?
+            .cancel(&settings.local_caller(), &args.workflow)
+            .await?;
         println!(
             "Cancel requested for {}: no new steps will start; running steps finish.",
             args.workflow
