@@ -194,6 +194,65 @@ impl service::Operations for Remote {
             .await?)
     }
 
+    async fn approvals(
+        &self,
+        status: Option<policies::ApprovalStatus>,
+        limit: usize,
+    ) -> service::Result<Vec<policies::ApprovalRequest>> {
+        let which = status.map(|s| s.as_str()).unwrap_or("all");
+        Ok(self
+            .call(
+                reqwest::Method::GET,
+                &format!("/approvals?status={which}&limit={limit}"),
+                None,
+            )
+            .await?)
+    }
+
+    async fn approval(&self, id: &str) -> service::Result<service::ApprovalView> {
+        let v: serde_json::Value = self
+            .call(reqwest::Method::GET, &format!("/approvals/{id}"), None)
+            .await?;
+        let unreadable = |e: serde_json::Error| {
+            service::Error::from(ExecError::Approval(format!(
+                "the server sent an unreadable request: {e}"
+            )))
+        };
+        let request: policies::ApprovalRequest =
+            serde_json::from_value(v["request"].clone()).map_err(unreadable)?;
+        let mut plan = v["plan"].clone();
+        if let Some(o) = plan.as_object_mut() {
+            o.remove("rendered");
+        }
+        let status = v["status"]
+            .as_str()
+            .and_then(policies::ApprovalStatus::parse)
+            .unwrap_or_else(|| request.status_at(service::Operations::now_ms(self)));
+        Ok(service::ApprovalView {
+            plan: serde_json::from_value(plan).ok(),
+            plan_is_stale: v["plan_is_stale"] == true,
+            status,
+            request,
+        })
+    }
+
+    async fn decide(
+        &self,
+        _caller: &service::Caller,
+        id: &str,
+        approve: bool,
+        comment: &str,
+    ) -> service::Result<policies::ApprovalRequest> {
+        let verb = if approve { "approve" } else { "reject" };
+        Ok(self
+            .call(
+                reqwest::Method::POST,
+                &format!("/approvals/{id}/{verb}"),
+                Some(serde_json::json!({ "comment": comment })),
+            )
+            .await?)
+    }
+
     async fn cancel(&self, _caller: &service::Caller, id: &str) -> service::Result<()> {
         self.call::<serde_json::Value>(
             reqwest::Method::POST,

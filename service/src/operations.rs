@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use engine::state::WorkflowRecord;
 
-use crate::{App, Caller, Result, WorkflowView};
+use policies::{ApprovalRequest, ApprovalStatus};
+
+use crate::{App, ApprovalView, Caller, Result, WorkflowView};
 
 #[async_trait]
 pub trait Operations: Send + Sync {
@@ -17,6 +19,22 @@ pub trait Operations: Send + Sync {
     async fn workflow(&self, id: &str) -> Result<WorkflowView>;
     /// Asks a running workflow to stop, as `caller` (a server decides who calls by itself).
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<()>;
+    /// Approval requests newest first, only those in `status` when given.
+    async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRequest>>;
+    /// One request with its plan and whether that plan is stale.
+    async fn approval(&self, id: &str) -> Result<ApprovalView>;
+    /// Approves (`approve`) or rejects a request as `caller`, with a comment.
+    async fn decide(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        comment: &str,
+    ) -> Result<ApprovalRequest>;
 }
 
 #[async_trait]
@@ -35,5 +53,27 @@ impl Operations for App {
 
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<()> {
         App::cancel(self, caller, id).await
+    }
+
+    async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRequest>> {
+        App::approvals(self, status, limit).await
+    }
+
+    async fn approval(&self, id: &str) -> Result<ApprovalView> {
+        App::approval(self, id).await
+    }
+
+    async fn decide(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        comment: &str,
+    ) -> Result<ApprovalRequest> {
+        App::decide(self, caller, id, approve, comment).await
     }
 }

@@ -2,124 +2,40 @@
 
 use std::process::ExitCode;
 
-use engine::authz::Caller;
-use engine::exec::{Engine, ExecError};
-use engine::plan::Plan;
 use policies::{ApprovalRequest, ApprovalStatus};
+use service::{ErrorKind, Operations};
 
-use super::engine_setup::{open_engine, runtime};
+use super::engine_setup::{open_app, runtime};
 use super::status::age;
 use crate::Settings;
 use crate::cli::{ApprovalsArgs, ApprovalsWhat};
-use crate::remote::Remote;
 use crate::table;
 
 /// Exit code when the approval could not be given or taken back (used, expired, rejected,
 /// not allowed).
 const EXIT_REFUSED: u8 = 4;
 
-/// Where approvals are read and decided: the local state store, or a running server.
-enum Source {
-    Local(Engine, Caller),
-    Remote(Remote),
-}
-
-impl Source {
-    fn now(&self) -> u64 {
-        match self {
-            Source::Local(engine, _) => engine.clock.now_ms(),
-            Source::Remote(_) => engine::runtime::Clock::now_ms(&engine::runtime::SystemClock),
-        }
-    }
-
-    async fn approvals(
-        &self,
-        status: Option<ApprovalStatus>,
-    ) -> Result<Vec<ApprovalRequest>, ExecError> {
-        match self {
-            Source::Local(engine, _) => engine.approvals(status).await,
-            Source::Remote(r) => {
-                let which = status.map(|s| s.as_str()).unwrap_or("all");
-                r.call(
-                    reqwest::Method::GET,
-                    &format!("/approvals?status={which}&limit=1000"),
-                    None,
-                )
-                .await
-            }
-        }
-    }
-
-    /// The request, its plan (if still stored) and whether that plan is stale.
-    async fn approval(&self, id: &str) -> Result<(ApprovalRequest, Option<Plan>, bool), ExecError> {
-        match self {
-            Source::Local(engine, _) => {
-                let request = engine.approval(id).await?;
-                let plan = engine.store.plan(&request.plan_id).await?;
-                let current = engine.store.state_version(&request.workspace).await?;
-                let stale = plan.as_ref().is_some_and(|p| p.state_version != current);
-                Ok((request, plan, stale))
-            }
-            Source::Remote(r) => {
-                let v: serde_json::Value = r
-                    .call(reqwest::Method::GET, &format!("/approvals/{id}"), None)
-                    .await?;
-                let request = serde_json::from_value(v["request"].clone()).map_err(|e| {
-                    ExecError::Approval(format!("the server sent an unreadable request: {e}"))
-                })?;
-                let mut plan = v["plan"].clone();
-                if let Some(o) = plan.as_object_mut() {
-                    o.remove("rendered");
-                }
-                let plan = serde_json::from_value(plan).ok();
-                Ok((request, plan, v["plan_is_stale"] == true))
-            }
-        }
-    }
-
-    async fn decide(
-        &self,
-        id: &str,
-        comment: &str,
-        approve: bool,
-    ) -> Result<ApprovalRequest, ExecError> {
-        match self {
-            Source::Local(engine, caller) if approve => engine.approve(id, caller, comment).await,
-            Source::Local(engine, caller) => engine.reject(id, caller, comment).await,
-            Source::Remote(r) => {
-                r.call(
-                    reqwest::Method::POST,
-                    &format!(
-                        "/approvals/{id}/{}",
-                        if approve { "approve" } else { "reject" }
-                    ),
-                    Some(serde_json::json!({ "comment": comment })),
-                )
-                .await
-            }
-        }
-    }
-}
-
 pub fn run(settings: &Settings, args: &ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let what = args.what.clone().unwrap_or(ApprovalsWhat::List);
     runtime()?.block_on(async {
-        let source = match &settings.remote {
-            Some(r) => Source::Remote(r.clone()),
-            None => Source::Local(open_engine(settings).await?, settings.local_caller()),
+        let source: Box<dyn Operations> = match &settings.remote {
+            Some(r) => Box::new(r.clone()),
+            None => Box::new(open_app(settings).await?),
         };
+        let source = source.as_ref();
+        let caller = settings.local_caller();
         match what {
-            ApprovalsWhat::List => list(&source, args.status.clone(), args.all, args.json).await,
-            ApprovalsWhat::Show { id } => show(&source, &id, args.json).await,
+            ApprovalsWhat::List => list(source, args.status.clone(), args.all, args.json).await,
+            ApprovalsWhat::Show { id } => show(source, &id, args.json).await,
             ApprovalsWhat::Approve { id, comment } => {
                 let result = source
-                    .decide(&id, comment.as_deref().unwrap_or(""), true)
+                    .decide(&caller, &id, true, comment.as_deref().unwrap_or(""))
                     .await;
-                verdict(&source, result, args.json, true)
+                verdict(source, result, args.json, true)
             }
             ApprovalsWhat::Reject { id, comment } => {
-                let result = source.decide(&id, &comment, false).await;
-                verdict(&source, result, args.json, false)
+                let result = source.decide(&caller, &id, false, &comment).await;
+                verdict(source, result, args.json, false)
             }
         }
     })
@@ -139,7 +55,7 @@ fn until(now: u64, at: u64) -> String {
 }
 
 async fn list(
-    engine: &Source,
+    engine: &dyn Operations,
     status: Option<String>,
     all: bool,
     json: bool,
@@ -153,11 +69,15 @@ async fn list(
         (None, true) => None,
         (None, false) => Some(ApprovalStatus::Pending),
     };
-    let now = engine.now();
-    let mut requests = engine.approvals(filter).await?;
+    let now = engine.now_ms();
+    let mut requests = engine.approvals(filter, 1000).await?;
     if filter == Some(ApprovalStatus::Pending) {
         // "Waiting" means waiting for people: approved ones wait only for the apply.
-        requests.extend(engine.approvals(Some(ApprovalStatus::Approved)).await?);
+        requests.extend(
+            engine
+                .approvals(Some(ApprovalStatus::Approved), 1000)
+                .await?,
+        );
         requests.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     }
     if json {
@@ -224,9 +144,14 @@ async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(engine: &Source, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let (request, plan, stale) = engine.approval(id).await?;
-    let now = engine.now();
+async fn show(engine: &dyn Operations, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let service::ApprovalView {
+        request,
+        plan,
+        plan_is_stale: stale,
+        ..
+    } = engine.approval(id).await?;
+    let now = engine.now_ms();
     if json {
         let out = serde_json::json!({
             "request": request,
@@ -303,26 +228,31 @@ fn comment_suffix(comment: &str) -> String {
 }
 
 fn verdict(
-    engine: &Source,
-    result: Result<ApprovalRequest, ExecError>,
+    engine: &dyn Operations,
+    result: service::Result<ApprovalRequest>,
     json: bool,
     approve: bool,
 ) -> anyhow::Result<ExitCode> {
     let request = match result {
         Ok(request) => request,
-        Err(
-            err @ (ExecError::NotAllowed(_)
-            | ExecError::Approval(_)
-            | ExecError::PlanNotFound { .. }
-            | ExecError::StalePlan { .. }),
-        ) => {
+        // Refused: policy, a used, expired or rejected request, a stale or vanished plan, a
+        // missing or overlong comment. An unknown request id is a usage error (exit 2).
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::Forbidden | ErrorKind::Conflict | ErrorKind::BadInput
+            ) || (err.kind() == ErrorKind::NotFound && err.subject() == Some("plan")) =>
+        {
             eprintln!("error: {err}");
+            if err.kind() == ErrorKind::BadInput && !approve {
+                eprintln!("Give the reason with --comment TEXT.");
+            }
             eprintln!("No approval was recorded (the refusal is in the audit log).");
             return Ok(ExitCode::from(EXIT_REFUSED));
         }
         Err(err) => return Err(err.into()),
     };
-    let now = engine.now();
+    let now = engine.now_ms();
     if json {
         let out =
             serde_json::json!({ "request": request, "status": request.status_at(now).as_str() });
