@@ -236,6 +236,34 @@ impl service::Operations for Remote {
         })
     }
 
+    async fn audit_all(&self) -> service::Result<Vec<policies::audit::AuditEntry>> {
+        let text = self.text("/audit/export").await?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).map_err(|e| {
+                    service::Error::from(ExecError::Remote(format!(
+                        "the server sent an unreadable audit entry: {e}"
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    async fn verify_audit(&self) -> service::Result<service::AuditCheck> {
+        let v: serde_json::Value = self
+            .call(reqwest::Method::GET, "/audit/verify", None)
+            .await?;
+        Ok(service::AuditCheck {
+            entries: v["entries"].as_u64().unwrap_or(0) as usize,
+            head: None,
+            problem: match v["ok"] == true {
+                true => None,
+                false => Some(v["problem"].as_str().unwrap_or("(no detail)").to_string()),
+            },
+        })
+    }
+
     async fn decide(
         &self,
         _caller: &service::Caller,

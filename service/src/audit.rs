@@ -9,6 +9,8 @@ use crate::{App, Result};
 #[derive(Debug, Clone)]
 pub struct AuditCheck {
     pub entries: usize,
+    /// The recorded head's hash, when known (a remote server does not send it).
+    pub head: Option<String>,
     /// What is wrong with the chain, when something is.
     pub problem: Option<String>,
 }
@@ -44,6 +46,7 @@ impl App {
             policies::audit::verify(&entries, head.as_ref().map(|(n, h)| (*n, h.as_str())));
         Ok(AuditCheck {
             entries: entries.len(),
+            head: head.map(|(_, hash)| hash),
             problem: result.err().map(|e| e.to_string()),
         })
     }

@@ -5,9 +5,10 @@
 use async_trait::async_trait;
 use engine::state::WorkflowRecord;
 
+use policies::audit::AuditEntry;
 use policies::{ApprovalRequest, ApprovalStatus};
 
-use crate::{App, ApprovalView, Caller, Result, WorkflowView};
+use crate::{App, ApprovalView, AuditCheck, Caller, Result, WorkflowView};
 
 #[async_trait]
 pub trait Operations: Send + Sync {
@@ -27,6 +28,10 @@ pub trait Operations: Send + Sync {
     ) -> Result<Vec<ApprovalRequest>>;
     /// One request with its plan and whether that plan is stale.
     async fn approval(&self, id: &str) -> Result<ApprovalView>;
+    /// Every audit entry, oldest first.
+    async fn audit_all(&self) -> Result<Vec<AuditEntry>>;
+    /// The audit chain checked against its recorded head.
+    async fn verify_audit(&self) -> Result<AuditCheck>;
     /// Approves (`approve`) or rejects a request as `caller`, with a comment.
     async fn decide(
         &self,
@@ -65,6 +70,14 @@ impl Operations for App {
 
     async fn approval(&self, id: &str) -> Result<ApprovalView> {
         App::approval(self, id).await
+    }
+
+    async fn audit_all(&self) -> Result<Vec<AuditEntry>> {
+        App::audit_all(self).await
+    }
+
+    async fn verify_audit(&self) -> Result<AuditCheck> {
+        App::verify_audit(self).await
     }
 
     async fn decide(
