@@ -236,6 +236,22 @@ impl service::Operations for Remote {
         })
     }
 
+    async fn state(
+        &self,
+    ) -> service::Result<std::collections::BTreeMap<String, Vec<service::model::Resource>>> {
+        Ok(self.call(reqwest::Method::GET, "/state", None).await?)
+    }
+
+    async fn drift(&self, workspace: &str) -> service::Result<service::model::DriftReport> {
+        Ok(self
+            .call(
+                reqwest::Method::GET,
+                &format!("/drift?workspace={workspace}"),
+                None,
+            )
+            .await?)
+    }
+
     async fn audit_all(&self) -> service::Result<Vec<policies::audit::AuditEntry>> {
         let text = self.text("/audit/export").await?;
         text.lines()

@@ -2,8 +2,11 @@
 //! state; the CLI's HTTP client (`--server`, or the local server's socket) answers the same
 //! questions from a running server. A command is written once against `&dyn Operations`.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
-use engine::state::WorkflowRecord;
+use engine::exec::DriftReport;
+use engine::state::{Resource, WorkflowRecord};
 
 use policies::audit::AuditEntry;
 use policies::{ApprovalRequest, ApprovalStatus};
@@ -28,6 +31,10 @@ pub trait Operations: Send + Sync {
     ) -> Result<Vec<ApprovalRequest>>;
     /// One request with its plan and whether that plan is stale.
     async fn approval(&self, id: &str) -> Result<ApprovalView>;
+    /// Every workspace's recorded resources, by workspace.
+    async fn state(&self) -> Result<BTreeMap<String, Vec<Resource>>>;
+    /// What the providers say now about `workspace`'s recorded resources.
+    async fn drift(&self, workspace: &str) -> Result<DriftReport>;
     /// Every audit entry, oldest first.
     async fn audit_all(&self) -> Result<Vec<AuditEntry>>;
     /// The audit chain checked against its recorded head.
@@ -70,6 +77,14 @@ impl Operations for App {
 
     async fn approval(&self, id: &str) -> Result<ApprovalView> {
         App::approval(self, id).await
+    }
+
+    async fn state(&self) -> Result<BTreeMap<String, Vec<Resource>>> {
+        Ok(App::state(self, None, None).await?.resources)
+    }
+
+    async fn drift(&self, workspace: &str) -> Result<DriftReport> {
+        App::drift(self, workspace).await
     }
 
     async fn audit_all(&self) -> Result<Vec<AuditEntry>> {

@@ -6,70 +6,35 @@ use std::process::ExitCode;
 use std::collections::BTreeMap;
 
 use anyhow::bail;
-use engine::exec::DriftReport;
-use engine::state::Resource;
+use service::Operations;
+use service::model::Resource;
 
-use super::engine_setup::{open_engine, runtime};
+use super::engine_setup::{open_app, runtime};
 use crate::Settings;
 use crate::cli::{DriftArgs, StateArgs, StateWhat};
 use crate::table;
 
-/// Where recorded state is read: this process's engine, or the server that holds the store.
-enum Holder {
-    Here(engine::exec::Engine),
-    Server(crate::remote::Remote),
-}
-
-impl Holder {
-    async fn open(settings: &Settings) -> anyhow::Result<Holder> {
-        Ok(match &settings.remote {
-            Some(r) => Holder::Server(r.clone()),
-            None => Holder::Here(open_engine(settings).await?),
-        })
-    }
-
-    /// Every workspace's resources, by workspace.
-    async fn all(&self) -> anyhow::Result<BTreeMap<String, Vec<Resource>>> {
-        match self {
-            Holder::Here(engine) => {
-                let mut out = BTreeMap::new();
-                for ws in engine.store.workspaces().await? {
-                    let resources = engine.store.resources(&ws).await?;
-                    out.insert(ws, resources);
-                }
-                Ok(out)
-            }
-            Holder::Server(r) => Ok(r.call(reqwest::Method::GET, "/state", None).await?),
-        }
-    }
-
-    async fn drift(&self, workspace: &str) -> anyhow::Result<DriftReport> {
-        match self {
-            Holder::Here(engine) => Ok(engine.drift(workspace).await?),
-            Holder::Server(r) => Ok(r
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/drift?workspace={workspace}"),
-                    None,
-                )
-                .await?),
-        }
-    }
+/// Where recorded state is read: this machine's state, or the server that holds the store.
+async fn holder(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
+    Ok(match &settings.remote {
+        Some(r) => Box::new(r.clone()),
+        None => Box::new(open_app(settings).await?),
+    })
 }
 
 /// The recorded workspaces (only `only` when given, which must be one of them) and their
 /// resources.
 async fn recorded(
-    holder: &Holder,
+    holder: &dyn Operations,
     only: Option<&String>,
 ) -> anyhow::Result<BTreeMap<String, Vec<Resource>>> {
-    let mut all = holder.all().await?;
+    let mut all = holder.state().await?;
     match only {
         None => Ok(all),
         Some(ws) => match all.remove(ws) {
             Some(resources) => Ok(BTreeMap::from([(ws.clone(), resources)])),
             None => {
-                let hint = engine::did_you_mean(ws, all.keys().map(String::as_str))
+                let hint = service::model::did_you_mean(ws, all.keys().map(String::as_str))
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 bail!(
@@ -87,8 +52,8 @@ async fn recorded(
 
 pub fn state(settings: &Settings, args: &StateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let holder = Holder::open(settings).await?;
-        let resources: Vec<Resource> = recorded(&holder, args.workspace.as_ref())
+        let holder = holder(settings).await?;
+        let resources: Vec<Resource> = recorded(holder.as_ref(), args.workspace.as_ref())
             .await?
             .into_values()
             .flatten()
@@ -126,7 +91,7 @@ pub fn state(settings: &Settings, args: &StateArgs) -> anyhow::Result<ExitCode> 
                         Ok(ExitCode::SUCCESS)
                     }
                     [] => {
-                        let hint = engine::did_you_mean(key, resources.iter().map(|r| r.key.as_str()))
+                        let hint = service::model::did_you_mean(key, resources.iter().map(|r| r.key.as_str()))
                             .map(|s| format!("; did you mean `{s}`?"))
                             .unwrap_or_default();
                         bail!(
@@ -146,9 +111,9 @@ pub fn state(settings: &Settings, args: &StateArgs) -> anyhow::Result<ExitCode> 
 
 pub fn drift(settings: &Settings, args: &DriftArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let holder = Holder::open(settings).await?;
+        let holder = holder(settings).await?;
         let mut reports = Vec::new();
-        for ws in recorded(&holder, args.workspace.as_ref()).await?.keys() {
+        for ws in recorded(holder.as_ref(), args.workspace.as_ref()).await?.keys() {
             reports.push(holder.drift(ws).await?);
         }
         let drifted = reports.iter().any(|r| !r.items.is_empty());
