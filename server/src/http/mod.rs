@@ -64,7 +64,7 @@ pub fn harden(router: axum::Router, edge: &Edge) -> axum::Router {
 /// Every request gets an id (`rq-…`, returned as `x-request-id`) and a span carrying it with the
 /// method, path and, once authenticated, the caller: the log lines of the tool calls, plans and
 /// workflows it starts are tied to it, and to the audit entries that name the same plan or
-/// workflow. Finished requests are logged at debug, server errors at warn.
+/// workflow. Finished requests are logged at debug, server errors at warn (not 503: shed load).
 async fn trace_request(mut request: Request, next: Next) -> Response {
     use std::sync::atomic::{AtomicU64, Ordering};
     use tracing::Instrument;
@@ -89,7 +89,9 @@ async fn trace_request(mut request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let ms = started.elapsed().as_millis();
     span.in_scope(|| {
-        if status >= 500 {
+        // 503 is load shed on purpose (every evaluation slot taken; the client is told to
+        // retry): at warn, a client flooding the server would flood its log as well.
+        if status >= 500 && status != 503 {
             tracing::warn!(status, ms, "answered");
         } else {
             tracing::debug!(status, ms, "answered");
