@@ -215,29 +215,25 @@ impl ProvisioningServer {
             ));
         }
         if let Some(workspace) = rest.strip_prefix("workspaces/") {
-            let known = self
-                .app
-                .workspaces()
-                .await
-                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-            if !known.iter().any(|w| w == workspace) {
-                return Err(not_found(
-                    uri,
-                    format!(
-                        "no workspace `{workspace}` has recorded state or workflows; workspaces: {}",
-                        if known.is_empty() {
-                            "none yet".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
+            // One read: the view lists every workspace along with the one asked for.
             let view = self
                 .app
                 .state(Some(workspace), None)
                 .await
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            if !view.workspaces.iter().any(|w| w == workspace) {
+                return Err(not_found(
+                    uri,
+                    format!(
+                        "no workspace `{workspace}` has recorded state or workflows; workspaces: {}",
+                        if view.workspaces.is_empty() {
+                            "none yet".to_string()
+                        } else {
+                            view.workspaces.join(", ")
+                        }
+                    ),
+                ));
+            }
             let resources: Vec<_> = view.resources.into_values().flatten().collect();
             return Ok(json_contents(
                 uri,

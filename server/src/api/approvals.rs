@@ -81,12 +81,7 @@ async fn approve(
     Path(id): Path<String>,
     Body(b): Body<CommentBody>,
 ) -> ApiResult<Response> {
-    let comment = b.comment.unwrap_or_default();
-    let mut response = json(ctx.decide(&caller, &id, true, &comment).await?);
-    response
-        .extensions_mut()
-        .insert(crate::http::Happened::ApprovalGranted);
-    Ok(response)
+    decided(&ctx, &caller, &id, b, true).await
 }
 
 /// Reject a request with a comment; final for that plan.
@@ -104,10 +99,22 @@ async fn reject(
     Path(id): Path<String>,
     Body(b): Body<CommentBody>,
 ) -> ApiResult<Response> {
-    let comment = b.comment.unwrap_or_default();
-    let mut response = json(ctx.decide(&caller, &id, false, &comment).await?);
-    response
-        .extensions_mut()
-        .insert(crate::http::Happened::ApprovalRejected);
+    decided(&ctx, &caller, &id, b, false).await
+}
+
+/// A person's decision on request `id`, answered with the request and marked for the metrics.
+async fn decided(
+    ctx: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: CommentBody,
+    approve: bool,
+) -> ApiResult<Response> {
+    let comment = body.comment.unwrap_or_default();
+    let mut response = json(ctx.decide(caller, id, approve, &comment).await?);
+    response.extensions_mut().insert(match approve {
+        true => crate::http::Happened::ApprovalGranted,
+        false => crate::http::Happened::ApprovalRejected,
+    });
     Ok(response)
 }
