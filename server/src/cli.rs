@@ -88,12 +88,13 @@ pub struct Global {
     )]
     pub eval_memory_mb: u64,
     /// Configs evaluated at once; further requests are answered "busy, retry" (each
-    /// evaluation is a sandboxed child process)
+    /// evaluation is a sandboxed child process). Default: one fewer than the cores, at least
+    /// one, so a core is left to answer everyone else while hostile configs burn theirs
     #[arg(
         long,
         global = true,
         env = "PROVISIONING_LIMITS_MAX_EVALS",
-        default_value_t = 4,
+        default_value_t = default_max_evals(),
         value_parser = clap::value_parser!(u16).range(1..=256),
         value_name = "N"
     )]
@@ -713,4 +714,9 @@ pub struct DoctorArgs {
     /// One JSON object per check
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--max-evals` by default: the sandbox's own default, as a flag value.
+fn default_max_evals() -> u16 {
+    u16::try_from(engine::sandbox::default_max_concurrent().min(256)).unwrap_or(256)
 }
