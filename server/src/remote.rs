@@ -108,7 +108,12 @@ impl Remote {
                 ))
             });
         }
-        let problem: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Err(self.refusal(status, &text))
+    }
+
+    /// A refusal's problem details as the engine error it stands for.
+    fn refusal(&self, status: u16, text: &str) -> ExecError {
+        let problem: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         let mut detail = problem["detail"]
             .as_str()
             .map(str::to_string)
@@ -118,7 +123,7 @@ impl Remote {
                 detail.push_str(&format!("\n  {r}"));
             }
         }
-        Err(match status {
+        match status {
             401 => ExecError::Remote(format!(
                 "the server at {} refused the token ({detail})",
                 self.shown
@@ -127,7 +132,7 @@ impl Remote {
             404 => ExecError::Remote(detail),
             409 | 422 => ExecError::Approval(detail),
             _ => ExecError::Remote(format!("the server answered {status}: {detail}")),
-        })
+        }
     }
 
     /// A streamed answer (server-sent events), read chunk by chunk.
@@ -173,6 +178,10 @@ impl Remote {
 impl service::Operations for Remote {
     fn now_ms(&self) -> u64 {
         engine::runtime::Clock::now_ms(&engine::runtime::SystemClock)
+    }
+
+    fn location(&self) -> Option<&str> {
+        Some(&self.shown)
     }
 
     async fn workflows(
@@ -306,4 +315,163 @@ impl service::Operations for Remote {
         .await?;
         Ok(())
     }
+
+    async fn plan(
+        &self,
+        checked: &service::Checked,
+        destroy: bool,
+    ) -> service::Result<service::PlanView> {
+        let source = knowledge::to_nickel(&checked.value).map_err(|e| {
+            service::Error::from(ExecError::Remote(format!("the config cannot be sent: {e}")))
+        })?;
+        let body = serde_json::json!({ "config": source, "destroy": destroy });
+        plan_view(
+            self.call(reqwest::Method::POST, "/plans", Some(body))
+                .await?,
+        )
+    }
+
+    async fn stored_plan(&self, id: &str) -> service::Result<service::PlanView> {
+        plan_view(
+            self.call(reqwest::Method::GET, &format!("/plans/{id}"), None)
+                .await?,
+        )
+    }
+
+    async fn preflight(
+        &self,
+        _caller: &service::Caller,
+        id: &str,
+    ) -> service::Result<service::Preflight> {
+        let auth: serde_json::Value = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/plans/{id}/authorize"),
+                None,
+            )
+            .await?;
+        let decision = serde_json::from_value(auth["authorization"].clone()).map_err(|e| {
+            service::Error::from(ExecError::Remote(format!(
+                "the server's decision is not one this CLI knows ({e}); are the versions the same?"
+            )))
+        })?;
+        Ok(service::Preflight {
+            decision,
+            request: serde_json::from_value(auth["request"].clone()).ok(),
+            principal: auth["principal"].as_str().unwrap_or("you").to_string(),
+        })
+    }
+
+    async fn start(&self, _caller: &service::Caller, id: &str) -> service::Result<service::Start> {
+        let path = format!("/plans/{id}/apply");
+        let (status, text) = self.send(reqwest::Method::POST, &path, None).await?;
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if status == 403
+            && let Ok(request) = serde_json::from_value(answer["approval_request"].clone())
+        {
+            return Ok(service::Start::NeedsApproval {
+                message: answer["detail"].as_str().unwrap_or_default().to_string(),
+                request: Box::new(request),
+            });
+        }
+        if !(200..300).contains(&status) {
+            return Err(self.refusal(status, &text).into());
+        }
+        let Some(workflow) = answer["workflow"].as_str() else {
+            // Nothing to change after all (someone else applied the same thing meanwhile).
+            return Ok(service::Start::NoChanges {
+                plan: id.to_string(),
+            });
+        };
+        let steps = service::Operations::workflow(self, workflow)
+            .await?
+            .steps
+            .len();
+        Ok(service::Start::Started {
+            workflow: workflow.to_string(),
+            steps,
+        })
+    }
+
+    async fn finish(
+        &self,
+        workflow: &str,
+        events: service::Events,
+    ) -> service::Result<service::model::RunOutcome> {
+        // Checkpointed steps survive the server: say how to continue when it goes away.
+        let gone = |e: &dyn std::fmt::Display| {
+            service::Error::from(ExecError::Remote(format!(
+                "the server at {} stopped answering while workflow {workflow} ran ({e}); once it runs again, `provisioning resume {workflow}` continues from the last checkpoint",
+                self.shown
+            )))
+        };
+        let mut stream = self
+            .stream(&format!("/workflows/{workflow}/events"))
+            .await?;
+        let mut buffer = String::new();
+        'events: while let Some(chunk) = stream.chunk().await.map_err(|e| gone(&e))? {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let message: String = buffer.drain(..end + 2).collect();
+                let data: String = message
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                // The server redacts what it streams.
+                let Ok(event) = serde_json::from_str::<service::model::Event>(&data) else {
+                    continue;
+                };
+                let finished = event.kind == service::model::EventKind::WorkflowFinished;
+                if events.send(event).is_err() || finished {
+                    break 'events;
+                }
+            }
+        }
+        let after = service::Operations::workflow(self, workflow)
+            .await
+            .map_err(|e| gone(&e))?;
+        Ok(service::model::RunOutcome::of(
+            &after.workflow,
+            &after.steps,
+        ))
+    }
+
+    async fn continue_to_end(
+        &self,
+        _caller: &service::Caller,
+        id: &str,
+        rollback: bool,
+        events: service::Events,
+    ) -> service::Result<service::model::RunOutcome> {
+        let action = if rollback { "rollback" } else { "resume" };
+        let answer: serde_json::Value = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/workflows/{id}/{action}"),
+                None,
+            )
+            .await?;
+        // Finished within the request: the outcome itself.
+        if let Ok(outcome) = serde_json::from_value(answer.clone()) {
+            return Ok(outcome);
+        }
+        let workflow = answer["workflow"].as_str().unwrap_or(id).to_string();
+        service::Operations::finish(self, &workflow, events).await
+    }
+}
+
+/// A plan as the server sends it: the plan's fields and its rendered diff.
+fn plan_view(mut v: serde_json::Value) -> service::Result<service::PlanView> {
+    let rendered = v
+        .as_object_mut()
+        .and_then(|o| o.remove("rendered"))
+        .and_then(|r| r.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let plan = serde_json::from_value(v).map_err(|e| {
+        service::Error::from(ExecError::Remote(format!(
+            "the server's plan is not what this CLI expects ({e}); are the versions the same?"
+        )))
+    })?;
+    Ok(service::PlanView { plan, rendered })
 }

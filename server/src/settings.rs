@@ -30,7 +30,7 @@ pub struct Settings {
     /// Resolves the config file's secret references; its redactor knows every secret value.
     pub secrets: Secrets,
     /// The OpenAI-compatible drafter, when a base URL and a model are configured.
-    pub openai: Option<tools::openai::OpenAiSettings>,
+    pub openai: Option<drafter::openai::OpenAiSettings>,
     /// `[state]` credentials for a SurrealDB server (references, resolved when it is opened).
     pub state_user: Option<SecretRef>,
     pub state_password: Option<SecretRef>,
@@ -417,8 +417,8 @@ impl Settings {
 fn openai_settings(
     file: &ConfigFile,
     reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
-) -> anyhow::Result<Option<tools::openai::OpenAiSettings>> {
-    use tools::openai::{
+) -> anyhow::Result<Option<drafter::openai::OpenAiSettings>> {
+    use drafter::openai::{
         DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOTAL_TOKENS, DEFAULT_TIMEOUT, OpenAiSettings,
     };
     let section = file.drafter.openai.clone().unwrap_or_default();

@@ -23,8 +23,10 @@ pub use app::{App, ValidateError};
 /// The records and values the use cases speak in, for adapters to format: the engine's types,
 /// named here so that an adapter depends on this layer alone.
 pub mod model {
+    pub use engine::Config;
+    pub use engine::authz::plan_action;
     pub use engine::did_you_mean;
-    pub use engine::exec::{DriftItem, DriftKind, DriftReport, RunOutcome};
+    pub use engine::exec::{DriftItem, DriftKind, DriftReport, RunOutcome, gated_message};
     pub use engine::plan::Plan;
     pub use engine::runtime::utc;
     pub use engine::secrets::{Redactor, SecretRef, SecretSource, Secrets};
@@ -32,13 +34,14 @@ pub mod model {
         ApprovalRequest, Event, EventKind, Resource, StepRecord, StepStatus, WorkflowRecord,
         WorkflowStatus,
     };
+    pub use policies::{Decision, PolicyRef};
 }
 pub use approvals::{ApprovalView, MAX_COMMENT_BYTES};
 pub use audit::AuditCheck;
 pub use docs::{BUILDING_NOTICE, Docs, DocsInit, KeywordInit};
 pub use engine::authz::Caller;
 pub use error::{Error, ErrorKind, Result};
-pub use operations::Operations;
+pub use operations::{Checked, Events, Operations, PlanView, Preflight};
 pub use plans::{Planned, Start};
 pub use policy::WouldDecide;
 pub use state::StateView;

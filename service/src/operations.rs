@@ -5,18 +5,51 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use engine::exec::DriftReport;
-use engine::state::{Resource, WorkflowRecord};
+use engine::exec::{DriftReport, RunOutcome};
+use engine::plan::Plan;
+use engine::state::{Event, EventKind, Resource, WorkflowRecord};
 
 use policies::audit::AuditEntry;
-use policies::{ApprovalRequest, ApprovalStatus};
+use policies::{ApprovalRequest, ApprovalStatus, Decision};
 
-use crate::{App, ApprovalView, AuditCheck, Caller, Result, WorkflowView};
+use crate::{App, ApprovalView, AuditCheck, Caller, Result, Start, WorkflowView};
+
+/// A config the command line validated on its own side (where its imports are read): the typed
+/// config, and the exported value a server validates again.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub config: engine::Config,
+    pub value: serde_json::Value,
+}
+
+/// A stored plan with its rendered diff.
+#[derive(Debug, Clone)]
+pub struct PlanView {
+    pub plan: Plan,
+    pub rendered: String,
+}
+
+/// What policy would decide, now, about applying a stored plan.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    pub decision: Decision,
+    /// The open approval request when the plan is gated (made, or the one already waiting).
+    pub request: Option<ApprovalRequest>,
+    /// Who asked, as the deciding side knows them.
+    pub principal: String,
+}
+
+/// Where a workflow's events go while a command waits for its end.
+pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
 
 #[async_trait]
 pub trait Operations: Send + Sync {
     /// Now, in milliseconds since the Unix epoch, by the clock the records were written with.
     fn now_ms(&self) -> u64;
+    /// Where the answers come from, for people: a server's address, `None` for this machine.
+    fn location(&self) -> Option<&str> {
+        None
+    }
     /// The newest `limit` workflows, newest first.
     async fn workflows(&self, limit: usize) -> Result<Vec<WorkflowRecord>>;
     /// One workflow with its steps and latest events.
@@ -47,6 +80,67 @@ pub trait Operations: Send + Sync {
         approve: bool,
         comment: &str,
     ) -> Result<ApprovalRequest>;
+    /// Plans a config checked on this side against the recorded state (`destroy`: removing
+    /// what its workspace holds); a server validates it again.
+    async fn plan(&self, checked: &Checked, destroy: bool) -> Result<PlanView>;
+    /// A stored plan.
+    async fn stored_plan(&self, id: &str) -> Result<PlanView>;
+    /// What policy would decide, now, if `caller` applied plan `id`.
+    async fn preflight(&self, caller: &Caller, id: &str) -> Result<Preflight>;
+    /// Starts plan `id` as `caller`.
+    async fn start(&self, caller: &Caller, id: &str) -> Result<Start>;
+    /// Waits for a started workflow's end, sending its events (redacted) as they happen: in
+    /// this process the engine runs it here; a server runs it there and this follows it.
+    async fn finish(&self, workflow: &str, events: Events) -> Result<RunOutcome>;
+    /// Continues workflow `id` (`rollback` false) or rolls it back, as `caller`, to its end,
+    /// sending its events as they happen.
+    async fn continue_to_end(
+        &self,
+        caller: &Caller,
+        id: &str,
+        rollback: bool,
+        events: Events,
+    ) -> Result<RunOutcome>;
+}
+
+impl App {
+    /// Forwards this workflow's events (redacted: step errors quote provider text) to `events`
+    /// until it finishes or the receiver is gone.
+    fn forward(&self, workflow: &str, events: Events) -> tokio::task::JoinHandle<()> {
+        let mut live = self.engine.subscribe();
+        let redactor = self.engine.redactor.clone();
+        let workflow = workflow.to_string();
+        tokio::spawn(async move {
+            while let Ok(mut event) = live.recv().await {
+                if event.workflow != workflow {
+                    continue;
+                }
+                let finished = event.kind == EventKind::WorkflowFinished;
+                event.message = redactor.redact(&event.message).into_owned();
+                if events.send(event).is_err() || finished {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Runs `run` while forwarding the workflow's events; waits for the last one on success.
+    async fn with_events(
+        &self,
+        workflow: &str,
+        events: Events,
+        run: impl std::future::Future<Output = Result<RunOutcome>>,
+    ) -> Result<RunOutcome> {
+        let forward = self.forward(workflow, events);
+        let outcome = run.await;
+        match &outcome {
+            Ok(_) => {
+                let _ = forward.await;
+            }
+            Err(_) => forward.abort(),
+        }
+        outcome
+    }
 }
 
 #[async_trait]
@@ -103,5 +197,58 @@ impl Operations for App {
         comment: &str,
     ) -> Result<ApprovalRequest> {
         App::decide(self, caller, id, approve, comment).await
+    }
+
+    async fn plan(&self, checked: &Checked, destroy: bool) -> Result<PlanView> {
+        self.writable()?;
+        let plan = match destroy {
+            true => self.engine.plan_destroy(&checked.config).await?,
+            false => self.engine.plan(&checked.config).await?,
+        };
+        let rendered = plan.render();
+        Ok(PlanView { plan, rendered })
+    }
+
+    async fn stored_plan(&self, id: &str) -> Result<PlanView> {
+        let plan = App::load_plan(self, id).await?;
+        let rendered = plan.render();
+        Ok(PlanView { plan, rendered })
+    }
+
+    async fn preflight(&self, caller: &Caller, id: &str) -> Result<Preflight> {
+        let (_, auth) = App::preflight(self, caller, id).await?;
+        Ok(Preflight {
+            decision: auth.decision,
+            request: auth.request,
+            principal: caller.principal.clone(),
+        })
+    }
+
+    async fn start(&self, caller: &Caller, id: &str) -> Result<Start> {
+        App::start(self, caller, id).await
+    }
+
+    async fn finish(&self, workflow: &str, events: Events) -> Result<RunOutcome> {
+        self.with_events(workflow, events, App::run(self, workflow))
+            .await
+    }
+
+    async fn continue_to_end(
+        &self,
+        caller: &Caller,
+        id: &str,
+        rollback: bool,
+        events: Events,
+    ) -> Result<RunOutcome> {
+        if rollback {
+            // The engine says why a rollback cannot happen before any event is awaited.
+            let workflow = self.engine.workflow(id).await?.id;
+            return self
+                .with_events(&workflow, events, App::rollback(self, caller, &workflow))
+                .await;
+        }
+        let (workflow, _) = App::resume(self, caller, id).await?;
+        self.with_events(&workflow.id, events, App::run(self, &workflow.id))
+            .await
     }
 }

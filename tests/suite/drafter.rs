@@ -1,13 +1,13 @@
-//! The built-in intent drafter against the intent fixtures in `tools/fixtures/intents/*.jsonl`:
+//! The built-in intent drafter against the intent fixtures in `drafter/fixtures/intents/*.jsonl`:
 //! every draft is a config the real binary validates, and the share of drafts that match the
 //! hand-written expectation exactly stays above a floor.
 
 use std::collections::BTreeSet;
 
+use drafter::{Answers, Draft, DraftError, draft, draft_with_answers};
 use libtest_mimic::Trial;
 use serde_json::Value;
 use tests::{root, run, scratch};
-use tools::draft::{Answers, Draft, DraftError, draft, draft_with_answers};
 
 /// Measured when the fixtures were last extended: 122 of 122 match (see the output of
 /// `drafter::exact_match_share`). The drafter is deterministic, so a miss is a regression; the
@@ -26,7 +26,7 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dir = root().join("tools/fixtures/intents");
+    let dir = root().join("drafter/fixtures/intents");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(Result::ok)

@@ -38,8 +38,9 @@ pub const READ_TOOLS: &[&str] = &[
 #[derive(Clone)]
 pub struct ProvisioningServer {
     pub(crate) app: Arc<App>,
-    /// The OpenAI-compatible drafter, when configured.
-    pub(crate) openai: Option<Arc<crate::openai::OpenAiDrafter>>,
+    /// The model `draft_config` uses when the client offers no sampling (an OpenAI-compatible
+    /// endpoint, chosen at the composition root), when configured.
+    pub(crate) openai: Option<Arc<dyn drafter::model::Model>>,
     tool_router: ToolRouter<ProvisioningServer>,
     /// The log level this session asked for (`logging/setLevel`).
     pub(crate) log: crate::logging::SessionLog,
@@ -75,8 +76,8 @@ impl ProvisioningServer {
         }
     }
 
-    /// Drafts with this OpenAI-compatible endpoint when the client offers no sampling.
-    pub fn with_openai(mut self, openai: Option<Arc<crate::openai::OpenAiDrafter>>) -> Self {
+    /// Drafts with this model when the client offers no sampling.
+    pub fn with_openai(mut self, openai: Option<Arc<dyn drafter::model::Model>>) -> Self {
         self.openai = openai;
         self
     }

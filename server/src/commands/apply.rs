@@ -1,113 +1,92 @@
 //! `provisioning apply FILE|--plan ID`, `provisioning destroy FILE`, `provisioning resume WF`,
-//! `provisioning rollback WF`: in this process, or through the server (see `through_server`).
+//! `provisioning rollback WF`: one code path over [`Operations`], answered in this process (the
+//! engine runs the workflow here) or by a server (this installation's local server on its
+//! socket, or `--server URL`: it runs the workflow and this follows its events). Either way the
+//! config is validated on this side (its imports are read here), the plan is shown, policy is
+//! asked before the person, and the run is followed to its end.
 
 use std::process::ExitCode;
 
-use engine::authz::{Caller, Decision};
-use engine::exec::{ApplyResult, Engine, ExecError, gated_message};
-use engine::plan::Plan;
+use service::model::{Decision, Plan, PolicyRef, RunOutcome, plan_action};
+use service::{Caller, Checked, Events, Operations, PlanView, Start};
 
 use super::engine_setup::{
-    confirm_plan, load_checked, open_engine, outcome_code, print_outcome, runtime, spawn_progress,
+    Progress, confirm_plan, load_checked, open_app, outcome_code, print_outcome, runtime,
 };
-use super::through_server;
 use crate::Settings;
 use crate::cli::{ApplyArgs, DestroyArgs, WorkflowArgs};
 
+/// Where plans are made and run: this machine's state, or a running server.
+pub(super) async fn operations(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
+    Ok(match &settings.remote {
+        Some(r) => Box::new(r.clone()),
+        None => Box::new(open_app(settings).await?),
+    })
+}
+
+/// The config in `file`, checked here; `None` when it is invalid (its diagnostics are shown).
+pub(super) fn checked(
+    settings: &Settings,
+    file: &std::path::Path,
+) -> anyhow::Result<Option<Checked>> {
+    Ok(load_checked(settings, file)?.map(|(config, value)| Checked { config, value }))
+}
+
 pub fn apply(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.file {
-        Some(file) => match load_checked(settings, file)? {
+        Some(file) => match checked(settings, file)? {
             Some(config) => Some(config),
             None => return Ok(ExitCode::from(1)),
         },
         None => None,
     };
-    if let Some(r) = &settings.remote {
-        return runtime()?.block_on(async {
-            let planned = match (&config, &args.plan) {
-                (Some((_, value)), _) => through_server::plan(r, value, false).await?,
-                (None, Some(id)) => through_server::load_plan(r, id).await?,
-                (None, None) => anyhow::bail!("give a config file or --plan ID"),
-            };
-            through_server::run_plan(r, &planned, args.yes, args.json, "Apply").await
-        });
-    }
-    let config = config.map(|(config, _)| config);
     runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
-        let plan = match (&config, &args.plan) {
-            (Some(config), _) => engine.plan(config).await?,
-            (None, Some(id)) => engine.load_plan(id).await?,
+        let ops = operations(settings).await?;
+        let planned = match (&config, &args.plan) {
+            (Some(config), _) => ops.plan(config, false).await?,
+            (None, Some(id)) => ops.stored_plan(id).await?,
             (None, None) => anyhow::bail!("give a config file or --plan ID"),
         };
-        run_plan(
-            &engine,
-            &settings.local_caller(),
-            &plan,
-            args.yes,
-            args.json,
-            "Apply",
-        )
-        .await
+        let caller = settings.local_caller();
+        run_plan(&*ops, &caller, &planned, args.yes, args.json, "Apply").await
     })
 }
 
 pub fn destroy(settings: &Settings, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let Some((config, value)) = load_checked(settings, &args.file)? else {
+    let Some(config) = checked(settings, &args.file)? else {
         return Ok(ExitCode::from(1));
     };
-    if let Some(r) = &settings.remote {
-        return runtime()?.block_on(async {
-            let planned = through_server::plan(r, &value, true).await?;
-            through_server::run_plan(r, &planned, args.yes, args.json, "Destroy").await
-        });
-    }
     runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
-        let plan = engine.plan_destroy(&config).await?;
-        run_plan(
-            &engine,
-            &settings.local_caller(),
-            &plan,
-            args.yes,
-            args.json,
-            "Destroy",
-        )
-        .await
+        let ops = operations(settings).await?;
+        let planned = ops.plan(&config, true).await?;
+        let caller = settings.local_caller();
+        run_plan(&*ops, &caller, &planned, args.yes, args.json, "Destroy").await
     })
 }
 
+/// Show the plan, ask policy, then the person, then run it and follow it to the end.
 async fn run_plan(
-    engine: &Engine,
+    ops: &dyn Operations,
     caller: &Caller,
-    plan: &Plan,
+    planned: &PlanView,
     yes: bool,
     json: bool,
     verb: &str,
 ) -> anyhow::Result<ExitCode> {
+    let plan = &planned.plan;
     if !json {
-        print!("{}", plan.render());
+        print!("{}", planned.rendered);
     }
     if plan.is_noop() {
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&ApplyResult::NoChanges {
-                    plan: plan.id.clone()
-                })?
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        return no_changes(plan, json);
     }
     // Ask policy before asking the person: a gated or denied plan needs no confirmation.
-    let auth = engine.preflight(plan, caller).await?;
-    match &auth.decision {
+    let preflight = ops.preflight(caller, &plan.id).await?;
+    match &preflight.decision {
         Decision::Allow { .. } => {}
-        Decision::Deny { reasons } => {
-            return denied(plan, &caller.principal, reasons, json);
-        }
+        Decision::Deny { reasons } => return denied(plan, &preflight.principal, reasons, json),
         Decision::NeedsApproval { .. } => {
-            if let Some(request) = &auth.request {
+            if let Some(request) = &preflight.request {
                 return gated(plan, request, json);
             }
         }
@@ -115,21 +94,54 @@ async fn run_plan(
     if !confirm_plan(plan, verb, yes)? {
         return Ok(ExitCode::from(1));
     }
-    let started = match engine.start(&plan.id, caller).await {
-        Ok(ApplyResult::Ran(started)) => started,
-        Ok(ApplyResult::NoChanges { .. }) => return Ok(ExitCode::SUCCESS),
-        Err(ExecError::NeedsApproval { request, .. }) => return gated(plan, &request, json),
-        Err(err) => return Err(err.into()),
+    let (workflow, steps) = match ops.start(caller, &plan.id).await? {
+        Start::Started { workflow, steps } => (workflow, steps),
+        // Nothing to change after all (someone else applied the same thing meanwhile).
+        Start::NoChanges { .. } => return no_changes(plan, json),
+        Start::NeedsApproval { request, .. } => return gated(plan, &request, json),
     };
     eprintln!(
-        "Workflow {} started ({} steps).",
-        started.workflow, started.not_started
+        "Workflow {workflow} started ({steps} steps){}.",
+        ops.location()
+            .map(|at| format!(" in the server at {at}"))
+            .unwrap_or_default()
     );
-    let progress = spawn_progress(engine, started.not_started);
-    let outcome = engine.run(&started.workflow).await?;
-    let _ = progress.await;
+    let outcome = with_progress(steps, |events| ops.finish(&workflow, events)).await?;
     print_outcome(&outcome, json)?;
     Ok(outcome_code(&outcome))
+}
+
+/// Prints a line to stderr for each of the workflow's events while `run` waits for its end.
+async fn with_progress<'a, F>(
+    steps: usize,
+    run: impl FnOnce(Events) -> F,
+) -> service::Result<RunOutcome>
+where
+    F: std::future::Future<Output = service::Result<RunOutcome>> + 'a,
+{
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut progress = Progress::new(steps);
+        while let Some(event) = received.recv().await {
+            let (line, finished) = progress.line(&event);
+            eprintln!("{line}");
+            if finished {
+                break;
+            }
+        }
+    });
+    // The sender goes with `run`: when it ends, the printer has every event it sent.
+    let outcome = run(events).await;
+    let _ = printer.await;
+    outcome
+}
+
+fn no_changes(plan: &Plan, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let out = serde_json::json!({ "result": "no_changes", "plan": plan.id });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code when a plan waits for approval.
@@ -137,24 +149,23 @@ pub const EXIT_NEEDS_APPROVAL: u8 = 3;
 /// Exit code when policy denies a plan.
 pub const EXIT_DENIED: u8 = 4;
 
-pub(super) fn gated(
-    plan: &Plan,
-    request: &policies::ApprovalRequest,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+fn gated(plan: &Plan, request: &policies::ApprovalRequest, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let out =
             serde_json::json!({ "result": "needs_approval", "plan": plan.id, "request": request });
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    eprintln!("Waiting for approval: {}.", gated_message(plan, request));
+    eprintln!(
+        "Waiting for approval: {}.",
+        service::model::gated_message(plan, request)
+    );
     Ok(ExitCode::from(EXIT_NEEDS_APPROVAL))
 }
 
-pub(super) fn denied(
+fn denied(
     plan: &Plan,
     principal: &str,
-    reasons: &[policies::PolicyRef],
+    reasons: &[PolicyRef],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     if json {
@@ -164,7 +175,7 @@ pub(super) fn denied(
     eprintln!(
         "Denied: {} may not {} plan {}. Nothing was changed.",
         principal,
-        engine::authz::plan_action(plan).as_str(),
+        plan_action(plan).as_str(),
         plan.id
     );
     for r in reasons {
@@ -174,54 +185,26 @@ pub(super) fn denied(
 }
 
 pub fn rollback(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
-    if let Some(r) = &settings.remote {
-        return runtime()?.block_on(through_server::workflow_action(
-            r,
-            &args.workflow,
-            "rollback",
-            args.json,
-        ));
-    }
-    runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
-        let (_, steps) = engine.status(&args.workflow).await?;
-        let progress = spawn_progress(&engine, steps.len());
-        let outcome = engine
-            .rollback(&args.workflow, &settings.local_caller())
-            .await;
-        let outcome = match outcome {
-            Ok(o) => {
-                let _ = progress.await;
-                o
-            }
-            Err(e) => {
-                progress.abort();
-                return Err(e.into());
-            }
-        };
-        print_outcome(&outcome, args.json)?;
-        Ok(outcome_code(&outcome))
-    })
+    continue_to_end(settings, args, true)
 }
 
 pub fn resume(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {
-    if let Some(r) = &settings.remote {
-        return runtime()?.block_on(through_server::workflow_action(
-            r,
-            &args.workflow,
-            "resume",
-            args.json,
-        ));
-    }
+    continue_to_end(settings, args, false)
+}
+
+fn continue_to_end(
+    settings: &Settings,
+    args: &WorkflowArgs,
+    rollback: bool,
+) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
-        let wf = engine
-            .authorize_resume(&args.workflow, &settings.local_caller())
-            .await?;
-        let (_, steps) = engine.status(&wf.id).await?;
-        let progress = spawn_progress(&engine, steps.len());
-        let outcome = engine.run(&wf.id).await?;
-        let _ = progress.await;
+        let ops = operations(settings).await?;
+        let steps = ops.workflow(&args.workflow).await?.steps.len();
+        let caller = settings.local_caller();
+        let outcome = with_progress(steps, |events| {
+            ops.continue_to_end(&caller, &args.workflow, rollback, events)
+        })
+        .await?;
         print_outcome(&outcome, args.json)?;
         Ok(outcome_code(&outcome))
     })

@@ -58,7 +58,7 @@ pub fn store_location(settings: &Settings) -> anyhow::Result<StoreLocation> {
         if let Some(p) = pass {
             redactor.register(p);
         }
-        tools::openai::display_url(url, Some(&settings.secrets));
+        drafter::openai::display_url(url, Some(&settings.secrets));
     }
     Ok(location)
 }
@@ -250,23 +250,6 @@ impl Progress {
         };
         (line, false)
     }
-}
-
-/// Prints each step's progress to stderr as it happens, until the workflow finishes.
-pub fn spawn_progress(engine: &Engine, total: usize) -> tokio::task::JoinHandle<()> {
-    let mut events = engine.subscribe();
-    let redactor = engine.redactor.clone();
-    tokio::spawn(async move {
-        let mut progress = Progress::new(total);
-        while let Ok(event) = events.recv().await {
-            let (line, finished) = progress.line(&event);
-            // Step errors quote provider text.
-            eprintln!("{}", redactor.redact(&line));
-            if finished {
-                break;
-            }
-        }
-    })
 }
 
 /// Exit code for a finished run: 0 only when it succeeded.

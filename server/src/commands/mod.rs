@@ -17,7 +17,6 @@ pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod status;
-mod through_server;
 pub mod token;
 pub mod validate;
 

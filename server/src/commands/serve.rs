@@ -12,16 +12,17 @@ use anyhow::Context as _;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use drafter::openai::OpenAiDrafter;
 use engine::authz::Caller;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use service::App;
 use tools::ProvisioningServer;
-use tools::openai::OpenAiDrafter;
 
-/// The OpenAI-compatible drafter every MCP session gets, when one is configured.
-type Drafter = Option<Arc<OpenAiDrafter>>;
+/// The model `draft_config` uses when a client offers no sampling: the OpenAI-compatible
+/// endpoint, when one is configured (chosen here, at the composition root).
+type Drafter = Option<Arc<dyn drafter::model::Model>>;
 
 use super::engine_setup::{open_engine_with, runtime};
 use crate::Settings;
@@ -71,7 +72,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 mfa: false,
             },
         };
-        let openai: Drafter = settings
+        let configured = settings
             .openai
             .clone()
             .map(|o| Arc::new(OpenAiDrafter::new(o, settings.secrets.clone())));
@@ -84,7 +85,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             docs: docs_source(settings, &args.docs),
             authz: Some(authz),
         });
-        if let Some(d) = &openai {
+        if let Some(d) = &configured {
             tracing::info!(
                 "draft_config uses the OpenAI-compatible endpoint at {} (model {}, at most {} tokens a call and {} a draft, {} s a call) when the client offers no sampling",
                 d.base_url(),
@@ -94,6 +95,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 d.settings().timeout.as_secs_f64()
             );
         }
+        let openai: Drafter = configured.map(|d| d as Arc<dyn drafter::model::Model>);
         // Build the docs index in the background: the first index embeds every chunk.
         {
             let ctx = ctx.clone();

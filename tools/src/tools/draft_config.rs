@@ -1,9 +1,10 @@
 //! `draft_config`: intent text → a Nickel config, validated, with a bounded repair loop.
 //!
 //! Drafters, in this order: MCP sampling through the client's own model when the client offers
-//! sampling; an OpenAI-compatible endpoint when one is configured ([`crate::openai`]);
-//! otherwise the built-in parser ([`crate::draft`]). A model's draft is validated and,
-//! while invalid, sent back with the structured diagnostics, at most [`MAX_ROUNDS`] times; if it
+//! sampling; an OpenAI-compatible endpoint when one is configured (chosen at the composition
+//! root: any [`Model`]); otherwise the built-in parser ([`drafter`]). A model's draft is
+//! validated and,
+//! while invalid, sent back with the structured diagnostics, at most [`drafter::model::MAX_ROUNDS`] times; if it
 //! still does not validate the built-in draft is returned with a notice. Values the built-in
 //! drafter will not guess (provider, zone, size, owner) are asked through MCP elicitation when
 //! the client supports it, else returned as questions. Elicitation never asks for secrets and
@@ -26,12 +27,12 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use drafter::model::{Check, Model, Speaker, TokenBudget, Verdict, draft_with_model};
+use drafter::{self as draft, Answers, Draft};
+
 use super::{Fence, Untrusted, value};
 use crate::ProvisioningServer;
-use crate::draft::{self, Answers, Draft};
 
-/// Model drafts tried (the first plus repairs) before falling back to the built-in drafter.
-pub const MAX_ROUNDS: usize = 3;
 /// Most questions asked in one elicitation form.
 const MAX_ELICITED: usize = 6;
 /// Most tokens asked of the client's model per round.
@@ -157,17 +158,18 @@ impl ProvisioningServer {
                     .into(),
             );
         }
-        let backend = match choice {
+        let client = Sampling(&rc);
+        let model: Option<&dyn Model> = match choice {
             Choice::BuiltIn => None,
-            Choice::Sampling => Some(Backend::Sampling(&rc)),
-            Choice::OpenAi => openai.map(Backend::OpenAi),
-            Choice::Auto if sampling => Some(Backend::Sampling(&rc)),
-            Choice::Auto => openai.map(Backend::OpenAi),
+            Choice::Sampling => Some(&client),
+            Choice::OpenAi => openai,
+            Choice::Auto if sampling => Some(&client),
+            Choice::Auto => openai,
         };
-        if let Some(backend) = backend {
-            let name = backend.name();
+        if let Some(model) = model {
+            let name = model.name();
             match self
-                .model_draft(backend, &input.intent, &input.answers, catalog)
+                .model_draft(model, &input.intent, &input.answers, catalog)
                 .await
             {
                 Ok(out) => return Ok(Json(out)),
@@ -238,10 +240,10 @@ impl ProvisioningServer {
     }
 
     /// A model drafts (the client's through sampling, or an OpenAI-compatible endpoint);
-    /// invalid drafts go back with their diagnostics, at most [`MAX_ROUNDS`] rounds.
+    /// invalid drafts go back with their diagnostics, at most [`drafter::model::MAX_ROUNDS`] rounds.
     async fn model_draft(
         &self,
-        backend: Backend<'_>,
+        model: &dyn Model,
         intent: &str,
         answers: &BTreeMap<String, String>,
         catalog: &knowledge::Catalog,
@@ -276,103 +278,103 @@ impl ProvisioningServer {
                 serde_json::to_string(answers).unwrap_or_default()
             ));
         }
-        let mut turns: Vec<(&str, String)> = vec![("user", user)];
         // One fence for this call: retrieved docs in the system prompt, diagnostics in repairs.
         let fence = Fence::random();
         let system = system_prompt(catalog, &docs, &fence);
-        let mut last = String::new();
-        let mut budget = crate::openai::TokenBudget::default();
-        for round in 1..=MAX_ROUNDS {
-            let text = backend.complete(&system, &turns, &mut budget).await?;
-            let nickel = extract_nickel(&text);
-            let v = self.app.validate(nickel.clone()).await?;
-            if v.is_valid() {
-                return Ok(DraftOutput {
-                    valid: true,
-                    diagnostics: serde_json::json!([]),
-                    config: v.value.clone(),
-                    nickel,
-                    drafter: backend.name().into(),
-                    rounds: round,
-                    assumptions: serde_json::json!([]),
-                    questions: Vec::new(),
-                    elicited: BTreeMap::new(),
-                    warnings: Vec::new(),
-                    notices: Vec::new(),
-                });
-            }
-            last = v
-                .diagnostics
-                .iter()
-                .map(|d| d.message.clone())
-                .take(3)
-                .collect::<Vec<_>>()
-                .join("; ");
-            turns.push(("assistant", text));
-            // The diagnostics quote the reply's own text: data, fenced like any other.
-            turns.push(("user", format!(
-                "That config does not validate. The diagnostics follow as data (JSON, each with a field path, what is expected and a suggestion). {}\n{}\nReply with the corrected config only, in one ```nickel block.",
-                fence.rule(),
-                fence.wrap(
-                    "validator:diagnostics",
-                    &serde_json::to_string(&v.diagnostics).unwrap_or_default()
-                )
-            )));
-        }
-        Err(format!("still invalid after {MAX_ROUNDS} rounds: {last}"))
+        let check = Validates {
+            server: self,
+            fence: &fence,
+        };
+        let d = draft_with_model(model, &check, &system, user).await?;
+        Ok(DraftOutput {
+            valid: true,
+            diagnostics: serde_json::json!([]),
+            config: d.value,
+            nickel: d.nickel,
+            drafter: model.name().into(),
+            rounds: d.rounds,
+            assumptions: serde_json::json!([]),
+            questions: Vec::new(),
+            elicited: BTreeMap::new(),
+            warnings: Vec::new(),
+            notices: Vec::new(),
+        })
     }
 }
 
-/// Where a model draft comes from.
-enum Backend<'a> {
-    Sampling(&'a RequestContext<RoleServer>),
-    OpenAi(&'a crate::openai::OpenAiDrafter),
+/// The repair loop's validator: the sandboxed validation every config gets.
+struct Validates<'a> {
+    server: &'a ProvisioningServer,
+    fence: &'a Fence,
 }
 
-impl Backend<'_> {
+#[async_trait::async_trait]
+impl Check for Validates<'_> {
+    async fn check(&self, nickel: String) -> Result<Verdict, String> {
+        let v = self.server.app.validate(nickel).await?;
+        let summary = v
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("; ");
+        // The diagnostics quote the reply's own text: data, fenced like any other.
+        let repair = format!(
+            "That config does not validate. The diagnostics follow as data (JSON, each with a field path, what is expected and a suggestion). {}\n{}\nReply with the corrected config only, in one ```nickel block.",
+            self.fence.rule(),
+            self.fence.wrap(
+                "validator:diagnostics",
+                &serde_json::to_string(&v.diagnostics).unwrap_or_default()
+            )
+        );
+        Ok(Verdict {
+            valid: v.is_valid(),
+            value: v.value.clone(),
+            repair,
+            summary,
+        })
+    }
+}
+
+/// The MCP client's own model, through sampling.
+struct Sampling<'a>(&'a RequestContext<RoleServer>);
+
+#[async_trait::async_trait]
+impl Model for Sampling<'_> {
     fn name(&self) -> &'static str {
-        match self {
-            Backend::Sampling(_) => "sampling",
-            Backend::OpenAi(_) => "openai",
-        }
+        "sampling"
     }
 
     async fn complete(
         &self,
         system: &str,
-        turns: &[(&str, String)],
-        budget: &mut crate::openai::TokenBudget,
+        turns: &[(Speaker, String)],
+        _budget: &mut TokenBudget,
     ) -> Result<String, String> {
-        match self {
-            Backend::OpenAi(d) => d.complete(system, turns, budget).await,
-            Backend::Sampling(rc) => {
-                let messages = turns
-                    .iter()
-                    .map(|(role, text)| {
-                        if *role == "assistant" {
-                            SamplingMessage::new(
-                                Role::Assistant,
-                                rmcp::model::SamplingMessageContentBlock::text(text.clone()),
-                            )
-                        } else {
-                            SamplingMessage::user_text(text.clone())
-                        }
-                    })
-                    .collect();
-                let reply = rc
-                    .peer
-                    .create_message(sampling_params(messages, system.to_string()))
-                    .await
-                    .map_err(|e| format!("sampling failed: {e}"))?;
-                Ok(reply
-                    .message
-                    .content
-                    .first()
-                    .and_then(|c| c.as_text())
-                    .map(|t| t.text.clone())
-                    .unwrap_or_default())
-            }
-        }
+        let messages = turns
+            .iter()
+            .map(|(speaker, text)| match speaker {
+                Speaker::Assistant => SamplingMessage::new(
+                    Role::Assistant,
+                    rmcp::model::SamplingMessageContentBlock::text(text.clone()),
+                ),
+                Speaker::User => SamplingMessage::user_text(text.clone()),
+            })
+            .collect();
+        let reply = self
+            .0
+            .peer
+            .create_message(sampling_params(messages, system.to_string()))
+            .await
+            .map_err(|e| format!("sampling failed: {e}"))?;
+        Ok(reply
+            .message
+            .content
+            .first()
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .unwrap_or_default())
     }
 }
 
@@ -427,19 +429,6 @@ fn system_prompt(catalog: &knowledge::Catalog, docs: &[Untrusted], fence: &Fence
         }
     }
     s
-}
-
-/// The first fenced block of a reply (```nickel or plain ```), else the whole reply.
-pub(crate) fn extract_nickel(reply: &str) -> String {
-    let Some(start) = reply.find("```") else {
-        return reply.trim().to_string();
-    };
-    let after = &reply[start + 3..];
-    let body = after.split_once('\n').map(|(_, b)| b).unwrap_or("");
-    match body.find("```") {
-        Some(end) => body[..end].trim().to_string(),
-        None => body.trim().to_string(),
-    }
 }
 
 /// Asks the user the draft's questions in one form. Returns the accepted answers; an error
@@ -504,7 +493,7 @@ async fn elicit(
 fn accepted_answers(
     schema: &ElicitationSchema,
     content: &serde_json::Value,
-    questions: &[&crate::draft::Question],
+    questions: &[&drafter::Question],
     notices: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
     let mut refused = std::collections::BTreeSet::new();
@@ -558,18 +547,19 @@ fn accepted_answers(
 
 #[cfg(test)]
 mod tests {
-    use super::{Fence, Untrusted, extract_nickel, system_prompt};
+    use super::{Fence, Untrusted, system_prompt};
+    use drafter::model::extract_nickel;
 
     #[test]
     fn elicited_answers_outside_the_form_schema_are_refused_by_name() {
         use rmcp::model::{ElicitationSchema, EnumSchema, PrimitiveSchemaDefinition, StringSchema};
-        let zone = crate::draft::Question {
+        let zone = drafter::Question {
             field: "zone".into(),
             question: "Which zone?".into(),
             choices: vec!["hel1".into(), "fsn1".into()],
             assumed: "hel1".into(),
         };
-        let owner = crate::draft::Question {
+        let owner = drafter::Question {
             field: "owner".into(),
             question: "Who owns it?".into(),
             choices: Vec::new(),

@@ -1,6 +1,14 @@
-//! The built-in intent drafter: English text → a Provisioning config (Nickel source and the same
-//! value as JSON), deterministic, with every default it applied stated as an assumption and the
-//! values it would not guess returned as questions.
+//! Intent text → a Provisioning config draft, with no MCP in it. Two ways:
+//!
+//! - the **built-in drafter** (this module and those it names below): English text → a config
+//!   (Nickel source and the same value as JSON), deterministic, with every default it applied
+//!   stated as an assumption and the values it would not guess returned as questions;
+//! - a **model** ([`model::Model`]: the MCP client's own through sampling, implemented by the MCP
+//!   crate, or an OpenAI-compatible endpoint, [`openai`]) drafting and repairing in a bounded
+//!   loop ([`model::draft_with_model`]) against a validator the caller supplies
+//!   ([`model::Check`]). Which model, if any, is chosen at the composition root and per request.
+//!
+//! The built-in drafter:
 //!
 //! ```text
 //! text ─lexer─▶ words ─tagger─▶ counts, sizes, places, providers, taskservs, roles, cues
@@ -42,6 +50,8 @@
 mod assemble;
 mod groups;
 mod lexer;
+pub mod model;
+pub mod openai;
 mod phrases;
 mod placement;
 mod places;

@@ -602,7 +602,7 @@ fn count_at(words: &[String], i: usize) -> Option<(Kind, usize)> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use crate::draft::lexer::lex;
+    use crate::lexer::lex;
 
     fn tags(text: &str) -> Vec<Kind> {
         let c = Catalog::embedded().unwrap();

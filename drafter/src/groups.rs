@@ -419,7 +419,7 @@ fn clauses_with_all(tags: &[Tag], indices: &[usize]) -> Vec<usize> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::draft::{lexer::lex, places::Gazetteer, tagger::Lexicon};
+    use crate::{lexer::lex, places::Gazetteer, tagger::Lexicon};
     use knowledge::Catalog;
 
     fn intent(text: &str) -> Intent {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use service::model::{SecretRef, Secrets};
+use engine::secrets::{SecretRef, Secrets};
+
+use crate::model::{Model, Speaker, TokenBudget};
 
 /// Most tokens one completion may produce, unless configured.
 pub const DEFAULT_MAX_TOKENS: u32 = 2048;
@@ -33,12 +35,6 @@ pub struct OpenAiSettings {
     pub max_total_tokens: u64,
     /// Time limit of one call, retries included.
     pub timeout: Duration,
-}
-
-/// What one draft has spent.
-#[derive(Debug, Clone, Default)]
-pub struct TokenBudget {
-    pub spent: u64,
 }
 
 /// A configured endpoint.
@@ -115,14 +111,20 @@ impl OpenAiDrafter {
     pub fn settings(&self) -> &OpenAiSettings {
         &self.settings
     }
+}
 
-    /// One chat completion: the system prompt, then the conversation as (role, text) pairs
-    /// with role `user` or `assistant`. Returns the first choice's text. Refused once `budget`
-    /// holds the draft's whole allowance.
-    pub async fn complete(
+#[async_trait::async_trait]
+impl Model for OpenAiDrafter {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    /// One chat completion: the system prompt, then the conversation. Returns the first
+    /// choice's text. Refused once `budget` holds the draft's whole allowance.
+    async fn complete(
         &self,
         system: &str,
-        turns: &[(&str, String)],
+        turns: &[(Speaker, String)],
         budget: &mut TokenBudget,
     ) -> Result<String, String> {
         let s = &self.settings;
@@ -150,7 +152,7 @@ impl OpenAiDrafter {
         );
         let mut messages = vec![serde_json::json!({ "role": "system", "content": system })];
         for (role, text) in turns {
-            messages.push(serde_json::json!({ "role": role, "content": text }));
+            messages.push(serde_json::json!({ "role": role.role(), "content": text }));
         }
         let prompt_bytes: usize = system.len() + turns.iter().map(|(_, t)| t.len()).sum::<usize>();
         let max_tokens = u64::from(s.max_tokens).min(remaining);
@@ -198,7 +200,7 @@ impl OpenAiDrafter {
 mod tests {
     use std::sync::Arc;
 
-    use service::model::{Redactor, SecretSource, Secrets};
+    use engine::secrets::{Redactor, SecretSource, Secrets};
 
     use super::display_url;
 
