@@ -15,7 +15,7 @@ pub fn init(
     format: LogFormat,
     filter: Option<&str>,
     default: &str,
-    redactor: engine::secrets::Redactor,
+    redactor: service::model::Redactor,
 ) {
     let (filter, problem) =
         pick_filter(filter, crate::settings::var("RUST_LOG").as_deref(), default);
@@ -63,7 +63,7 @@ fn pick_filter(
 /// Standard error, with every known secret replaced in each formatted event.
 #[derive(Clone)]
 struct Redacting {
-    redactor: engine::secrets::Redactor,
+    redactor: service::model::Redactor,
 }
 
 impl<'a> MakeWriter<'a> for Redacting {
@@ -80,7 +80,7 @@ impl<'a> MakeWriter<'a> for Redacting {
 /// One event: collected whole (the formatter writes it in pieces), redacted and written in one
 /// call when dropped, so a secret split across pieces is still found.
 struct RedactingLine {
-    redactor: engine::secrets::Redactor,
+    redactor: service::model::Redactor,
     buf: Vec<u8>,
 }
 
@@ -102,7 +102,7 @@ impl Drop for RedactingLine {
 }
 
 /// Writes one collected event to `out`, redacted.
-fn emit(redactor: &engine::secrets::Redactor, event: &[u8], out: &mut dyn Write) {
+fn emit(redactor: &service::model::Redactor, event: &[u8], out: &mut dyn Write) {
     if event.is_empty() {
         return;
     }
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_secret_split_across_writes_is_redacted_in_the_line() {
-        let redactor = engine::secrets::Redactor::new();
+        let redactor = service::model::Redactor::new();
         redactor.register("hunter2-very-secret-token");
         let mut line = RedactingLine {
             redactor: redactor.clone(),

@@ -3,7 +3,6 @@
 //! server holds the embedded store, and from another machine. Refusals keep their meaning:
 //! the server's problem details become the same errors the local engine gives.
 
-use engine::exec::ExecError;
 use serde::de::DeserializeOwned;
 
 #[derive(Clone)]
@@ -74,7 +73,7 @@ impl Remote {
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<(u16, String), ExecError> {
+    ) -> service::Result<(u16, String)> {
         let mut req = self
             .http
             .request(method, format!("{}/api/v1{path}", self.base))
@@ -86,7 +85,7 @@ impl Remote {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            ExecError::Remote(format!("cannot reach the server at {}: {e}", self.shown))
+            service::Error::remote(format!("cannot reach the server at {}: {e}", self.shown))
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
@@ -99,11 +98,11 @@ impl Remote {
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<T, ExecError> {
+    ) -> service::Result<T> {
         let (status, text) = self.send(method, path, body).await?;
         if (200..300).contains(&status) {
             return serde_json::from_str(&text).map_err(|e| {
-                ExecError::Remote(format!(
+                service::Error::remote(format!(
                     "the server's answer to {path} is not what this CLI expects ({e}); are the versions the same?"
                 ))
             });
@@ -112,7 +111,7 @@ impl Remote {
     }
 
     /// A refusal's problem details as the engine error it stands for.
-    fn refusal(&self, status: u16, text: &str) -> ExecError {
+    fn refusal(&self, status: u16, text: &str) -> service::Error {
         let problem: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         let mut detail = problem["detail"]
             .as_str()
@@ -124,19 +123,25 @@ impl Remote {
             }
         }
         match status {
-            401 => ExecError::Remote(format!(
+            401 => service::Error::remote(format!(
                 "the server at {} refused the token ({detail})",
                 self.shown
             )),
-            403 => ExecError::NotAllowed(detail),
-            404 => ExecError::Remote(detail),
-            409 | 422 => ExecError::Approval(detail),
-            _ => ExecError::Remote(format!("the server answered {status}: {detail}")),
+            403 => service::Error::new(
+                service::ErrorKind::Forbidden,
+                "not allowed",
+                format!("not allowed: {detail}"),
+            ),
+            404 => service::Error::remote(detail),
+            409 | 422 => {
+                service::Error::new(service::ErrorKind::Conflict, "approval refused", detail)
+            }
+            _ => service::Error::remote(format!("the server answered {status}: {detail}")),
         }
     }
 
     /// A streamed answer (server-sent events), read chunk by chunk.
-    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, ExecError> {
+    pub async fn stream(&self, path: &str) -> service::Result<reqwest::Response> {
         let mut req = self
             .http
             .get(format!("{}/api/v1{path}", self.base))
@@ -146,12 +151,12 @@ impl Remote {
             req = req.bearer_auth(token);
         }
         let resp = req.send().await.map_err(|e| {
-            ExecError::Remote(format!("cannot reach the server at {}: {e}", self.shown))
+            service::Error::remote(format!("cannot reach the server at {}: {e}", self.shown))
         })?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
-            return Err(ExecError::Remote(format!(
+            return Err(service::Error::remote(format!(
                 "the server answered {status}: {}",
                 text.trim()
             )));
@@ -159,12 +164,12 @@ impl Remote {
         Ok(resp)
     }
 
-    pub async fn text(&self, path: &str) -> Result<String, ExecError> {
+    pub async fn text(&self, path: &str) -> service::Result<String> {
         let (status, text) = self.send(reqwest::Method::GET, path, None).await?;
         if (200..300).contains(&status) {
             Ok(text)
         } else {
-            Err(ExecError::Remote(format!(
+            Err(service::Error::remote(format!(
                 "the server answered {status}: {}",
                 text.trim()
             )))
@@ -177,7 +182,7 @@ impl Remote {
 #[async_trait::async_trait]
 impl service::Operations for Remote {
     fn now_ms(&self) -> u64 {
-        engine::runtime::Clock::now_ms(&engine::runtime::SystemClock)
+        service::model::now_ms()
     }
 
     fn location(&self) -> Option<&str> {
@@ -223,9 +228,7 @@ impl service::Operations for Remote {
             .call(reqwest::Method::GET, &format!("/approvals/{id}"), None)
             .await?;
         let unreadable = |e: serde_json::Error| {
-            service::Error::from(ExecError::Approval(format!(
-                "the server sent an unreadable request: {e}"
-            )))
+            service::Error::remote(format!("the server sent an unreadable request: {e}"))
         };
         let request: policies::ApprovalRequest =
             serde_json::from_value(v["request"].clone()).map_err(unreadable)?;
@@ -267,9 +270,9 @@ impl service::Operations for Remote {
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 serde_json::from_str(l).map_err(|e| {
-                    service::Error::from(ExecError::Remote(format!(
+                    service::Error::remote(format!(
                         "the server sent an unreadable audit entry: {e}"
-                    )))
+                    ))
                 })
             })
             .collect()
@@ -321,9 +324,8 @@ impl service::Operations for Remote {
         checked: &service::Checked,
         destroy: bool,
     ) -> service::Result<service::PlanView> {
-        let source = knowledge::to_nickel(&checked.value).map_err(|e| {
-            service::Error::from(ExecError::Remote(format!("the config cannot be sent: {e}")))
-        })?;
+        let source = knowledge::to_nickel(&checked.value)
+            .map_err(|e| service::Error::remote(format!("the config cannot be sent: {e}")))?;
         let body = serde_json::json!({ "config": source, "destroy": destroy });
         plan_view(
             self.call(reqwest::Method::POST, "/plans", Some(body))
@@ -351,9 +353,9 @@ impl service::Operations for Remote {
             )
             .await?;
         let decision = serde_json::from_value(auth["authorization"].clone()).map_err(|e| {
-            service::Error::from(ExecError::Remote(format!(
+            service::Error::remote(format!(
                 "the server's decision is not one this CLI knows ({e}); are the versions the same?"
-            )))
+            ))
         })?;
         Ok(service::Preflight {
             decision,
@@ -375,7 +377,7 @@ impl service::Operations for Remote {
             });
         }
         if !(200..300).contains(&status) {
-            return Err(self.refusal(status, &text).into());
+            return Err(self.refusal(status, &text));
         }
         let Some(workflow) = answer["workflow"].as_str() else {
             // Nothing to change after all (someone else applied the same thing meanwhile).
@@ -400,10 +402,10 @@ impl service::Operations for Remote {
     ) -> service::Result<service::model::RunOutcome> {
         // Checkpointed steps survive the server: say how to continue when it goes away.
         let gone = |e: &dyn std::fmt::Display| {
-            service::Error::from(ExecError::Remote(format!(
+            service::Error::remote(format!(
                 "the server at {} stopped answering while workflow {workflow} ran ({e}); once it runs again, `provisioning resume {workflow}` continues from the last checkpoint",
                 self.shown
-            )))
+            ))
         };
         let mut stream = self
             .stream(&format!("/workflows/{workflow}/events"))
@@ -469,9 +471,9 @@ fn plan_view(mut v: serde_json::Value) -> service::Result<service::PlanView> {
         .and_then(|r| r.as_str().map(str::to_string))
         .unwrap_or_default();
     let plan = serde_json::from_value(v).map_err(|e| {
-        service::Error::from(ExecError::Remote(format!(
+        service::Error::remote(format!(
             "the server's plan is not what this CLI expects ({e}); are the versions the same?"
-        )))
+        ))
     })?;
     Ok(service::PlanView { plan, rendered })
 }

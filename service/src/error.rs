@@ -54,6 +54,12 @@ impl Error {
         Error::new(ErrorKind::BadInput, "invalid input", message)
     }
 
+    /// A failure on the far side of a connection (a server that is not there, an answer this
+    /// side cannot read); the message says which.
+    pub fn remote(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Internal, "internal error", message)
+    }
+
     /// The refusal of a `--read-only` server.
     pub fn read_only() -> Error {
         Error::new(

@@ -23,12 +23,17 @@ pub use app::{App, ValidateError};
 /// The records and values the use cases speak in, for adapters to format: the engine's types,
 /// named here so that an adapter depends on this layer alone.
 pub mod model {
-    pub use engine::Config;
-    pub use engine::authz::plan_action;
+    pub use engine::authz::{account_name, plan_action};
     pub use engine::did_you_mean;
     pub use engine::exec::{DriftItem, DriftKind, DriftReport, RunOutcome, gated_message};
     pub use engine::plan::Plan;
     pub use engine::runtime::utc;
+    pub use engine::{Config, Diagnostic, Severity};
+
+    /// Now, in milliseconds since the Unix epoch, by the system clock.
+    pub fn now_ms() -> u64 {
+        engine::runtime::Clock::now_ms(&engine::runtime::SystemClock)
+    }
     pub use engine::secrets::{Redactor, SecretRef, SecretSource, Secrets};
     pub use engine::state::{
         ApprovalRequest, Event, EventKind, Resource, StepRecord, StepStatus, WorkflowRecord,

@@ -16,6 +16,9 @@ pub struct WouldDecide {
     pub decision: Decision,
     /// For a gated plan: how many approvals it takes.
     pub approvals_needed: Option<u32>,
+    /// The request Cedar is asked (principal, action, resource, facts), for people writing
+    /// policies; when the application holds the Cedar policy set.
+    pub request: Option<policies::AuthRequest>,
 }
 
 impl App {
@@ -25,6 +28,10 @@ impl App {
         let plan = self.engine.load_plan(id).await?;
         let authorizer = &self.engine.authorizer;
         let action = plan_action(&plan);
+        let request = self
+            .authz
+            .as_ref()
+            .map(|cedar| cedar.request(who, action, &plan, &ApprovalFacts::default()));
         let decision = authorizer.decide(who, action, &plan, &ApprovalFacts::default());
         let approvals_needed = match &decision {
             Decision::NeedsApproval { .. } => authorizer.approvals_needed(who, action, &plan),
@@ -35,6 +42,7 @@ impl App {
             action,
             decision,
             approvals_needed,
+            request,
         })
     }
 }

@@ -62,6 +62,13 @@ pub fn trials() -> Vec<Trial> {
                 Ok(())
             },
         ),
+        Trial::test(
+            "tidy::in_server_only_the_composition_root_names_engine_types",
+            || {
+                in_server_only_the_composition_root_names_engine_types();
+                Ok(())
+            },
+        ),
         Trial::test("tidy::the_circle_finder_reads_grouped_imports", || {
             let refs = crate_references(
                 "use crate::{chunk::Chunk, store::{A, B}, Error};\nlet x = crate::hybrid::f();",
@@ -70,6 +77,46 @@ pub fn trials() -> Vec<Trial> {
             Ok(())
         }),
     ]
+}
+
+/// Where `server` may name the engine: the binary's entry (the sandbox child and the process
+/// supervisor are engine entry points), settings and flags (limits, secret references), and the
+/// two places that choose implementations and build the application (`engine_setup.rs` for the
+/// command line, `serve.rs` for the server). Everything else (REST handlers, the HTTP layers,
+/// the remote client, the other commands) goes through `service`.
+const COMPOSITION_ROOT: [&str; 5] = [
+    "server/src/main.rs",
+    "server/src/settings.rs",
+    "server/src/cli.rs",
+    "server/src/commands/engine_setup.rs",
+    "server/src/commands/serve.rs",
+];
+
+fn in_server_only_the_composition_root_names_engine_types() {
+    let mut files = Vec::new();
+    rust_files(&root().join("server"), &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !COMPOSITION_ROOT.contains(&f.to_string_lossy().as_ref()))
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(root().join(f)).unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    let code = l.split("//").next().unwrap_or("");
+                    code.contains("engine::") || code.trim_start().starts_with("use engine")
+                })
+                .map(|(n, l)| format!("{}:{}: {}", f.display(), n + 1, l.trim()))
+                .collect();
+            (!lines.is_empty()).then(|| lines.join("\n"))
+        })
+        .collect();
+    assert!(
+        files.len() > 20 && offenders.is_empty(),
+        "server files outside the composition root ({COMPOSITION_ROOT:?}) name engine types; call a `service` use case and name records through `service::model`:\n{}",
+        offenders.join("\n")
+    );
 }
 
 /// The workspace's members, from the root Cargo.toml.

@@ -24,10 +24,9 @@ use axum::extract::{Extension, FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use engine::authz::Caller;
-use engine::exec::ExecError;
 use serde::{Deserialize, Serialize};
 use service::App;
+use service::Caller;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -110,18 +109,6 @@ impl From<service::Error> for ApiError {
             }
         };
         ApiError::new(status, e.title(), e.message())
-    }
-}
-
-impl From<ExecError> for ApiError {
-    fn from(e: ExecError) -> ApiError {
-        service::Error::from(e).into()
-    }
-}
-
-impl From<engine::state::StateError> for ApiError {
-    fn from(e: engine::state::StateError) -> ApiError {
-        service::Error::from(e).into()
     }
 }
 
@@ -231,7 +218,7 @@ const MAX_REDACTED_BODY: usize = 256 * 1024 * 1024;
 /// A layer for every REST response: the body with each secret the server knows replaced by
 /// `[redacted]`. Server-sent events pass through (each event is redacted where it is made).
 pub async fn redact_responses(
-    State(redactor): State<engine::secrets::Redactor>,
+    State(redactor): State<service::model::Redactor>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -353,10 +340,10 @@ mod tests {
 
     #[test]
     fn an_internal_failure_is_logged_and_not_sent() {
-        let inside = engine::exec::ExecError::Remote(
-            "surrealdb at 10.0.0.5:8000: authentication failed for user root".into(),
+        let inside = service::Error::remote(
+            "surrealdb at 10.0.0.5:8000: authentication failed for user root",
         );
-        let sent = ApiError::from(service::Error::from(inside));
+        let sent = ApiError::from(inside);
         assert_eq!(sent.0, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
             !sent.2.contains("10.0.0.5") && !sent.2.contains("root"),
@@ -364,12 +351,12 @@ mod tests {
             sent.2
         );
         // A refusal the client can act on keeps its words.
-        let stale = engine::exec::ExecError::Finished {
-            id: "wf-1".into(),
-            status: "succeeded",
-            verb: "cancel",
-        };
-        let sent = ApiError::from(service::Error::from(stale));
+        let stale = service::Error::new(
+            service::ErrorKind::Conflict,
+            "workflow finished",
+            "workflow wf-1 already succeeded; there is nothing to cancel",
+        );
+        let sent = ApiError::from(stale);
         assert_eq!(
             (sent.0, sent.1.as_str()),
             (StatusCode::CONFLICT, "workflow finished")

@@ -68,7 +68,7 @@ async fn create_plan(State(ctx): State<AppState>, Body(b): Body<PlanBody>) -> Ap
     }
 }
 
-pub(super) fn plan_view(plan: &engine::plan::Plan) -> serde_json::Value {
+pub(super) fn plan_view(plan: &service::model::Plan) -> serde_json::Value {
     let mut v = serde_json::to_value(plan).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("rendered".into(), plan.render().into());
@@ -148,7 +148,7 @@ async fn authorize_plan(
     Ok(json(serde_json::json!({
         "plan": plan.id,
         "principal": caller.principal,
-        "action": engine::authz::plan_action(&plan).as_str(),
+        "action": service::model::plan_action(&plan).as_str(),
         "authorization": auth.decision,
         "request": auth.request,
         "approvals": auth.approvals,

@@ -136,10 +136,10 @@ async fn workflow_events(
     let done = wf.status.is_final()
         || matches!(
             wf.status,
-            engine::state::WorkflowStatus::Failed | engine::state::WorkflowStatus::Cancelled
+            service::model::WorkflowStatus::Failed | service::model::WorkflowStatus::Cancelled
         );
     let redactor = ctx.redactor().clone();
-    let to_sse = |e: &engine::state::Event| {
+    let to_sse = |e: &service::model::Event| {
         SseEvent::default()
             .event("step")
             .id(e.seq.to_string())
@@ -160,7 +160,7 @@ async fn workflow_events(
                     match live.recv().await {
                         Ok(e) if e.workflow == wf_id && sent.insert(e.seq) => {
                             let finished =
-                                matches!(e.kind, engine::state::EventKind::WorkflowFinished);
+                                matches!(e.kind, service::model::EventKind::WorkflowFinished);
                             let ev = SseEvent::default()
                                 .event("step")
                                 .id(e.seq.to_string())

@@ -175,7 +175,7 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
 
 fn provider_named<'c>(c: &'c Catalog, name: &str) -> anyhow::Result<&'c Provider> {
     c.provider(name).ok_or_else(|| {
-        let hint = engine::did_you_mean(name, c.providers.keys().map(String::as_str))
+        let hint = service::model::did_you_mean(name, c.providers.keys().map(String::as_str))
             .map(|m| format!(" (did you mean `{m}`?)"))
             .unwrap_or_default();
         anyhow::anyhow!(

@@ -1,8 +1,12 @@
-//! What the engine commands share: opening the state store and providers, loading a config
-//! (stopping with its diagnostics when invalid), the live progress display and confirmation.
+//! The command line's composition root (with `serve.rs` for the server and `settings.rs` for
+//! what the settings say): the only place outside those that names engine types. It chooses
+//! every implementation (the state store, the providers, the authorizer, the sandboxed
+//! validator) and builds the `service::App` the commands call; it also reads a config (stopping
+//! with its diagnostics when invalid), and holds the progress display and confirmation the
+//! commands share.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -13,10 +17,9 @@ use engine::provider::local::{LocalProvider, Supervisor};
 use engine::provider::sim::{SimOptions, SimProvider};
 use engine::runtime::KillAt;
 use engine::state::{Event, EventKind, StateError, StoreLocation, SurrealStore, WorkflowStatus};
-use engine::{Config, Severity};
+use engine::{Config, Input, Sandbox, Severity, Validator};
 use policies::{LivePolicies, PolicySource};
 
-use super::{Source, validator};
 use crate::Settings;
 
 /// A tokio runtime for one command.
@@ -72,8 +75,9 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine> {
 /// as the person at the terminal. It opens no docs index (a command that searches docs opens
 /// its own).
 pub async fn open_app(settings: &Settings) -> anyhow::Result<service::App> {
+    let authz = Arc::new(authorizer(settings)?);
     Ok(service::App {
-        engine: open_engine(settings).await?,
+        engine: open_engine_with(settings, authz.clone()).await?,
         validator: std::sync::Arc::new(super::validator(settings)?),
         read_only: false,
         default_caller: settings.local_caller(),
@@ -81,7 +85,7 @@ pub async fn open_app(settings: &Settings) -> anyhow::Result<service::App> {
         docs: service::Docs::new(Box::new(|| {
             Box::pin(async { Err("this command opens no docs index".to_string()) })
         })),
-        authz: None,
+        authz: Some(authz),
     })
 }
 
@@ -136,13 +140,9 @@ pub fn authorizer(settings: &Settings) -> anyhow::Result<CedarAuthorizer> {
     Ok(CedarAuthorizer::new(Arc::new(policies)).with_limits(settings.file.workspaces.clone()))
 }
 
-/// Validates a config file; on errors prints the diagnostics and returns `None` (exit 1).
-pub fn load_config(settings: &Settings, file: &Path) -> anyhow::Result<Option<Config>> {
-    Ok(load_checked(settings, file)?.map(|(config, _)| config))
-}
-
-/// [`load_config`] with the exported value too (imports resolved, defaults filled): what a
-/// server is sent, since it cannot read the files a config imports.
+/// Validates a config file; on errors prints the diagnostics and returns `None` (exit 1). With
+/// the typed config comes the exported value (imports resolved, defaults filled): what a server
+/// is sent, since it cannot read the files a config imports.
 pub fn load_checked(
     settings: &Settings,
     file: &Path,
@@ -287,4 +287,77 @@ pub fn print_outcome(outcome: &RunOutcome, json: bool) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// A config read from a file or standard input.
+pub struct Source {
+    pub text: String,
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Source {
+    pub fn read(file: &Path) -> anyhow::Result<Source> {
+        if file == Path::new("-") {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the config from standard input")?;
+            let dir = std::env::current_dir().context("cannot determine the current directory")?;
+            return Ok(Source {
+                text,
+                name: "<stdin>".to_owned(),
+                dir,
+            });
+        }
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read `{}`", file.display()))?;
+        let abs = std::path::absolute(file)
+            .with_context(|| format!("cannot resolve `{}`", file.display()))?;
+        let dir = abs
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        Ok(Source {
+            text,
+            name: file.display().to_string(),
+            dir,
+        })
+    }
+
+    /// The CLI reads the user's own files, so relative imports are allowed.
+    pub fn input(&self) -> Input<'_> {
+        Input {
+            source: &self.text,
+            name: &self.name,
+            imports_from: Some(&self.dir),
+        }
+    }
+}
+
+pub fn validator(settings: &Settings) -> anyhow::Result<Validator> {
+    validator_with(settings, settings.limits)
+}
+
+/// How much lower a server's evaluations run than the server itself (`nice -n`): enough that
+/// its answers come first, not so much that a config starves on a busy machine.
+pub const SERVER_NICENESS: u8 = 10;
+
+/// The validator of a server: evaluations at [`SERVER_NICENESS`].
+pub fn server_validator(settings: &Settings) -> anyhow::Result<Validator> {
+    validator_with(
+        settings,
+        engine::sandbox::Limits {
+            niceness: SERVER_NICENESS,
+            ..settings.limits
+        },
+    )
+}
+
+fn validator_with(
+    settings: &Settings,
+    limits: engine::sandbox::Limits,
+) -> anyhow::Result<Validator> {
+    let sandbox = Sandbox::current_exe(&settings.cache_dir)
+        .context("cannot locate the provisioning executable for the Nickel sandbox")?;
+    Ok(Validator::new(sandbox, limits)?)
 }

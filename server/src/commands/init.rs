@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = token::config_path(settings);
     let name = match &args.name {
         Some(n) => n.clone(),
-        None => engine::authz::account_name(nix::unistd::getuid().as_raw()),
+        None => service::model::account_name(nix::unistd::getuid().as_raw()),
     };
     token::check_name(&name)?;
     let url = format!("http://{}/mcp", args.http);

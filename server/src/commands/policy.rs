@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use engine::authz::{ApprovalFacts, Authorizer, Caller};
 use policies::{Action, PolicyEngine, PolicySource};
+use service::{Caller, Operations};
 
-use super::engine_setup::{authorizer, load_config, open_engine, runtime};
+use super::apply::checked;
+use super::engine_setup::{authorizer, open_app, runtime};
 use crate::Settings;
 use crate::cli::{PolicyArgs, PolicyWhat};
 use crate::table;
@@ -80,26 +81,22 @@ fn check(
         "destroy" => Action::Destroy,
         other => bail!("--action `{other}`: expected apply or destroy"),
     };
-    let authorizer = authorizer(settings)?;
-    let Some(config) = load_config(settings, file)? else {
+    let Some(config) = checked(settings, file)? else {
         return Ok(ExitCode::from(1));
     };
-    let plan = runtime()?.block_on(async {
-        let engine = open_engine(settings).await?;
-        let plan = match action {
-            Action::Destroy => engine.plan_destroy(&config).await?,
-            _ => engine.plan(&config).await?,
-        };
-        anyhow::Ok(plan)
+    let would = runtime()?.block_on(async {
+        let app = open_app(settings).await?;
+        let plan = Operations::plan(&app, &config, action == Action::Destroy)
+            .await?
+            .plan;
+        anyhow::Ok(app.would_decide(&caller, &plan.id).await?)
     })?;
-    let request = authorizer.request(&caller, action, &plan, &ApprovalFacts::default());
-    let decision = authorizer.decide(&caller, action, &plan, &ApprovalFacts::default());
-    let needed = match &decision {
-        policies::Decision::NeedsApproval { .. } => {
-            authorizer.approvals_needed(&caller, action, &plan)
-        }
-        _ => None,
-    };
+    let (plan, request, decision, needed) = (
+        &would.plan,
+        &would.request,
+        &would.decision,
+        would.approvals_needed,
+    );
     if json {
         let out = serde_json::json!({ "plan": plan.id, "request": request, "decision": decision, "approvals_needed": needed });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -118,7 +115,7 @@ fn check(
             _ => "needs approval",
         }
     );
-    let refs = match &decision {
+    let refs = match decision {
         policies::Decision::Allow { policies } => policies,
         policies::Decision::Deny { reasons } => reasons,
         policies::Decision::NeedsApproval { gates } => gates,

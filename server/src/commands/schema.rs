@@ -27,7 +27,7 @@ pub fn run(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let hint = engine::did_you_mean(name, names.iter().copied())
+            let hint = service::model::did_you_mean(name, names.iter().copied())
                 .map(|m| format!("; did you mean `{m}`?"))
                 .unwrap_or_default();
             anyhow::bail!(

@@ -503,7 +503,7 @@ fn compose(
             config,
         );
     let metrics = Arc::new(Metrics::default());
-    crate::http::metrics::follow(ctx.engine.clone(), metrics.clone());
+    crate::http::metrics::follow(ctx.clone(), metrics.clone());
     let (api, openapi) = crate::api::router();
     let spec = openapi
         .to_pretty_json()

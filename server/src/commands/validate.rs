@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use engine::Severity;
+use service::model::Severity;
 
 use super::{Source, validator};
 use crate::Settings;

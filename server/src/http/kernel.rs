@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::IncomingStream;
-use engine::authz::Caller;
+use service::Caller;
 use tokio::net::UnixListener;
 
 use super::problem;
@@ -49,7 +49,7 @@ pub struct Accounts {
 impl Accounts {
     /// The account name of `uid` (through the system's user database), else `uid-N`.
     pub fn name_of(uid: u32) -> String {
-        engine::authz::account_name(uid)
+        service::model::account_name(uid)
     }
 
     /// The roles the config gives `name`; the owner gets every role unless the config names

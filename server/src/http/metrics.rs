@@ -14,8 +14,8 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use engine::exec::Engine;
-use engine::state::EventKind;
+use service::App;
+use service::model::EventKind;
 
 /// Something a handler did that `/metrics` counts; a handler puts it in its response's
 /// extensions and the counting layer picks it up.
@@ -86,10 +86,10 @@ pub async fn count(State(m): State<Arc<Metrics>>, request: Request, next: Next) 
     response
 }
 
-/// Follows the engine's live events for as long as the engine lives: workflows started,
+/// Follows the live workflow events for as long as the application lives: workflows started,
 /// resumed and finished (the outcome read once per finished workflow).
-pub fn follow(engine: Engine, m: Arc<Metrics>) {
-    let mut events = engine.subscribe();
+pub fn follow(app: Arc<App>, m: Arc<Metrics>) {
+    let mut events = app.subscribe();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
@@ -98,9 +98,9 @@ pub fn follow(engine: Engine, m: Arc<Metrics>) {
                     EventKind::WorkflowStarted => bump(&m.workflows_started),
                     EventKind::WorkflowResumed => bump(&m.workflows_resumed),
                     EventKind::WorkflowFinished => {
-                        let outcome = match engine.store.workflow(&e.workflow).await {
-                            Ok(Some(wf)) => wf.status.as_str(),
-                            _ => "unknown",
+                        let outcome = match app.workflow(&e.workflow).await {
+                            Ok(view) => view.workflow.status.as_str(),
+                            Err(_) => "unknown",
                         };
                         *m.workflows_finished
                             .lock()

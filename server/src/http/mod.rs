@@ -21,8 +21,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use engine::authz::Caller;
 use futures_util::FutureExt as _;
+use service::Caller;
 use sha2::{Digest, Sha256};
 
 pub use guard::Allowed;
