@@ -16,6 +16,24 @@ pub use settings::Settings;
 
 /// Exit code for usage and I/O errors (1 is reserved for "the input is invalid").
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when policy, or a read-only server, refuses what was asked (as for a denied plan).
+pub const EXIT_REFUSED: u8 = 4;
+
+/// The exit code of a command that stopped with `e`, decided once from the application
+/// layer's error kind: a refusal (policy, a read-only server) is [`EXIT_REFUSED`]; anything
+/// else (a bad argument, an unknown id, a stale plan, a held lock, an unreachable server) is
+/// [`EXIT_USAGE`], with the message saying which. Outcomes that are not errors (a failed run,
+/// a plan waiting for approval) have their own codes where the commands report them.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let kind = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<service::Error>())
+        .map(service::Error::kind);
+    match kind {
+        Some(service::ErrorKind::Forbidden | service::ErrorKind::ReadOnly) => EXIT_REFUSED,
+        _ => EXIT_USAGE,
+    }
+}
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: cli::Cli) -> ExitCode {
@@ -72,7 +90,35 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         Err(e) => {
             let text = format!("{e:#}");
             eprintln!("error: {}", settings.secrets.redactor().redact(&text));
-            ExitCode::from(EXIT_USAGE)
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EXIT_REFUSED, EXIT_USAGE, exit_code};
+    use service::{Error, ErrorKind};
+
+    #[test]
+    fn the_exit_code_comes_from_the_error_kind_wherever_the_error_is_wrapped() {
+        let refused = |kind| anyhow::Error::new(Error::new(kind, "t", "m"));
+        assert_eq!(exit_code(&refused(ErrorKind::Forbidden)), EXIT_REFUSED);
+        assert_eq!(exit_code(&refused(ErrorKind::ReadOnly)), EXIT_REFUSED);
+        assert_eq!(
+            exit_code(&refused(ErrorKind::Forbidden).context("while applying")),
+            EXIT_REFUSED
+        );
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::BadInput,
+        ] {
+            assert_eq!(exit_code(&refused(kind)), EXIT_USAGE, "{kind:?}");
+        }
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("cannot read `x.ncl`")),
+            EXIT_USAGE
+        );
     }
 }

@@ -146,8 +146,6 @@ fn no_changes(plan: &Plan, json: bool) -> anyhow::Result<ExitCode> {
 
 /// Exit code when a plan waits for approval.
 pub const EXIT_NEEDS_APPROVAL: u8 = 3;
-/// Exit code when policy denies a plan.
-pub const EXIT_DENIED: u8 = 4;
 
 fn gated(plan: &Plan, request: &policies::ApprovalRequest, json: bool) -> anyhow::Result<ExitCode> {
     if json {
@@ -181,7 +179,7 @@ fn denied(
     for r in reasons {
         eprintln!("  {}: {}", r.id, r.description);
     }
-    Ok(ExitCode::from(EXIT_DENIED))
+    Ok(ExitCode::from(crate::EXIT_REFUSED))
 }
 
 pub fn rollback(settings: &Settings, args: &WorkflowArgs) -> anyhow::Result<ExitCode> {

@@ -11,10 +11,6 @@ use crate::Settings;
 use crate::cli::{ApprovalsArgs, ApprovalsWhat};
 use crate::table;
 
-/// Exit code when the approval could not be given or taken back (used, expired, rejected,
-/// not allowed).
-const EXIT_REFUSED: u8 = 4;
-
 pub fn run(settings: &Settings, args: &ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let what = args.what.clone().unwrap_or(ApprovalsWhat::List);
     runtime()?.block_on(async {
@@ -248,7 +244,9 @@ fn verdict(
                 eprintln!("Give the reason with --comment TEXT.");
             }
             eprintln!("No approval was recorded (the refusal is in the audit log).");
-            return Ok(ExitCode::from(EXIT_REFUSED));
+            // Any refusal of a verdict (used, expired, rejected, not allowed, no comment) is
+            // a refusal here, not only policy's.
+            return Ok(ExitCode::from(crate::EXIT_REFUSED));
         }
         Err(err) => return Err(err.into()),
     };
