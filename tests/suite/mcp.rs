@@ -19,8 +19,12 @@ use tests::{binary, root, scratch};
 
 use crate::check;
 
+mod drafting;
 mod fencing;
 mod outside_clients;
+mod sdk_flows;
+
+pub(crate) use sdk_flows::python;
 
 /// Counts progress notifications.
 #[derive(Clone, Default)]
@@ -521,256 +525,6 @@ fn read_only_refuses_changes() {
     });
 }
 
-/// A client whose "model" answers sampling requests from a script (first an invalid config, then
-/// a valid one) and whose user answers elicitation forms with the first choice offered. It
-/// records what the server sent.
-#[derive(Clone, Default)]
-struct Scripted {
-    replies: Arc<std::sync::Mutex<Vec<String>>>,
-    seen: Arc<std::sync::Mutex<Vec<String>>>,
-    sampling: bool,
-}
-
-impl ClientHandler for Scripted {
-    #[allow(deprecated)]
-    async fn create_message(
-        &self,
-        params: rmcp::model::CreateMessageRequestParams,
-        _context: rmcp::service::RequestContext<RoleClient>,
-    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(serde_json::to_string(&params).unwrap());
-        let reply = self.replies.lock().unwrap().remove(0);
-        Ok(rmcp::model::CreateMessageResult::new(
-            rmcp::model::SamplingMessage::new(
-                rmcp::model::Role::Assistant,
-                rmcp::model::SamplingMessageContentBlock::text(reply),
-            ),
-            "scripted".into(),
-        ))
-    }
-
-    async fn create_elicitation(
-        &self,
-        request: rmcp::model::ElicitRequestParams,
-        _context: rmcp::service::RequestContext<RoleClient>,
-    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
-        let schema = serde_json::to_value(&request).unwrap();
-        self.seen.lock().unwrap().push(schema.to_string());
-        let mut answers = serde_json::Map::new();
-        if let Some(props) = schema["requestedSchema"]["properties"].as_object() {
-            for (field, prop) in props {
-                if let Some(first) = prop["enum"].as_array().and_then(|e| e.first()) {
-                    answers.insert(field.clone(), first.clone());
-                }
-            }
-        }
-        Ok(
-            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
-                .with_content(serde_json::Value::Object(answers)),
-        )
-    }
-
-    #[allow(deprecated)]
-    fn get_info(&self) -> ClientConfig {
-        let caps = if self.sampling {
-            rmcp::model::ClientCapabilities::builder()
-                .enable_sampling()
-                .build()
-        } else {
-            rmcp::model::ClientCapabilities::builder()
-                .enable_elicitation()
-                .build()
-        };
-        ClientConfig::new(caps, rmcp::model::Implementation::new("scripted", "0"))
-    }
-}
-
-/// draft_config through the client's model: the invalid first answer goes back with its
-/// diagnostics and the repaired one is returned; with an elicitation-capable client, the
-/// built-in drafter's questions are asked in one form and the answers used.
-fn drafting_with_sampling_and_elicitation() {
-    let dir = Dir(scratch("mcp-draft"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let model = Scripted {
-            replies: Arc::new(std::sync::Mutex::new(vec![
-                format!(
-                    "Here it is:\n```nickel\n{}\n```",
-                    dev_config(2).replace("sim-1", "sim-9")
-                ),
-                format!("```nickel\n{}\n```", dev_config(2)),
-            ])),
-            sampling: true,
-            ..Scripted::default()
-        };
-        let transport = TokioChildProcess::new(command(&dir.0, &[])).unwrap();
-        let client = model.clone().serve(transport).await.unwrap();
-        let d = structured(
-            &call(
-                &client,
-                "draft_config",
-                serde_json::json!({ "intent": "two sim servers with nginx" }),
-            )
-            .await,
-        );
-        assert_eq!(d["drafter"], "sampling", "{d}");
-        assert_eq!(d["rounds"], 2, "{d}");
-        assert_eq!(d["valid"], true, "{d}");
-        assert_eq!(d["config"]["servers"].as_array().unwrap().len(), 2);
-        let seen = model.seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 2);
-        // The prompt carries the schema files and the catalog; the repair round carries the
-        // diagnostics of the invalid draft.
-        assert!(
-            seen[0].contains("server.ncl") && seen[0].contains("sim-1"),
-            "{}",
-            &seen[0][..400.min(seen[0].len())]
-        );
-        assert!(seen[1].contains("does not validate") && seen[1].contains("sim-9"));
-        client.cancel().await.unwrap();
-
-        // A model that never gets it right: the built-in draft comes back, with a notice.
-        let stubborn = Scripted {
-            replies: Arc::new(std::sync::Mutex::new(vec!["{ nope".into(); 3])),
-            sampling: true,
-            ..Scripted::default()
-        };
-        let transport = TokioChildProcess::new(command(&dir.0, &[])).unwrap();
-        let client = stubborn.serve(transport).await.unwrap();
-        let d = structured(
-            &call(
-                &client,
-                "draft_config",
-                serde_json::json!({ "intent": "two sim servers with nginx" }),
-            )
-            .await,
-        );
-        assert_eq!(d["drafter"], "built-in", "{d}");
-        assert!(d["notices"].to_string().contains("after 3 rounds"), "{d}");
-        client.cancel().await.unwrap();
-
-        // Elicitation: no provider or place in the words, so the drafter asks; the user picks.
-        let user = Scripted::default();
-        let transport = TokioChildProcess::new(command(&dir.0, &[])).unwrap();
-        let client = user.clone().serve(transport).await.unwrap();
-        let d = structured(
-            &call(
-                &client,
-                "draft_config",
-                serde_json::json!({ "intent": "two web servers with nginx" }),
-            )
-            .await,
-        );
-        let elicited = d["elicited"].as_object().unwrap();
-        assert!(!elicited.is_empty(), "{d}");
-        let form = user.seen.lock().unwrap().clone();
-        assert_eq!(form.len(), 1, "one form: {form:?}");
-        assert!(
-            form[0].contains("not a secret, and not an approval"),
-            "{}",
-            form[0]
-        );
-        assert_eq!(d["valid"], true, "{d}");
-        for (field, answer) in elicited {
-            assert!(
-                !d["questions"]
-                    .to_string()
-                    .contains(&format!("\"field\":\"{field}\"")),
-                "{field} was answered ({answer}) but is still asked: {d}"
-            );
-        }
-        client.cancel().await.unwrap();
-    });
-}
-
-/// An OpenAI-compatible endpoint answering chat completions from a script, recording each
-/// request body and its Authorization header. Returns its base URL.
-async fn scripted_openai(
-    replies: Vec<String>,
-    seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) -> String {
-    let replies = Arc::new(std::sync::Mutex::new(replies));
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: String| {
-                let replies = replies.clone();
-                let seen = seen.clone();
-                async move {
-                    let auth = headers
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    seen.lock().unwrap().push((auth, body));
-                    let reply = replies.lock().unwrap().remove(0);
-                    axum::Json(serde_json::json!({
-                        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "scripted",
-                        "choices": [{ "index": 0, "finish_reason": "stop",
-                                      "message": { "role": "assistant", "content": reply } }]
-                    }))
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/v1")
-}
-
-/// draft_config through a configured OpenAI-compatible endpoint (the client offers no
-/// sampling): the repair round carries the diagnostics; the key is sent, never shown.
-fn drafting_with_an_openai_endpoint() {
-    let dir = Dir(scratch("mcp-openai"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let base = scripted_openai(
-            vec![
-                format!("```nickel\n{}\n```", dev_config(2).replace("small", "huge")),
-                format!("```nickel\n{}\n```", dev_config(2)),
-            ],
-            seen.clone(),
-        )
-        .await;
-        let key = "sk-test-secret-0123456789";
-        let mut cmd = command(&dir.0, &[]);
-        cmd.env("PROVISIONING_DRAFTER_OPENAI_BASE_URL", &base)
-            .env("PROVISIONING_DRAFTER_OPENAI_MODEL", "scripted")
-            .env("PROVISIONING_DRAFTER_OPENAI_API_KEY", key);
-        let client = Client::default()
-            .serve(TokioChildProcess::new(cmd).unwrap())
-            .await
-            .unwrap();
-        let result = call(
-            &client,
-            "draft_config",
-            serde_json::json!({ "intent": "two sim servers with nginx" }),
-        )
-        .await;
-        assert!(
-            !format!("{result:?}").contains(key),
-            "the key leaked: {result:?}"
-        );
-        let d = structured(&result);
-        assert_eq!(d["drafter"], "openai", "{d}");
-        assert_eq!(d["rounds"], 2, "{d}");
-        assert_eq!(d["valid"], true, "{d}");
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[0].0, format!("Bearer {key}"));
-        assert!(seen[0].1.contains("server.ncl") && seen[0].1.contains("\"model\":\"scripted\""));
-        assert!(seen[1].1.contains("does not validate") && seen[1].1.contains("huge"));
-        client.cancel().await.unwrap();
-    });
-}
-
 /// A raw HTTP/1.1 POST to `/mcp` with `body` (an `initialize` request when `None`); returns
 /// the status code.
 fn post_status(addr: &str, headers: &[(&str, &str)], body: Option<&str>) -> u16 {
@@ -999,136 +753,12 @@ fn http_auth_and_origin() {
     });
 }
 
-/// The Python interpreter with the official MCP SDK, set up by `scripts/test`.
-pub(crate) fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROVISIONING_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache/provisioning-pyenv/bin/python")
-}
-
-/// The same flow with the official Python SDK as the client (tests/python/mcp_flow.py).
-fn python_sdk_flow() {
-    let py = python();
-    assert!(
-        py.exists(),
-        "no Python with the `mcp` package at {}; run scripts/test (it creates it) or set PROVISIONING_TEST_PYTHON",
-        py.display()
-    );
-    let dir = Dir(scratch("mcp-python"));
-    let out = std::process::Command::new(&py)
-        .arg(root().join("tests/python/mcp_flow.py"))
-        .arg(binary())
-        .arg(&dir.0)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python sdk flow failed ({:?})\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python sdk flow: ok"));
-}
-
-/// The flow with the official TypeScript SDK as the client (tests/typescript/mcp_flow.cjs): it
-/// accepts the tool list (a boolean sub-schema made it reject the whole list), and it checks
-/// every structured result against the tool's output schema while a dev apply runs and a prod
-/// apply stops at its gate.
-fn typescript_sdk_flow() {
-    let node_modules = crate::api::node_modules();
-    assert!(
-        node_modules.join("@modelcontextprotocol/sdk").is_dir(),
-        "@modelcontextprotocol/sdk is not in {}; run scripts/test (it installs it)",
-        node_modules.display()
-    );
-    let dir = Dir(scratch("mcp-typescript"));
-    std::fs::write(dir.0.join("config.toml"), "").unwrap();
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/typescript/mcp_flow.cjs"))
-        .arg(binary())
-        .arg(&dir.0)
-        .env("NODE_PATH", &node_modules)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let text = format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "typescript sdk flow failed: {text}");
-    let seen: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
-    let tools = seen["tools"].as_array().unwrap();
-    assert!(tools.len() >= 18, "{seen}");
-    assert!(tools.contains(&serde_json::json!("apply_plan")), "{seen}");
-    assert_eq!(seen["with_output_schema"], tools.len(), "{seen}");
-    assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
-    assert_eq!(seen["dev_status"], "succeeded", "{seen}");
-    assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
-    assert_eq!(seen["approval_status"], "pending", "{seen}");
-    // The newest approval request completes first; the workspace by its prefix.
-    assert_eq!(seen["completions"]["approval"], true, "{seen}");
-    assert_eq!(
-        seen["completions"]["workspaces"],
-        serde_json::json!(["tslab"]),
-        "{seen}"
-    );
-    assert_eq!(seen["approval_resource"], "pending", "{seen}");
-    assert_eq!(seen["workspace_resources"], 1, "{seen}");
-    assert!(
-        seen["wrong_argument"].as_str().unwrap().contains("plan_id"),
-        "{seen}"
-    );
-    // Completion and logging, as the client sees them.
-    let caps = &seen["capabilities"];
-    assert!(
-        caps.as_array()
-            .unwrap()
-            .contains(&serde_json::json!("completions"))
-            && caps
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!("logging")),
-        "{seen}"
-    );
-    assert_eq!(seen["completions"]["workflow"], true, "{seen}");
-    assert_eq!(seen["completions"]["plan"], true, "{seen}");
-    assert_eq!(
-        seen["completions"]["schemas"],
-        serde_json::json!(["config"]),
-        "{seen}"
-    );
-    let zones = seen["completions"]["zones"].as_array().unwrap();
-    assert!(
-        zones.contains(&serde_json::json!("hel1")) && zones.contains(&serde_json::json!("fi-hel1")),
-        "{seen}"
-    );
-    assert_eq!(
-        seen["completions"]["intent"],
-        serde_json::json!([]),
-        "{seen}"
-    );
-    let log = seen["log"].as_array().unwrap();
-    assert!(
-        log.iter().any(|m| m["event"] == "step_succeeded"
-            && m["level"] == "info"
-            && m["logger"].as_str().unwrap().starts_with("workflow:wf-")),
-        "{seen}"
-    );
-}
-
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("mcp::http_auth_and_origin", || check(http_auth_and_origin)),
-        Trial::test("mcp::typescript_sdk_flow", || check(typescript_sdk_flow)),
+        Trial::test("mcp::typescript_sdk_flow", || {
+            check(sdk_flows::typescript_sdk_flow)
+        }),
         Trial::test("mcp::conformance_suite", || {
             check(outside_clients::conformance_suite)
         }),
@@ -1139,12 +769,12 @@ pub fn trials() -> Vec<Trial> {
             check(outside_clients::typescript_sdk_over_http)
         }),
         Trial::test("mcp::stdio_flow", || check(stdio_flow)),
-        Trial::test("mcp::python_sdk_flow", || check(python_sdk_flow)),
+        Trial::test("mcp::python_sdk_flow", || check(sdk_flows::python_sdk_flow)),
         Trial::test("mcp::drafting_with_an_openai_endpoint", || {
-            check(drafting_with_an_openai_endpoint)
+            check(drafting::drafting_with_an_openai_endpoint)
         }),
         Trial::test("mcp::drafting_with_sampling_and_elicitation", || {
-            check(drafting_with_sampling_and_elicitation)
+            check(drafting::drafting_with_sampling_and_elicitation)
         }),
         Trial::test("mcp::outside_text_stays_data", || {
             check(fencing::outside_text_stays_data)

@@ -12,7 +12,8 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::Value;
 use tests::scratch;
 
-use super::{Client, Dir, Scripted, call, cli_here, command, dev_config, structured};
+use super::drafting::Scripted;
+use super::{Client, Dir, call, cli_here, command, dev_config, structured};
 
 /// What a provider, a log line or a document might say. No quotes: it is planted through a
 /// SurrealQL string literal.

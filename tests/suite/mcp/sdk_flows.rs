@@ -1,0 +1,130 @@
+//! The whole flow with the official SDKs as clients: Python over stdio
+//! (`tests/python/mcp_flow.py`) and TypeScript (`tests/typescript/mcp_flow.cjs`).
+
+use super::*;
+
+/// The Python interpreter with the official MCP SDK, set up by `scripts/test`.
+pub(crate) fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROVISIONING_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache/provisioning-pyenv/bin/python")
+}
+
+/// The same flow with the official Python SDK as the client (tests/python/mcp_flow.py).
+pub(super) fn python_sdk_flow() {
+    let py = python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}; run scripts/test (it creates it) or set PROVISIONING_TEST_PYTHON",
+        py.display()
+    );
+    let dir = Dir(scratch("mcp-python"));
+    let out = std::process::Command::new(&py)
+        .arg(root().join("tests/python/mcp_flow.py"))
+        .arg(binary())
+        .arg(&dir.0)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python sdk flow failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("python sdk flow: ok"));
+}
+
+/// The flow with the official TypeScript SDK as the client (tests/typescript/mcp_flow.cjs): it
+/// accepts the tool list (a boolean sub-schema made it reject the whole list), and it checks
+/// every structured result against the tool's output schema while a dev apply runs and a prod
+/// apply stops at its gate.
+pub(super) fn typescript_sdk_flow() {
+    let node_modules = crate::api::node_modules();
+    assert!(
+        node_modules.join("@modelcontextprotocol/sdk").is_dir(),
+        "@modelcontextprotocol/sdk is not in {}; run scripts/test (it installs it)",
+        node_modules.display()
+    );
+    let dir = Dir(scratch("mcp-typescript"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let out = std::process::Command::new("node")
+        .arg(root().join("tests/typescript/mcp_flow.cjs"))
+        .arg(binary())
+        .arg(&dir.0)
+        .env("NODE_PATH", &node_modules)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "typescript sdk flow failed: {text}");
+    let seen: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let tools = seen["tools"].as_array().unwrap();
+    assert!(tools.len() >= 18, "{seen}");
+    assert!(tools.contains(&serde_json::json!("apply_plan")), "{seen}");
+    assert_eq!(seen["with_output_schema"], tools.len(), "{seen}");
+    assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
+    assert_eq!(seen["dev_status"], "succeeded", "{seen}");
+    assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
+    assert_eq!(seen["approval_status"], "pending", "{seen}");
+    // The newest approval request completes first; the workspace by its prefix.
+    assert_eq!(seen["completions"]["approval"], true, "{seen}");
+    assert_eq!(
+        seen["completions"]["workspaces"],
+        serde_json::json!(["tslab"]),
+        "{seen}"
+    );
+    assert_eq!(seen["approval_resource"], "pending", "{seen}");
+    assert_eq!(seen["workspace_resources"], 1, "{seen}");
+    assert!(
+        seen["wrong_argument"].as_str().unwrap().contains("plan_id"),
+        "{seen}"
+    );
+    // Completion and logging, as the client sees them.
+    let caps = &seen["capabilities"];
+    assert!(
+        caps.as_array()
+            .unwrap()
+            .contains(&serde_json::json!("completions"))
+            && caps
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("logging")),
+        "{seen}"
+    );
+    assert_eq!(seen["completions"]["workflow"], true, "{seen}");
+    assert_eq!(seen["completions"]["plan"], true, "{seen}");
+    assert_eq!(
+        seen["completions"]["schemas"],
+        serde_json::json!(["config"]),
+        "{seen}"
+    );
+    let zones = seen["completions"]["zones"].as_array().unwrap();
+    assert!(
+        zones.contains(&serde_json::json!("hel1")) && zones.contains(&serde_json::json!("fi-hel1")),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["completions"]["intent"],
+        serde_json::json!([]),
+        "{seen}"
+    );
+    let log = seen["log"].as_array().unwrap();
+    assert!(
+        log.iter().any(|m| m["event"] == "step_succeeded"
+            && m["level"] == "info"
+            && m["logger"].as_str().unwrap().starts_with("workflow:wf-")),
+        "{seen}"
+    );
+}
