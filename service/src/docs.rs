@@ -104,6 +104,35 @@ impl Docs {
         };
         Ok((fallback, Some(notice)))
     }
+
+    /// The docs search every adapter answers with (the `search_docs` tool, `GET
+    /// /api/v1/docs/search`, `provisioning docs search`): the query and `k` checked, the
+    /// retriever of the moment, and while the full index is being built the keyword-only
+    /// notice first.
+    pub async fn search(
+        &self,
+        query: &str,
+        options: &rag::SearchOptions,
+    ) -> crate::Result<rag::SearchResults> {
+        rag::hybrid::check_query(query).map_err(|e| crate::Error::bad(e.to_string()))?;
+        if options.k == 0 {
+            return Err(crate::Error::bad(
+                rag::RagError::ZeroK { max: rag::MAX_K }.to_string(),
+            ));
+        }
+        let (retriever, building) = self
+            .now()
+            .await
+            .map_err(|e| crate::Error::new(crate::ErrorKind::Busy, "docs unavailable", e))?;
+        let mut results = retriever
+            .search(query, options)
+            .await
+            .map_err(|e| crate::Error::bad(e.to_string()))?;
+        if let Some(notice) = building {
+            results.notices.insert(0, notice);
+        }
+        Ok(results)
+    }
 }
 
 #[cfg(test)]

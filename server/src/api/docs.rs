@@ -27,30 +27,10 @@ async fn docs_search(
     State(ctx): State<AppState>,
     Params(q): Params<DocsQuery>,
 ) -> ApiResult<Response> {
-    rag::hybrid::check_query(&q.q).map_err(|e| ApiError::bad(e.to_string()))?;
-    let k = q.k.unwrap_or(5) as usize;
-    if k == 0 {
-        return Err(ApiError::bad(
-            rag::RagError::ZeroK { max: rag::MAX_K }.to_string(),
-        ));
-    }
-    let (retriever, building) = ctx
-        .docs
-        .now()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "docs unavailable", e))?;
-    let mut results = retriever
-        .search(
-            &q.q,
-            &rag::SearchOptions {
-                k,
-                ..rag::SearchOptions::default()
-            },
-        )
-        .await
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    if let Some(notice) = building {
-        results.notices.insert(0, notice);
-    }
+    let options = rag::SearchOptions {
+        k: q.k.unwrap_or(5) as usize,
+        ..rag::SearchOptions::default()
+    };
+    let results = ctx.docs.search(&q.q, &options).await?;
     Ok(json(results))
 }

@@ -240,7 +240,9 @@ async fn search(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let opened = open(settings, docs).await?;
-    let results = opened.retriever.search(query, options).await?;
+    let results = service::Docs::ready(opened.retriever)
+        .search(query, options)
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {

@@ -70,14 +70,8 @@ impl ProvisioningServer {
         &self,
         Parameters(input): Parameters<SearchInput>,
     ) -> Result<Json<SearchOutput>, String> {
-        rag::hybrid::check_query(&input.query).map_err(|e| e.to_string())?;
-        let k = input.k.unwrap_or(5);
-        if k == 0 {
-            return Err(rag::RagError::ZeroK { max: rag::MAX_K }.to_string());
-        }
-        let (retriever, building) = self.app.docs.now().await?;
         let options = rag::SearchOptions {
-            k,
+            k: input.k.unwrap_or(5),
             filter: rag::Filter {
                 provider: input.provider,
                 taskserv: input.taskserv,
@@ -85,13 +79,12 @@ impl ProvisioningServer {
             },
             mode: rag::Mode::Hybrid,
         };
-        let mut results = retriever
+        let results = self
+            .app
+            .docs
             .search(&input.query, &options)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(notice) = building {
-            results.notices.insert(0, notice);
-        }
         Ok(Json(SearchOutput {
             query: results.query,
             retrievers: results.retrievers.iter().map(|r| r.to_string()).collect(),
