@@ -335,6 +335,19 @@ fn default_files() -> Vec<(String, String)> {
     files
 }
 
+/// One policy of a set, as people list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// Its `@id`.
+    pub id: String,
+    /// Its `@description`.
+    pub description: String,
+    /// Whether it is an approval gate (`@gate`): it asks for approvals instead of denying.
+    pub gate: bool,
+    /// The file it was read from.
+    pub file: String,
+}
+
 impl PolicyEngine {
     /// The shipped default policy set.
     pub fn defaults() -> Result<PolicyEngine, PolicyError> {
@@ -457,11 +470,16 @@ impl PolicyEngine {
         })
     }
 
-    /// Every policy: id, description, whether it is a gate, and its file.
-    pub fn policies(&self) -> Vec<(String, String, bool, String)> {
+    /// Every policy, by id.
+    pub fn policies(&self) -> Vec<PolicyInfo> {
         self.meta
             .iter()
-            .map(|(id, m)| (id.clone(), m.description.clone(), m.gate, m.file.clone()))
+            .map(|(id, m)| PolicyInfo {
+                id: id.clone(),
+                description: m.description.clone(),
+                gate: m.gate,
+                file: m.file.clone(),
+            })
             .collect()
     }
 

@@ -166,7 +166,11 @@ mod tests {
     }
 
     fn ids(live: &LivePolicies) -> Vec<String> {
-        live.current().policies().into_iter().map(|p| p.0).collect()
+        live.current()
+            .policies()
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
     }
 
     #[test]

@@ -42,12 +42,12 @@ fn the_default_set_loads_and_every_policy_has_an_id_and_description() {
     assert!(
         policies
             .iter()
-            .all(|(id, d, _, _)| !id.is_empty() && !d.is_empty())
+            .all(|p| !p.id.is_empty() && !p.description.is_empty())
     );
     let gates: Vec<&str> = policies
         .iter()
-        .filter(|p| p.2)
-        .map(|p| p.0.as_str())
+        .filter(|p| p.gate)
+        .map(|p| p.id.as_str())
         .collect();
     assert_eq!(
         gates,
@@ -99,8 +99,8 @@ forbid (principal, action == Provisioning::Action::"apply", resource);"#,
     )
     .unwrap();
     let extended = PolicyEngine::load(&PolicySource::Extend(dir.clone())).unwrap();
-    assert!(extended.policies().iter().any(|p| p.0 == "dev-permissive"));
-    assert!(extended.policies().iter().any(|p| p.0 == "change-freeze"));
+    assert!(extended.policies().iter().any(|p| p.id == "dev-permissive"));
+    assert!(extended.policies().iter().any(|p| p.id == "change-freeze"));
     let replaced = PolicyEngine::load(&PolicySource::Replace(dir.clone())).unwrap();
     assert_eq!(replaced.policies().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);

@@ -119,7 +119,7 @@ pub fn trials() -> Vec<Trial> {
                 let missing: Vec<String> = engine()
                     .policies()
                     .into_iter()
-                    .map(|p| p.0)
+                    .map(|p| p.id)
                     .filter(|id| !decided.contains(id))
                     .collect();
                 assert!(missing.is_empty(), "no scenario is decided by {missing:?}");

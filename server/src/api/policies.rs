@@ -17,12 +17,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 async fn list_policies(State(ctx): State<AppState>) -> ApiResult<Response> {
     let authz = ctx.authz.as_ref().ok_or_else(no_policies)?;
     let set = authz.policies.current();
-    let out: Vec<_> = set
-        .policies()
-        .iter()
-        .map(|(id, d, gate, file)| serde_json::json!({ "id": id, "description": d, "gate": gate, "file": file }))
-        .collect();
-    Ok(json(out))
+    Ok(json(set.policies()))
 }
 
 fn no_policies() -> ApiError {

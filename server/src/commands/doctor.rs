@@ -146,7 +146,7 @@ fn policies(settings: &Settings) -> Check {
         Ok(authz) => {
             let set = authz.policies.current();
             let listed = set.policies();
-            let gates = listed.iter().filter(|p| p.2).count();
+            let gates = listed.iter().filter(|p| p.gate).count();
             check(
                 "policies",
                 Status::Ok,

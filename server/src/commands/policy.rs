@@ -25,7 +25,7 @@ pub fn run(settings: &Settings, args: &PolicyArgs) -> anyhow::Result<ExitCode> {
                     println!(
                         "{} policies valid against the schema ({} gate(s)).",
                         engine.policies().len(),
-                        engine.policies().iter().filter(|p| p.2).count()
+                        engine.policies().iter().filter(|p| p.gate).count()
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -39,19 +39,15 @@ pub fn run(settings: &Settings, args: &PolicyArgs) -> anyhow::Result<ExitCode> {
             let engine = authorizer(settings)?.policies.current();
             let list = engine.policies();
             if *json {
-                let out: Vec<_> = list
-                    .iter()
-                    .map(|(id, d, gate, file)| serde_json::json!({ "id": id, "description": d, "gate": gate, "file": file }))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|(id, d, gate, _)| {
+                    .map(|p| {
                         vec![
-                            id.clone(),
-                            if *gate { "gate".into() } else { String::new() },
-                            d.clone(),
+                            p.id.clone(),
+                            if p.gate { "gate".into() } else { String::new() },
+                            p.description.clone(),
                         ]
                     })
                     .collect();
