@@ -240,15 +240,18 @@ impl Operations for App {
         rollback: bool,
         events: Events,
     ) -> Result<RunOutcome> {
-        if rollback {
-            // The engine says why a rollback cannot happen before any event is awaited.
-            let workflow = self.engine.workflow(id).await?.id;
-            return self
-                .with_events(&workflow, events, App::rollback(self, caller, &workflow))
-                .await;
-        }
-        let (workflow, _) = App::resume(self, caller, id).await?;
-        self.with_events(&workflow.id, events, App::run(self, &workflow.id))
-            .await
+        // The same use case as the tools' and the REST routes', waited for to its end.
+        let run = async {
+            match self
+                .continue_workflow(caller, id, rollback, std::time::Duration::MAX)
+                .await?
+            {
+                crate::Continued::Finished(outcome) => Ok(outcome),
+                crate::Continued::Running { workflow } => Err(crate::Error::remote(format!(
+                    "workflow {workflow} stopped being followed before it ended"
+                ))),
+            }
+        };
+        self.with_events(id, events, run).await
     }
 }
