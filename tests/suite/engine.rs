@@ -47,10 +47,43 @@ pub fn trials() -> Vec<Trial> {
         check(local_dev_stack)
     }));
     trials.push(Trial::test(
+        "engine::resume_counts_on_from_the_steps_already_done",
+        || check(resume_counts_on),
+    ));
+    trials.push(Trial::test(
         "engine::audit_verify_detects_edits_and_removals",
         || check(audit_tampering),
     ));
     trials
+}
+
+/// `provisioning resume` counts `[done/total]` on from the steps finished before it: resuming a
+/// 4-step workflow whose second server failed ends at `[4/4]`, not at the steps it ran itself.
+fn resume_counts_on() {
+    let dir = scratch("resume-progress");
+    let data = dir.join("data");
+    let config = dir.join("two.ncl");
+    std::fs::write(&config, sim_config("resumecount", 2, "fail", 1)).unwrap();
+    let out = cli(
+        &data,
+        &["apply", config.to_str().unwrap(), "--yes"],
+        &[("PROVISIONING_SIM_FAIL", "node-1")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let wf = latest_workflow(&data);
+    let before = json(&cli(&data, &["status", &wf, "--json"], &[]));
+    let done = before["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "succeeded")
+        .count();
+    assert!((1..4).contains(&done), "{before}");
+    let out = cli(&data, &["resume", &wf], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[4/4] ok"), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 const CRASH_RUNS: u64 = 50;

@@ -106,7 +106,7 @@ async fn run_plan(
             .map(|at| format!(" in the server at {at}"))
             .unwrap_or_default()
     );
-    let outcome = with_progress(steps, |events| ops.finish(&workflow, events)).await?;
+    let outcome = with_progress(steps, 0, |events| ops.finish(&workflow, events)).await?;
     print_outcome(&outcome, json)?;
     Ok(outcome_code(&outcome))
 }
@@ -114,6 +114,7 @@ async fn run_plan(
 /// Prints a line to stderr for each of the workflow's events while `run` waits for its end.
 async fn with_progress<'a, F>(
     steps: usize,
+    done: usize,
     run: impl FnOnce(Events) -> F,
 ) -> service::Result<RunOutcome>
 where
@@ -121,7 +122,7 @@ where
 {
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
-        let mut progress = Progress::new(steps);
+        let mut progress = Progress::from(steps, done);
         while let Some(event) = received.recv().await {
             let (line, finished) = progress.line(&event);
             eprintln!("{line}");
@@ -197,9 +198,17 @@ fn continue_to_end(
 ) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let ops = operations(settings).await?;
-        let steps = ops.workflow(&args.workflow).await?.steps.len();
+        let steps = ops.workflow(&args.workflow).await?.steps;
+        // A resume counts on from the steps already done; a rollback counts what it undoes.
+        let done = match rollback {
+            true => 0,
+            false => steps
+                .iter()
+                .filter(|s| s.status == service::model::StepStatus::Succeeded)
+                .count(),
+        };
         let caller = settings.local_caller();
-        let outcome = with_progress(steps, |events| {
+        let outcome = with_progress(steps.len(), done, |events| {
             ops.continue_to_end(&caller, &args.workflow, rollback, events)
         })
         .await?;

@@ -205,10 +205,11 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: usize) -> Progress {
+    /// The display of a run that continues with `done` of `total` steps already finished.
+    pub fn from(total: usize, done: usize) -> Progress {
         Progress {
             total,
-            done: 0,
+            done,
             started: Default::default(),
         }
     }
