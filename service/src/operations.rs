@@ -201,10 +201,7 @@ impl Operations for App {
 
     async fn plan(&self, checked: &Checked, destroy: bool) -> Result<PlanView> {
         self.writable()?;
-        let plan = match destroy {
-            true => self.engine.plan_destroy(&checked.config).await?,
-            false => self.engine.plan(&checked.config).await?,
-        };
+        let plan = self.plan_config(&checked.config, destroy).await?;
         let rendered = plan.render();
         Ok(PlanView { plan, rendered })
     }

@@ -41,11 +41,18 @@ impl App {
             Some(c) if v.diagnostics.iter().all(|d| d.severity != Severity::Error) => c,
             _ => return Ok(Planned::Invalid(v.diagnostics)),
         };
-        let plan = match destroy {
-            true => self.engine.plan_destroy(&config).await?,
-            false => self.engine.plan(&config).await?,
-        };
-        Ok(Planned::Plan(Box::new(plan)))
+        Ok(Planned::Plan(Box::new(
+            self.plan_config(&config, destroy).await?,
+        )))
+    }
+
+    /// Plans a validated config against recorded state (`destroy`: removing everything its
+    /// workspace holds instead) and stores the plan.
+    pub async fn plan_config(&self, config: &engine::Config, destroy: bool) -> Result<Plan> {
+        Ok(match destroy {
+            true => self.engine.plan_destroy(config).await?,
+            false => self.engine.plan(config).await?,
+        })
     }
 
     pub async fn load_plan(&self, id: &str) -> Result<Plan> {
