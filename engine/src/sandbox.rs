@@ -36,10 +36,11 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Evaluations running at once; more are refused as busy, not queued.
     pub max_concurrent: usize,
-    /// How much lower the evaluating process's CPU priority is (`nice -n`; 0 leaves it as is,
-    /// subprocess sandbox only). A server sets it, so its own answers (health checks,
-    /// approvals, other callers) come before a hostile config's CPU; a command at the terminal
-    /// does not, since the person waiting for it is the only caller.
+    /// Whether a server's evaluations yield the CPU (subprocess sandbox only): above 0 they run
+    /// under `SCHED_IDLE` (see [`lower_this_thread`]), or at this `nice -n` value where the
+    /// kernel refuses that; 0 leaves them at the caller's priority. A server sets it, so its own
+    /// answers (health checks, approvals, other callers) come before a hostile config's CPU; a
+    /// command at the terminal does not, since the person waiting for it is the only caller.
     pub niceness: u8,
 }
 
@@ -232,12 +233,10 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-/// The system's `nice`, when there is one: a server's evaluations run at a lower CPU priority
-/// ([`Limits::niceness`]) so it keeps answering while a hostile config burns its CPU allowance.
-/// Not the lowest: the time limit is wall-clock, and at `nice 19` a legitimate config starves
-/// whenever the machine is busy. The workspace forbids `unsafe` and `nix` 0.30 has no
-/// `setpriority`, so the priority is set by coreutils' `nice` rather than by the child itself;
-/// without it the child runs at the server's priority, bounded by the same limits.
+/// The system's `nice`, when there is one: the fallback that lowers a server's evaluations when
+/// the kernel refuses `SCHED_IDLE` for the evaluating thread ([`lower_this_thread`]). Not the
+/// lowest nice value: the time limit is wall-clock, and at `nice 19` a legitimate config starves
+/// whenever the machine is busy.
 fn nice_program() -> Option<&'static Path> {
     static NICE: std::sync::OnceLock<Option<&'static Path>> = std::sync::OnceLock::new();
     *NICE.get_or_init(|| {
@@ -248,49 +247,78 @@ fn nice_program() -> Option<&'static Path> {
     })
 }
 
-/// util-linux's `chrt`, when there is one: with it a server's evaluations also run under
-/// `SCHED_IDLE`, so any thread of the server that wakes up (a health check, an approval)
-/// preempts them at once instead of waiting out their time slice; a nice value alone only
-/// shares the CPU out in proportion. On an idle machine an evaluation runs at full speed.
-fn chrt_program() -> Option<&'static Path> {
-    static CHRT: std::sync::OnceLock<Option<&'static Path>> = std::sync::OnceLock::new();
-    *CHRT.get_or_init(|| {
-        ["/usr/bin/chrt", "/bin/chrt"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| p.is_file())
-    })
+/// Puts the calling thread under `SCHED_IDLE`: any other thread of the machine that wakes up (a
+/// health check, an approval) preempts it at once, instead of sharing the CPU out by nice
+/// values. What this thread starts inherits the policy: the evaluating child, whose CPU is the
+/// hostile part, and the threads that feed and read it. The kernel work of its end is done here
+/// too (reaping a child that used hundreds of MiB walks its `/proc` entries for tens of
+/// milliseconds in `wait4`), so even that waits for an idle core. On an idle machine it all runs
+/// at full speed. False when the kernel refuses.
+fn lower_this_thread() -> bool {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .is_ok()
 }
 
 fn in_child(
-    program: &PathBuf,
+    program: &Path,
     args: &[OsString],
     workdir: &Path,
     limits: &Limits,
     request: &EvalRequest,
+) -> Result<ChildReport, EngineError> {
+    if limits.niceness == 0 {
+        return run_child(program, args, workdir, limits, request, false);
+    }
+    // A server's evaluation: on a thread of its own, lowered before anything is started.
+    let (program, args, workdir) = (program.to_path_buf(), args.to_vec(), workdir.to_path_buf());
+    let (limits, request) = (*limits, request.clone());
+    let lowered = std::thread::Builder::new()
+        .name("nickel-sandbox".into())
+        .spawn(move || {
+            let idle = lower_this_thread();
+            run_child(&program, &args, &workdir, &limits, &request, !idle)
+        })
+        .map_err(|source| EngineError::SandboxSpawn {
+            program: "the sandbox thread".into(),
+            source,
+        })?;
+    lowered.join().unwrap_or_else(|_| {
+        Err(EngineError::SandboxProtocol(
+            "the sandbox thread panicked".into(),
+        ))
+    })
+}
+
+/// Starts the evaluator, feeds it `request`, reads its capped output and reaps it. `nice`: run it
+/// under the system's `nice` (the thread could not be lowered).
+fn run_child(
+    program: &Path,
+    args: &[OsString],
+    workdir: &Path,
+    limits: &Limits,
+    request: &EvalRequest,
+    nice: bool,
 ) -> Result<ChildReport, EngineError> {
     let spawn_err = |source| EngineError::SandboxSpawn {
         program: program.display().to_string(),
         source,
     };
     std::fs::create_dir_all(workdir).map_err(spawn_err)?;
-    let lower = limits.niceness > 0;
-    let mut command = match (
-        nice_program().filter(|_| lower),
-        chrt_program().filter(|_| lower),
-    ) {
-        (Some(nice), Some(chrt)) => {
-            let mut c = Command::new(chrt);
-            c.args(["--idle", "0"]).arg(nice);
-            c.arg("-n").arg(limits.niceness.to_string()).arg(program);
-            c
-        }
-        (Some(nice), None) => {
+    let mut command = match nice_program().filter(|_| nice) {
+        Some(nice) => {
             let mut c = Command::new(nice);
             c.arg("-n").arg(limits.niceness.to_string()).arg(program);
             c
         }
-        _ => Command::new(program),
+        None => Command::new(program),
     };
     let mut child = command
         .args(args)

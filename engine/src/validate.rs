@@ -61,6 +61,14 @@ pub struct Validator {
 }
 
 impl Validator {
+    /// Whether every evaluation slot is taken at this moment: a server answers "busy, retry"
+    /// without first handing the input to a blocking thread. Only a fast answer: `validate`
+    /// still takes its slot (or refuses) itself.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.sandbox, Sandbox::Subprocess { .. })
+            && self.running.load(Ordering::Acquire) >= self.limits.max_concurrent
+    }
+
     pub fn new(sandbox: Sandbox, limits: Limits) -> Result<Self, EngineError> {
         Ok(Validator {
             sandbox,

@@ -50,6 +50,14 @@ impl App {
                 self.max_config_bytes
             )));
         }
+        if self.validator.is_busy() {
+            return Err(ValidateError::Busy(
+                engine::EngineError::Busy {
+                    running: self.validator.limits().max_concurrent,
+                }
+                .to_string(),
+            ));
+        }
         let validator = self.validator.clone();
         tokio::task::spawn_blocking(move || {
             validator

@@ -303,6 +303,109 @@ fn the_sandbox_holds_without_the_import_check() {
     );
 }
 
+/// With one evaluation slot: a config that runs until its time limit holds the slot, and the next
+/// caller is told "busy, retry" at once (503 with `Retry-After`), while health checks are answered;
+/// the evaluating child runs under `SCHED_IDLE` (so the server's own threads preempt it); once
+/// the slot is free a good config validates.
+fn a_busy_server_says_retry() {
+    let dir = Dir(scratch("hostile-busy"));
+    std::fs::write(dir.0.join("config.toml"), people()).unwrap();
+    let (child, base) = tests::serve_http(
+        &dir.0,
+        &[
+            "--eval-timeout-ms",
+            "3000",
+            "--max-evals",
+            "1",
+            "--rate-limit",
+            "100000",
+        ],
+    )
+    .unwrap();
+    let server = Server(child);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let validate = |config: &str| {
+            http.post(format!("{base}/api/v1/configs/validate"))
+                .bearer_auth(VIEWER)
+                .json(&json!({ "config": config }))
+                .send()
+        };
+        let endless = tokio::spawn(validate("let rec f = fun x => f (x + 1) in f 0"));
+        // Wait for the evaluating child to exist, then read its scheduling policy.
+        let started = std::time::Instant::now();
+        let evaluator = loop {
+            if let Some(pid) = evaluating_child(server.0.id()) {
+                break pid;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(3),
+                "no evaluating child appeared"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{evaluator}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        // Field 41 of `proc_pid_stat(5)`, the policy; 5 is SCHED_IDLE.
+        assert_eq!(
+            fields[41 - 3],
+            "5",
+            "the evaluator is not under SCHED_IDLE: {stat}"
+        );
+        let busy = validate("{ servers = [] }").await.unwrap();
+        assert_eq!(busy.status().as_u16(), 503);
+        assert_eq!(
+            busy.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("2")
+        );
+        let body = busy.text().await.unwrap();
+        assert!(body.contains("retry in a few seconds"), "{body}");
+        healthy(&http, &base).await;
+        let ended = endless.await.unwrap().unwrap();
+        assert_eq!(ended.status().as_u16(), 200);
+        let ended = ended.text().await.unwrap();
+        assert!(ended.contains("time limit"), "{ended}");
+        let fine = validate("{}").await.unwrap();
+        assert_eq!(
+            fine.status().as_u16(),
+            200,
+            "{}",
+            fine.text().await.unwrap()
+        );
+    });
+}
+
+/// The process of `server` evaluating a config (`__nickel-eval`), if one runs now.
+fn evaluating_child(server: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let evaluating = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == engine::sandbox::CHILD_COMMAND.as_bytes());
+            (ppid == server && evaluating).then_some(pid)
+        })
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("hostile::corpus_reveals_nothing", || {
@@ -315,5 +418,8 @@ pub fn trials() -> Vec<Trial> {
             "hostile::the_sandbox_holds_without_the_import_check",
             || check(the_sandbox_holds_without_the_import_check),
         ),
+        Trial::test("hostile::a_busy_server_says_retry", || {
+            check(a_busy_server_says_retry)
+        }),
     ]
 }

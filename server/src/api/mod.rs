@@ -63,6 +63,9 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a busy answer, in seconds.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Problem {
@@ -72,12 +75,20 @@ impl IntoResponse for ApiError {
             detail: self.2,
             reasons: self.3,
         };
-        (
+        let mut response = (
             self.0,
             [(header::CONTENT_TYPE, "application/problem+json")],
             serde_json::to_string(&body).unwrap_or_default(),
         )
-            .into_response()
+            .into_response();
+        // Shed load (every evaluation slot taken): say when to come back, as HTTP does.
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
