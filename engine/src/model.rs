@@ -50,6 +50,9 @@ pub struct Server {
     pub provider: String,
     pub plan: String,
     pub zone: String,
+    /// `ssh` provider: the inventory host this server is (default: its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]

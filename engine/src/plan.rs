@@ -249,6 +249,7 @@ pub fn desired_resources(config: &Config) -> Vec<ResourceSpec> {
             plan: server.plan.clone(),
             zone: server.zone.clone(),
             labels: server.labels.clone(),
+            host: server.host.clone(),
         }));
     }
     for server in &config.servers {

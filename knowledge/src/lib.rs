@@ -6,12 +6,14 @@
 mod bundle;
 mod catalog;
 mod files;
+mod taskservs;
 #[cfg(test)]
 mod reference_check;
 
 pub use bundle::{contract_bundle, to_nickel};
 pub use catalog::{Catalog, Plan, Provider, Role, Taskserv, Template, Zone};
 pub use files::{Schema, materialize, schema, schema_names};
+pub use taskservs::{TaskservMeta, TaskservScripts, script_taskservs, taskserv_lib, taskserv_scripts};
 
 /// Errors reading the embedded knowledge.
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,8 @@ pub struct Settings {
     /// `[state]` credentials for a SurrealDB server (references, resolved when it is opened).
     pub state_user: Option<SecretRef>,
     pub state_password: Option<SecretRef>,
+    /// The `ssh` provider's machines, checked.
+    pub ssh_hosts: Vec<engine::provider::ssh::SshHost>,
 }
 
 /// The config file. Every section is optional.
@@ -74,6 +76,16 @@ pub struct Settings {
 /// [state]                        # a SurrealDB server (--state ws://...)
 /// user = "root"
 /// password = "env:SURREAL_PASS"
+///
+/// # Machines of the `ssh` provider: a config names one (`host = "rack-3"`, default: the
+/// # server's name); addresses and keys live only here.
+/// [ssh.hosts.rack-3]
+/// address = "10.0.0.13"
+/// port = 22                      # default 22
+/// user = "deploy"                # default root
+/// key = "file:/etc/provisioning/ssh/rack-3"   # secret reference to the private key
+/// root = "/srv/provisioning"     # our folders on the host; default $HOME/.provisioning
+/// workspaces = ["shop"]          # who may use it; "*" for every workspace
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +111,30 @@ pub struct ConfigFile {
     pub state: StateSection,
     #[serde(default)]
     pub daemon: DaemonSection,
+    #[serde(default)]
+    pub ssh: SshSection,
+}
+
+/// The `ssh` provider's inventory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSection {
+    #[serde(default)]
+    pub hosts: BTreeMap<String, SshHostEntry>,
+}
+
+/// `[ssh.hosts.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshHostEntry {
+    pub address: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// A secret reference to the private key.
+    pub key: Option<String>,
+    pub root: Option<String>,
+    #[serde(default)]
+    pub workspaces: Vec<String>,
 }
 
 /// The local server (`provisioning daemon`, `serve --socket`).
@@ -317,7 +353,9 @@ impl Settings {
         if let Some(SecretRef::Plain(s)) = &state_password {
             secrets.redactor().register(s.expose());
         }
+        let ssh_hosts = ssh_hosts(&file, &reference).map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
         let mut settings = Settings {
+            ssh_hosts,
             secrets,
             openai,
             state_user,
@@ -622,4 +660,58 @@ mod tests {
             std::env::temp_dir().join("provisioning")
         );
     }
+}
+
+/// The `[ssh.hosts]` inventory, checked: names are DNS labels, addresses and users cannot be
+/// taken for `ssh` options, every host says which workspaces may use it.
+fn ssh_hosts(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<Vec<engine::provider::ssh::SshHost>> {
+    let word = |what: &str, text: &str| -> anyhow::Result<()> {
+        let ok = !text.is_empty()
+            && !text.starts_with('-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+        anyhow::ensure!(
+            ok,
+            "{what}: `{text}` is not a host name, an IP address or an account name"
+        );
+        Ok(())
+    };
+    let mut hosts = Vec::new();
+    for (name, h) in &file.ssh.hosts {
+        let at = format!("ssh.hosts.{name}");
+        anyhow::ensure!(
+            !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !name.starts_with('-'),
+            "{at}: a host name must be lowercase letters, digits and `-` (it is what configs write in `host`)"
+        );
+        word(&format!("{at}.address"), &h.address)?;
+        let user = h.user.clone().unwrap_or_else(|| "root".into());
+        word(&format!("{at}.user"), &user)?;
+        anyhow::ensure!(
+            !h.workspaces.is_empty(),
+            "{at}.workspaces is empty: list the workspaces that may use this host, or [\"*\"] for every one"
+        );
+        let key = match &h.key {
+            Some(text) => Some(reference(&format!("{at}.key"), text)?),
+            None => None,
+        };
+        hosts.push(engine::provider::ssh::SshHost {
+            name: name.clone(),
+            address: h.address.clone(),
+            port: h.port.unwrap_or(22),
+            user,
+            key,
+            root: h.root.clone(),
+            workspaces: h.workspaces.clone(),
+        });
+    }
+    Ok(hosts)
 }

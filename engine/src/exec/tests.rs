@@ -29,6 +29,7 @@ fn config(workspace: &str, servers: usize, taskservs: &[&str]) -> Config {
                 plan: "small".into(),
                 zone: "sim-1".into(),
                 labels: BTreeMap::new(),
+                host: None,
                 taskservs: taskservs
                     .iter()
                     .map(|t| TaskservRef {
@@ -644,6 +645,7 @@ async fn drift_reports_what_the_provider_lost_without_changing_state() {
         plan: "small".into(),
         zone: "sim-1".into(),
         labels: BTreeMap::new(),
+        host: None,
     };
     sim.delete_server(&IdempotencyKey("out-of-band".into()), &gone)
         .await

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 pub mod local;
 pub mod sim;
+pub mod ssh;
 
 /// A stable key for one side effect: the same step of the same workflow always presents the
 /// same key, on every attempt and after every restart.
@@ -33,6 +34,9 @@ pub struct ServerSpec {
     pub zone: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `ssh` provider: the inventory host (default: the server's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// What a taskserv on a server should be.

@@ -14,6 +14,7 @@ use engine::authz::CedarAuthorizer;
 use engine::exec::{Engine, RunOutcome};
 use engine::provider::Providers;
 use engine::provider::local::{LocalProvider, Supervisor};
+use engine::provider::ssh::SshProvider;
 use engine::provider::sim::{SimOptions, SimProvider};
 use engine::runtime::KillAt;
 use engine::state::{Event, EventKind, StateError, StoreLocation, SurrealStore, WorkflowStatus};
@@ -108,7 +109,15 @@ pub async fn open_engine_with(
         .context("cannot open the sim provider's ledger")?;
     let exe = std::env::current_exe().context("cannot locate the provisioning executable")?;
     let local = LocalProvider::new(settings.data_dir.join("local"), Supervisor::binary(exe));
-    let providers = Providers::new().with(Arc::new(sim)).with(Arc::new(local));
+    let ssh = SshProvider::new(
+        settings.ssh_hosts.clone(),
+        settings.secrets.clone(),
+        settings.data_dir.join("ssh"),
+    );
+    let providers = Providers::new()
+        .with(Arc::new(sim))
+        .with(Arc::new(local))
+        .with(Arc::new(ssh));
     let mut engine = Engine::new(Arc::new(store), providers)
         .with_authorizer(authz)
         .with_redactor(settings.secrets.redactor().clone());

@@ -52,6 +52,7 @@ fn server(workspace: &str, name: &str) -> ServerSpec {
         plan: "small".into(),
         zone: "local".into(),
         labels: BTreeMap::from([("role".to_string(), "test".to_string())]),
+        host: None,
     }
 }
 

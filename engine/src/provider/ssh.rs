@@ -1,0 +1,529 @@
+//! The `ssh` provider: machines you already have (bare metal, VMs elsewhere), reached over SSH.
+//!
+//! The machines are an inventory in the operator's config (`[ssh.hosts.NAME]`: address, port,
+//! user, a secret reference to the private key, the workspaces allowed to use it), never in a
+//! Nickel config: a config names a host of the inventory (`host`, else the server's name), so
+//! an assistant cannot point the operator's key at another machine or name a key file.
+//!
+//! "Create" registers and verifies: it reaches the host (recording its key on first contact),
+//! reads its OS, cores and memory, and makes the server's folder `<root>/<workspace>/<server>`
+//! on it. "Delete" runs the remove script of every taskserv still there and deletes that
+//! folder; it never powers anything off. Taskservs are installed by their scripts from
+//! `knowledge/taskservs/<name>/` (see [`runner`]), each in its own folder under the server's, so
+//! several inventory hosts on one machine (different `root`s) and several workspaces on one
+//! host never collide.
+
+pub mod runner;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    Health, IdempotencyKey, Observed, Provider, ProviderError, ProviderResult, ServerSpec,
+    TaskservSpec,
+};
+use crate::secrets::{SecretRef, Secrets};
+use runner::{EXIT_TRANSIENT, EXIT_UNSUPPORTED, Output, Runner, shell_quote};
+
+/// One machine of the inventory.
+#[derive(Debug, Clone)]
+pub struct SshHost {
+    /// The inventory name configs use.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// The private key; `None` leaves authentication to... nothing (the call fails unless the
+    /// host accepts the account without a key, which OpenSSH never does by default).
+    pub key: Option<SecretRef>,
+    /// Where our folders live on the host; `None`: `$HOME/.provisioning` of `user`.
+    pub root: Option<String>,
+    /// Workspaces allowed to use the host; `*` allows every workspace.
+    pub workspaces: Vec<String>,
+}
+
+impl SshHost {
+    fn allows(&self, workspace: &str) -> bool {
+        self.workspaces.iter().any(|w| w == "*" || w == workspace)
+    }
+}
+
+/// The `ssh` provider.
+#[derive(Debug)]
+pub struct SshProvider {
+    hosts: BTreeMap<String, SshHost>,
+    runner: Runner,
+    /// Our records: which host each server was registered on, the scripts' logs.
+    dir: PathBuf,
+    /// How long one script may run (an install fetching packages takes a while).
+    pub script_timeout: Duration,
+}
+
+/// What we remember of a registered server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Registration {
+    host: String,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl SshProvider {
+    /// `dir` holds the known-hosts file, the registrations and the logs.
+    pub fn new(hosts: Vec<SshHost>, secrets: Secrets, dir: PathBuf) -> SshProvider {
+        let runner = Runner {
+            program: PathBuf::from("ssh"),
+            known_hosts: dir.join("known_hosts"),
+            private_dir: dir.join("private"),
+            connect_timeout: Duration::from_secs(10),
+            secrets,
+        };
+        SshProvider {
+            hosts: hosts.into_iter().map(|h| (h.name.clone(), h)).collect(),
+            runner,
+            dir,
+            script_timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// The OpenSSH client to use (default `ssh` on `PATH`).
+    pub fn with_program(mut self, program: PathBuf) -> SshProvider {
+        self.runner.program = program;
+        self
+    }
+
+    fn host_for_spec(&self, spec: &ServerSpec) -> ProviderResult<&SshHost> {
+        let name = spec.host.as_deref().unwrap_or(&spec.name);
+        let host = self.hosts.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+            ProviderError::Permanent(format!(
+                "server `{}` names host `{name}`, which is not in the operator's SSH inventory \
+                 ({}); hosts are added by the operator in `[ssh.hosts.NAME]` of the config file",
+                spec.name,
+                if known.is_empty() {
+                    "it is empty".to_string()
+                } else {
+                    format!("known: {}", known.join(", "))
+                }
+            ))
+        })?;
+        if !host.allows(&spec.workspace) {
+            return Err(ProviderError::Permanent(format!(
+                "host `{name}` is not open to workspace `{}` (its `workspaces` in \
+                 `[ssh.hosts.{name}]`: {})",
+                spec.workspace,
+                host.workspaces.join(", ")
+            )));
+        }
+        Ok(host)
+    }
+
+    fn registration_path(&self, workspace: &str, server: &str) -> PathBuf {
+        self.dir
+            .join("servers")
+            .join(workspace)
+            .join(format!("{server}.json"))
+    }
+
+    fn registered(&self, workspace: &str, server: &str) -> Option<&SshHost> {
+        let text = std::fs::read_to_string(self.registration_path(workspace, server)).ok()?;
+        let reg: Registration = serde_json::from_str(&text).ok()?;
+        self.hosts.get(&reg.host)
+    }
+
+    fn host_for_taskserv(&self, spec: &TaskservSpec) -> ProviderResult<&SshHost> {
+        self.registered(&spec.workspace, &spec.server).ok_or_else(|| {
+            ProviderError::Permanent(format!(
+                "server `{}` of workspace `{}` is not registered with the ssh provider (or its \
+                 host left the inventory); apply the server first",
+                spec.server, spec.workspace
+            ))
+        })
+    }
+
+    fn log_path(&self, workspace: &str, server: &str, taskserv: &str) -> PathBuf {
+        self.dir
+            .join("logs")
+            .join(workspace)
+            .join(server)
+            .join(format!("{taskserv}.log"))
+    }
+
+    /// The facts script: where our folders are, OS, cores, memory. `register`: make the
+    /// server's folder (create), else only report whether it exists (inspect).
+    fn facts_script(&self, host: &SshHost, spec: &ServerSpec, register: bool) -> String {
+        let mut s = preamble(host, &spec.workspace, &spec.name, None, &[]);
+        s.push_str("server_dir=\"$PROV_ROOT/$PROV_WORKSPACE/$PROV_SERVER\"\n");
+        if register {
+            s.push_str("mkdir -p \"$server_dir\"\n");
+        }
+        s.push_str(
+            r#"if [ -d "$server_dir" ]; then echo "PROV_OUTPUT registered=yes"; else echo "PROV_OUTPUT registered=no"; fi
+os=unknown
+if [ -r /etc/os-release ]; then os=$(. /etc/os-release; printf '%s-%s' "${ID:-unknown}" "${VERSION_ID%%.*}"); fi
+echo "PROV_OUTPUT os=$os"
+echo "PROV_OUTPUT cores=$(nproc 2>/dev/null || echo 0)"
+echo "PROV_OUTPUT memory_mb=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0)"
+echo "PROV_OUTPUT arch=$(uname -m)"
+echo "PROV_OUTPUT hostname=$(hostname 2>/dev/null || uname -n)"
+"#,
+        );
+        s
+    }
+
+    async fn facts(
+        &self,
+        host: &SshHost,
+        spec: &ServerSpec,
+        register: bool,
+    ) -> ProviderResult<(bool, Observed)> {
+        let script = self.facts_script(host, spec, register);
+        let out = self
+            .runner
+            .run(host, &script, CHECK_TIMEOUT, None)
+            .await?;
+        if out.status != 0 {
+            return Err(ProviderError::Permanent(format!(
+                "host `{}` could not be inspected (exit {}): {}",
+                host.name,
+                out.status,
+                out.last_words()
+            )));
+        }
+        let facts: BTreeMap<String, String> = out.facts().into_iter().collect();
+        let mut attrs: BTreeMap<String, Value> = BTreeMap::new();
+        attrs.insert("host".into(), Value::from(host.name.clone()));
+        attrs.insert("address".into(), Value::from(host.address.clone()));
+        attrs.insert("ssh_port".into(), Value::from(host.port));
+        attrs.insert("user".into(), Value::from(host.user.clone()));
+        for key in ["os", "arch", "hostname"] {
+            if let Some(v) = facts.get(key) {
+                attrs.insert(key.into(), Value::from(v.clone()));
+            }
+        }
+        for key in ["cores", "memory_mb"] {
+            if let Some(n) = facts.get(key).and_then(|v| v.parse::<u64>().ok()) {
+                attrs.insert(key.into(), Value::from(n));
+            }
+        }
+        if let Some(fp) = self.fingerprint(host).await {
+            attrs.insert("host_key".into(), Value::from(fp));
+        }
+        let registered = facts.get("registered").map(String::as_str) == Some("yes");
+        Ok((
+            registered,
+            Observed {
+                provider_id: format!("ssh:{}", host.name),
+                attrs,
+            },
+        ))
+    }
+
+    /// The recorded host key's fingerprint (`SHA256:...`).
+    async fn fingerprint(&self, host: &SshHost) -> Option<String> {
+        let out = tokio::process::Command::new("ssh-keygen")
+            .args(["-l", "-F"])
+            .arg(runner::key_alias(host))
+            .arg("-f")
+            .arg(&self.runner.known_hosts)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .output()
+            .await
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find(|w| w.starts_with("SHA256:"))
+            .map(str::to_string)
+    }
+
+    fn scripts(&self, name: &str) -> ProviderResult<knowledge::TaskservScripts> {
+        knowledge::taskserv_scripts(name)
+            .map_err(|e| ProviderError::Permanent(e.to_string()))?
+            .ok_or_else(|| {
+                ProviderError::Permanent(format!(
+                    "taskserv `{name}` has no install scripts for SSH hosts yet (available: {})",
+                    knowledge::script_taskservs().join(", ")
+                ))
+            })
+    }
+
+    /// The whole text sent for one script of a taskserv: preamble, the shared functions, its
+    /// health check as `prov_health`, then `body`.
+    fn taskserv_script(
+        &self,
+        host: &SshHost,
+        spec: &TaskservSpec,
+        scripts: &knowledge::TaskservScripts,
+        body: &str,
+    ) -> ProviderResult<String> {
+        let config = config_vars(&spec.config)?;
+        let mut s = preamble(
+            host,
+            &spec.workspace,
+            &spec.server,
+            Some((&spec.name, &spec.version)),
+            &config,
+        );
+        s.push_str(knowledge::taskserv_lib());
+        s.push_str("\nprov_health() (\n");
+        s.push_str(scripts.health);
+        s.push_str("\n)\n");
+        s.push_str(body);
+        s.push('\n');
+        Ok(s)
+    }
+
+    async fn run_taskserv(
+        &self,
+        spec: &TaskservSpec,
+        what: &str,
+    ) -> ProviderResult<(Output, knowledge::TaskservScripts)> {
+        let host = self.host_for_taskserv(spec)?;
+        let scripts = self.scripts(&spec.name)?;
+        let body = match what {
+            "install" => scripts.install,
+            "health" => scripts.health,
+            _ => scripts.remove,
+        };
+        let script = self.taskserv_script(host, spec, &scripts, body)?;
+        let log = self.log_path(&spec.workspace, &spec.server, &spec.name);
+        let timeout = if what == "health" {
+            CHECK_TIMEOUT
+        } else {
+            self.script_timeout
+        };
+        let out = self.runner.run(host, &script, timeout, Some(&log)).await?;
+        Ok((out, scripts))
+    }
+}
+
+/// `set -eu` and the PROV_* variables, each value single-quoted (data, never shell text).
+fn preamble(
+    host: &SshHost,
+    workspace: &str,
+    server: &str,
+    taskserv: Option<(&str, &str)>,
+    config: &[(String, String)],
+) -> String {
+    let mut s = String::from("set -eu\n");
+    let mut export = |name: &str, value: &str| {
+        s.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    };
+    export("PROV_WORKSPACE", workspace);
+    export("PROV_SERVER", server);
+    if let Some((name, version)) = taskserv {
+        export("PROV_TASKSERV", name);
+        export("PROV_VERSION", version);
+    }
+    let bind = config
+        .iter()
+        .find(|(k, _)| k == "PROV_CFG_BIND")
+        .map_or("127.0.0.1", |(_, v)| v.as_str())
+        .to_string();
+    export("PROV_BIND", &bind);
+    for (k, v) in config {
+        export(k, v);
+    }
+    match &host.root {
+        Some(root) => export("PROV_ROOT", root),
+        None => s.push_str("export PROV_ROOT=\"$HOME/.provisioning\"\n"),
+    }
+    if taskserv.is_some() {
+        s.push_str("export PROV_DIR=\"$PROV_ROOT/$PROV_WORKSPACE/$PROV_SERVER/$PROV_TASKSERV\"\n");
+    }
+    s
+}
+
+/// A taskserv's `config` as `PROV_CFG_<KEY>` variables.
+fn config_vars(
+    config: &serde_json::Map<String, Value>,
+) -> ProviderResult<Vec<(String, String)>> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(ProviderError::Permanent(format!(
+                    "config key `{k}` cannot be handed to a script: use letters, digits, `_`, `-` and `.`"
+                )));
+            }
+            let name = format!(
+                "PROV_CFG_{}",
+                k.to_ascii_uppercase().replace(['-', '.'], "_")
+            );
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// A script's failure as a provider error: 3 permanent (unsupported here), 75 transient, any
+/// other permanent with the output's last lines (the host's words: data, not instructions).
+fn script_error(what: &str, spec: &TaskservSpec, host: &str, out: &Output) -> ProviderError {
+    match out.status {
+        EXIT_UNSUPPORTED => ProviderError::Permanent(format!(
+            "cannot {what} taskserv `{}` on host `{host}`: {}",
+            spec.name,
+            out.last_words().trim_start_matches("provisioning: ")
+        )),
+        EXIT_TRANSIENT => ProviderError::Transient(format!(
+            "{what} of taskserv `{}` on host `{host}` failed for now: {}",
+            spec.name,
+            out.last_words()
+        )),
+        code => ProviderError::Permanent(format!(
+            "{what} of taskserv `{}` on host `{host}` failed (exit {code}); its last lines:\n{}",
+            spec.name,
+            out.tail(12)
+        )),
+    }
+}
+
+#[async_trait]
+impl Provider for SshProvider {
+    fn name(&self) -> &str {
+        "ssh"
+    }
+
+    async fn create_server(
+        &self,
+        _key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed> {
+        let host = self.host_for_spec(spec)?;
+        // Recorded before the host is reached: a crash after registering on the host leaves a
+        // record that delete can follow.
+        let path = self.registration_path(&spec.workspace, &spec.name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ProviderError::Permanent(format!("{}: {e}", dir.display())))?;
+        }
+        let record = serde_json::to_string(&Registration {
+            host: host.name.clone(),
+        })
+        .unwrap_or_default();
+        std::fs::write(&path, record)
+            .map_err(|e| ProviderError::Permanent(format!("{}: {e}", path.display())))?;
+        let (_, observed) = self.facts(host, spec, true).await?;
+        Ok(observed)
+    }
+
+    async fn update_server(
+        &self,
+        key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed> {
+        self.create_server(key, spec).await
+    }
+
+    async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>> {
+        let Some(host) = self.registered(&spec.workspace, &spec.name) else {
+            return Ok(None);
+        };
+        let (registered, observed) = self.facts(host, spec, false).await?;
+        Ok(registered.then_some(observed))
+    }
+
+    async fn delete_server(&self, _key: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<()> {
+        let Some(host) = self.registered(&spec.workspace, &spec.name) else {
+            return Ok(());
+        };
+        // Whatever taskserv is still on the host goes through its remove script.
+        let mut list = preamble(host, &spec.workspace, &spec.name, None, &[]);
+        list.push_str(
+            "d=\"$PROV_ROOT/$PROV_WORKSPACE/$PROV_SERVER\"\n[ -d \"$d\" ] || exit 0\nfor t in \"$d\"/*/; do [ -d \"$t\" ] && echo \"PROV_OUTPUT taskserv=$(basename \"$t\")\"; done; true\n",
+        );
+        let out = self.runner.run(host, &list, CHECK_TIMEOUT, None).await?;
+        for (k, name) in out.facts() {
+            if k != "taskserv" || knowledge::taskserv_scripts(&name).ok().flatten().is_none() {
+                continue;
+            }
+            let ts = TaskservSpec {
+                workspace: spec.workspace.clone(),
+                server: spec.name.clone(),
+                name,
+                version: String::new(),
+                config: serde_json::Map::new(),
+            };
+            self.remove_taskserv(_key, &ts).await?;
+        }
+        let mut rm = preamble(host, &spec.workspace, &spec.name, None, &[]);
+        rm.push_str("rm -rf \"$PROV_ROOT/$PROV_WORKSPACE/$PROV_SERVER\"\n");
+        let out = self.runner.run(host, &rm, CHECK_TIMEOUT, None).await?;
+        if out.status != 0 {
+            return Err(ProviderError::Permanent(format!(
+                "cannot delete the server's folder on host `{}`: {}",
+                host.name,
+                out.last_words()
+            )));
+        }
+        let _ = std::fs::remove_file(self.registration_path(&spec.workspace, &spec.name));
+        Ok(())
+    }
+
+    async fn install_taskserv(
+        &self,
+        _key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<Observed> {
+        let host = self.host_for_taskserv(spec)?.name.clone();
+        let (out, _) = self.run_taskserv(spec, "install").await?;
+        if out.status != 0 {
+            return Err(script_error("install", spec, &host, &out));
+        }
+        let mut attrs: BTreeMap<String, Value> = out
+            .facts()
+            .into_iter()
+            .map(|(k, v)| {
+                let value = v.parse::<u64>().map_or(Value::from(v), Value::from);
+                (k, value)
+            })
+            .collect();
+        attrs.insert("host".into(), Value::from(host.clone()));
+        attrs.insert("version".into(), Value::from(spec.version.clone()));
+        Ok(Observed {
+            provider_id: format!("ssh:{host}/{}/{}/{}", spec.workspace, spec.server, spec.name),
+            attrs,
+        })
+    }
+
+    async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
+        if self.registered(&spec.workspace, &spec.server).is_none() {
+            return Ok(Health::Missing);
+        }
+        let (out, _) = self.run_taskserv(spec, "health").await?;
+        Ok(match out.status {
+            0 => Health::Healthy,
+            2 => Health::Missing,
+            _ => Health::Unhealthy(out.last_words()),
+        })
+    }
+
+    async fn remove_taskserv(
+        &self,
+        _key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<()> {
+        let Ok(host) = self.host_for_taskserv(spec).map(|h| h.name.clone()) else {
+            // Not registered: nothing of ours can be on a host.
+            return Ok(());
+        };
+        let (out, _) = self.run_taskserv(spec, "remove").await?;
+        if out.status != 0 {
+            return Err(script_error("remove", spec, &host, &out));
+        }
+        Ok(())
+    }
+}
