@@ -461,6 +461,8 @@ impl Provider for SshProvider {
         }
         let mut rm = preamble(host, &spec.workspace, &spec.name, None, &[]);
         rm.push_str("rm -rf \"$PROV_ROOT/$PROV_WORKSPACE/$PROV_SERVER\"\n");
+        // The workspace's folder goes with its last server.
+        rm.push_str("rmdir \"$PROV_ROOT/$PROV_WORKSPACE\" 2>/dev/null || true\n");
         let out = self.runner.run(host, &rm, CHECK_TIMEOUT, None).await?;
         if out.status != 0 {
             return Err(ProviderError::Permanent(format!(

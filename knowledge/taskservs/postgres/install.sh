@@ -1,0 +1,47 @@
+# postgres: a cluster of its own (initdb) run by the OS package's binaries. As root the cluster
+# lives in /var/lib/provisioning/postgres-<id> owned by `postgres` (postgres refuses to run as
+# root, and PROV_DIR may sit in a home the `postgres` account cannot enter), named in
+# PROV_DIR/datadir; otherwise in PROV_DIR/data as the SSH account. The superuser's password is
+# generated on the host (PROV_DIR/password, 0600) and never leaves it: the fact reported is
+# where it is.
+prov_require_os debian-12 ubuntu-24
+mkdir -p "$PROV_DIR"
+prov_apt_install postgresql
+prov_check_version postgresql
+bindir="/usr/lib/postgresql/$PROV_VERSION/bin"
+[ -x "$bindir/postgres" ] || prov_unsupported "no postgres $PROV_VERSION binaries in $bindir"
+port=${PROV_CFG_PORT:-5432}
+case $port in ''|*[!0-9]*) prov_fail "config port must be a number, got '$port'" ;; esac
+if [ "$(id -u)" -eq 0 ]; then
+  export PROV_RUN_USER=postgres
+  id=$(printf '%s' "$PROV_DIR" | sha256sum | cut -c1-16)
+  data="/var/lib/provisioning/postgres-$id"
+  mkdir -p /var/lib/provisioning
+  printf '%s\n' "$data" > "$PROV_DIR/datadir"
+  as_db() { runuser -u postgres -- "$@"; }
+else
+  data="$PROV_DIR/data"
+  as_db() { "$@"; }
+fi
+if [ ! -f "$PROV_DIR/password" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$PROV_DIR/password")
+fi
+if [ ! -f "$data/PG_VERSION" ]; then
+  rm -rf "$data"
+  mkdir -p "$data"
+  [ -n "${PROV_RUN_USER:-}" ] && chown "$PROV_RUN_USER" "$data"
+  chmod 700 "$data"
+  pwfile="$data.pw"
+  (umask 077; cp "$PROV_DIR/password" "$pwfile")
+  [ -n "${PROV_RUN_USER:-}" ] && chown "$PROV_RUN_USER" "$pwfile"
+  as_db "$bindir/initdb" -D "$data" -U postgres --pwfile="$pwfile" -A scram-sha-256 --auth-local=trust >&2
+  rm -f "$pwfile"
+fi
+conf="$PROV_DIR/postgres.args"
+printf '%s\n' "-p $port -k $data -c listen_addresses=$PROV_BIND" > "$conf.new"
+if [ -f "$conf" ] && cmp -s "$conf" "$conf.new"; then rm -f "$conf.new"; else mv "$conf.new" "$conf"; prov_stop; fi
+prov_start "$bindir/postgres" -D "$data" -p "$port" -k "$data" -c "listen_addresses=$PROV_BIND"
+prov_wait_healthy 60
+prov_output address "$PROV_BIND"
+prov_output port "$port"
+prov_output password_file "$PROV_DIR/password"
