@@ -13,6 +13,7 @@ pub(crate) fn check(config: &Config, catalog: &Catalog, source: &str) -> Vec<Dia
     let mut out = Vec::new();
     unique_names(config, source, &mut out);
     local_taskservs(config, catalog, source, &mut out);
+    ssh_taskservs(config, source, &mut out);
     dependencies(config, catalog, source, &mut out);
     clusters(config, catalog, source, &mut out);
     workflow(config, source, &mut out);
@@ -110,6 +111,34 @@ fn local_taskservs(config: &Config, catalog: &Catalog, source: &str, out: &mut V
                         "one of {} on `local`, or a `sim` or cloud server",
                         quote(&runnable)
                     )),
+                );
+            }
+        }
+    }
+}
+
+/// On `ssh` servers only taskservs with install scripts (`knowledge/taskservs/<name>/`) can run.
+fn ssh_taskservs(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
+    let scripted = knowledge::script_taskservs();
+    for (i, s) in config
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.provider == "ssh")
+    {
+        for (k, t) in s.taskservs.iter().enumerate() {
+            if !scripted.contains(&t.name.as_str()) {
+                out.push(
+                    Diagnostic::error(
+                        "unsupported",
+                        format!(
+                            "taskserv `{}` has no install scripts for `ssh` hosts yet",
+                            t.name
+                        ),
+                    )
+                    .at(format!("servers[{i}].taskservs[{k}]"))
+                    .with_span(find_literal(source, &t.name, 1))
+                    .expected(format!("one of {} on `ssh`", quote(&scripted))),
                 );
             }
         }

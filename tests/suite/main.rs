@@ -25,6 +25,7 @@ mod mcp;
 mod policies;
 mod rag;
 mod secrets;
+mod ssh;
 mod tidy;
 
 use libtest_mimic::{Arguments, Trial};
@@ -48,6 +49,7 @@ fn main() {
     trials.extend(fuzz::trials());
     trials.extend(edges::trials());
     trials.extend(secrets::trials());
+    trials.extend(ssh::trials());
     trials.extend(local::trials());
     trials.extend(first_run::trials());
     trials.extend(tidy::trials());

@@ -1,0 +1,389 @@
+//! The `ssh` provider against a real OpenSSH server (Debian `openssh-server`) that each trial
+//! starts on a loopback port, with its own host key and an authorized key the trial generates.
+//! The inventory host's `root` keeps each trial's "host" in its own folder, so trials on this one
+//! machine do not collide. What is checked is what a user sees: the services answer on their
+//! ports, drift finds nothing, destroy leaves no process and no folder, a changed host key stops
+//! the step, a `kill -9` after an install then `resume` starts each service once.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+use serde_json::Value;
+use tests::{root, scratch};
+
+use crate::check;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        Trial::test("ssh::the_example_stack_applies_drifts_and_destroys", || {
+            check(the_example_stack_applies_drifts_and_destroys)
+        }),
+        Trial::test("ssh::a_changed_host_key_fails_the_step", || {
+            check(a_changed_host_key_fails_the_step)
+        }),
+        Trial::test("ssh::kill_after_an_install_then_resume_starts_it_once", || {
+            check(kill_after_an_install_then_resume_starts_it_once)
+        }),
+        Trial::test("ssh::every_script_passes_sh_n_and_shellcheck", || {
+            check(every_script_passes_sh_n_and_shellcheck)
+        }),
+    ]
+}
+
+/// A running `sshd` on 127.0.0.1 with keys of its own.
+struct Sshd {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (Debian package openssh-client)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sshd {
+    /// Starts sshd in `dir` (host key `host_key`, made when missing; the client key `client`,
+    /// authorized). `port`: reuse a port (a restarted host), else a free one.
+    fn start(dir: &Path, port: Option<u16>) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "/usr/sbin/sshd is missing: install Debian's openssh-server (scripts/test does)"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        // Privilege separation needs this folder when sshd runs as root.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        if !dir.join("host_key").exists() {
+            keygen(&dir.join("host_key"));
+        }
+        if !dir.join("client").exists() {
+            keygen(&dir.join("client"));
+            std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
+        }
+        let port = port.unwrap_or_else(free_port);
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
+             PidFile {d}/sshd.pid\nStrictModes no\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not listen on {port}: {}",
+                std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    /// The operator's config: this sshd as inventory host `loopback`, the key as a `file:`
+    /// reference, the host's folders under `hostroot`.
+    fn write_config(&self, at: &Path, hostroot: &Path) {
+        std::fs::write(
+            at,
+            format!(
+                "[ssh.hosts.loopback]\naddress = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
+                 key = \"file:{}\"\nroot = \"{}\"\nworkspaces = [\"*\"]\n",
+                self.port,
+                whoami(),
+                self.dir.join("client").display(),
+                hostroot.display()
+            ),
+        )
+        .unwrap();
+    }
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(tests::binary())
+        .args(args)
+        .current_dir(dir)
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+        {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+fn redis_ping(port: u16) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "ping"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The acceptance stack: `examples/ssh-dev.ncl` (redis, nginx, postgres on three servers of the
+/// loopback host) applies, every service answers, drift finds nothing, a re-plan has nothing to
+/// do, destroy leaves no process and no folder.
+fn the_example_stack_applies_drifts_and_destroys() {
+    let dir = scratch("ssh-stack");
+    let sshd = Sshd::start(&dir.join("sshd"), None);
+    let hostroot = dir.join("hostroot");
+    sshd.write_config(&dir.join("config.toml"), &hostroot);
+    let example = root().join("examples/ssh-dev.ncl");
+    let example = example.to_str().unwrap();
+    let out = ok(cli(&dir, &["apply", example, "--yes"], &[]));
+    assert!(
+        text(&out).contains("succeeded"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(redis_ping(26379), "PONG");
+    assert_eq!(http_get(28080, "/"), "nginx for ssh-dev/web-1\n");
+    let pg = Command::new("pg_isready")
+        .args(["-h", "127.0.0.1", "-p", "25432"])
+        .output()
+        .unwrap();
+    assert!(pg.status.success(), "{pg:?}");
+    // The host key was recorded on first contact and the server's facts read from the host.
+    let known = std::fs::read_to_string(dir.join("data/ssh/known_hosts")).unwrap();
+    assert!(known.contains("provisioning-loopback"), "{known}");
+    let status = ok(cli(&dir, &["state", "--json"], &[]));
+    let state: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let blob = state.to_string();
+    assert!(blob.contains("SHA256:"), "host key fingerprint recorded: {blob}");
+    assert!(blob.contains("debian-") || blob.contains("ubuntu-"), "OS recorded: {blob}");
+    let drift = ok(cli(&dir, &["drift", "--workspace", "ssh-dev"], &[]));
+    assert!(
+        String::from_utf8_lossy(&drift.stdout).contains("no drift"),
+        "{}",
+        text(&drift)
+    );
+    let again = ok(cli(&dir, &["plan", example], &[]));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 to create"),
+        "{}",
+        text(&again)
+    );
+    let pg_data = std::fs::read_to_string(hostroot.join("ssh-dev/db-1/postgres/datadir"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| hostroot.join("ssh-dev/db-1/postgres/data").display().to_string());
+    ok(cli(&dir, &["destroy", example, "--yes"], &[]));
+    assert_eq!(redis_ping(26379), "");
+    let left: Vec<_> = std::fs::read_dir(&hostroot)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left on the host: {left:?}");
+    assert!(!Path::new(&pg_data).exists(), "{pg_data} is left");
+    for needle in [hostroot.display().to_string(), pg_data] {
+        let procs = processes_with(&needle);
+        assert!(procs.is_empty(), "still running: {procs:?}");
+    }
+}
+
+/// A config of one server with redis on `port`.
+fn one_redis(dir: &Path, workspace: &str, port: u16) -> String {
+    let path = dir.join(format!("{workspace}.ncl"));
+    std::fs::write(
+        &path,
+        format!(
+            "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }},\n\
+             servers = [{{ name = \"cache-1\", provider = \"ssh\", plan = \"existing\", \
+             zone = \"inventory\", host = \"loopback\", taskservs = [{{ name = \"redis\", \
+             version = \"7.0\", config = {{ port = {port} }} }}] }}] }}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// The host comes back with another key (reinstalled, or someone in the middle): the step fails
+/// at once, permanently, saying what to do; nothing is installed or removed. With the old key
+/// back, destroy goes through.
+fn a_changed_host_key_fails_the_step() {
+    let dir = scratch("ssh-hostkey");
+    let sshd_dir = dir.join("sshd");
+    let sshd = Sshd::start(&sshd_dir, None);
+    let hostroot = dir.join("hostroot");
+    sshd.write_config(&dir.join("config.toml"), &hostroot);
+    let port = free_port();
+    let config = one_redis(&dir, "hostkey", port);
+    ok(cli(&dir, &["apply", &config, "--yes"], &[]));
+    assert_eq!(redis_ping(port), "PONG");
+    let ssh_port = sshd.port;
+    drop(sshd);
+    std::fs::copy(sshd_dir.join("host_key"), dir.join("original_host_key")).unwrap();
+    keygen(&sshd_dir.join("host_key"));
+    let impostor = Sshd::start(&sshd_dir, Some(ssh_port));
+    let out = cli(&dir, &["destroy", &config, "--yes"], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("is not the one recorded at first contact"),
+        "{said}"
+    );
+    assert!(said.contains("ssh-keygen -R provisioning-loopback"), "{said}");
+    // Permanent: one attempt, no retries against the impostor.
+    assert!(!said.contains("attempt 2"), "{said}");
+    assert_eq!(redis_ping(port), "PONG", "nothing was removed");
+    drop(impostor);
+    std::fs::copy(dir.join("original_host_key"), sshd_dir.join("host_key")).unwrap();
+    let _sshd = Sshd::start(&sshd_dir, Some(ssh_port));
+    let wf = latest_workflow(&dir);
+    ok(cli(&dir, &["resume", &wf], &[]));
+    assert_eq!(redis_ping(port), "");
+    assert!(processes_with(&hostroot.display().to_string()).is_empty());
+}
+
+fn latest_workflow(dir: &Path) -> String {
+    let out = ok(cli(dir, &["status", "--json"], &[]));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    list[0]["id"].as_str().unwrap().to_string()
+}
+
+/// `kill -9` right after redis was installed and before the step was recorded: `resume`
+/// runs the install again, which finds redis running with the same config and starts nothing.
+fn kill_after_an_install_then_resume_starts_it_once() {
+    let dir = scratch("ssh-crash");
+    let sshd = Sshd::start(&dir.join("sshd"), None);
+    let hostroot = dir.join("hostroot");
+    sshd.write_config(&dir.join("config.toml"), &hostroot);
+    let port = free_port();
+    let config = one_redis(&dir, "crash", port);
+    // Fault points: 1 workflow started, then 4 per step (before-checkpoint, before-effect,
+    // after-effect, after-checkpoint): 8 is after redis's install, before its checkpoint.
+    let out = cli(
+        &dir,
+        &["apply", &config, "--yes"],
+        &[("PROVISIONING_FAULT_KILL_AT", "8")],
+    );
+    assert_eq!(out.status.signal(), Some(9), "{}", text(&out));
+    let starts = hostroot.join("crash/cache-1/redis/starts");
+    assert_eq!(redis_ping(port), "PONG", "the install finished before the kill");
+    let wf = latest_workflow(&dir);
+    let resumed = ok(cli(&dir, &["resume", &wf], &[]));
+    assert!(text(&resumed).contains("succeeded"), "{}", text(&resumed));
+    let count = std::fs::read_to_string(&starts).unwrap().lines().count();
+    assert_eq!(count, 1, "redis was started {count} times");
+    ok(cli(&dir, &["destroy", &config, "--yes"], &[]));
+    assert!(processes_with(&hostroot.display().to_string()).is_empty());
+}
+
+/// Every script, assembled as the runner sends it, parses (`sh -n`) and passes shellcheck.
+fn every_script_passes_sh_n_and_shellcheck() {
+    let dir = scratch("ssh-scripts");
+    let lib = knowledge::taskserv_lib();
+    for name in knowledge::script_taskservs() {
+        let scripts = knowledge::taskserv_scripts(name).unwrap().unwrap();
+        for (what, body) in [
+            ("install", scripts.install),
+            ("health", scripts.health),
+            ("remove", scripts.remove),
+        ] {
+            let text = format!(
+                "set -eu\nexport PROV_WORKSPACE='w' PROV_SERVER='s' PROV_TASKSERV='{name}' \
+                 PROV_VERSION='1' PROV_BIND='127.0.0.1' PROV_ROOT='/tmp/r'\n\
+                 export PROV_DIR=\"$PROV_ROOT/w/s/{name}\"\n{lib}\nprov_health() (\n{}\n)\n{body}\n",
+                scripts.health
+            );
+            let path = dir.join(format!("{name}-{what}.sh"));
+            std::fs::write(&path, text).unwrap();
+            let n = Command::new("sh").arg("-n").arg(&path).output().unwrap();
+            assert!(n.status.success(), "{name}/{what}.sh: {n:?}");
+            let sc = Command::new("shellcheck")
+                .args(["-s", "sh", "-S", "warning"])
+                .arg(&path)
+                .output()
+                .expect("shellcheck (Debian package shellcheck; scripts/test installs it)");
+            assert!(
+                sc.status.success(),
+                "{name}/{what}.sh:\n{}",
+                String::from_utf8_lossy(&sc.stdout)
+            );
+        }
+    }
+}
