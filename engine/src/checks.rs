@@ -14,6 +14,7 @@ pub(crate) fn check(config: &Config, catalog: &Catalog, source: &str) -> Vec<Dia
     unique_names(config, source, &mut out);
     local_taskservs(config, catalog, source, &mut out);
     ssh_taskservs(config, source, &mut out);
+    fact_references(config, source, &mut out);
     dependencies(config, catalog, source, &mut out);
     clusters(config, catalog, source, &mut out);
     workflow(config, source, &mut out);
@@ -140,6 +141,63 @@ fn ssh_taskservs(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
                     .with_span(find_literal(source, &t.name, 1))
                     .expected(format!("one of {} on `ssh`", quote(&scripted))),
                 );
+            }
+        }
+    }
+}
+
+/// `{{SERVER/TASKSERV.KEY}}` in a taskserv's config (see [`crate::facts`]) must be well formed
+/// and name a taskserv this one depends on, so that it is installed first.
+fn fact_references(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
+    for (i, s) in config.servers.iter().enumerate() {
+        for (k, t) in s.taskservs.iter().enumerate() {
+            let at = format!("servers[{i}].taskservs[{k}].config");
+            let refs = match crate::facts::config_references(&t.config) {
+                Ok(refs) => refs,
+                Err(e) => {
+                    out.push(
+                        Diagnostic::error("reference", e)
+                            .at(at.clone())
+                            .expected("`{{SERVER/TASKSERV.KEY}}` naming a fact of a taskserv this one depends on"),
+                    );
+                    continue;
+                }
+            };
+            for (key, r) in refs {
+                let target = format!("{}/{}", r.server, r.taskserv);
+                let exists = config
+                    .servers
+                    .iter()
+                    .any(|x| x.name == r.server && x.taskservs.iter().any(|y| y.name == r.taskserv));
+                let depends = t.depends_on.iter().any(|d| {
+                    *d == target || (r.server == s.name && *d == r.taskserv)
+                });
+                let problem = if !exists {
+                    Some((
+                        format!("config `{key}` uses {r}, but there is no taskserv `{target}` in this config"),
+                        "a taskserv of this config, as `SERVER/TASKSERV`".to_string(),
+                    ))
+                } else if !depends {
+                    Some((
+                        format!(
+                            "config `{key}` uses {r}, but taskserv `{}/{}` does not depend on `{target}`, so it may be installed first",
+                            s.name, t.name
+                        ),
+                        format!("`{target}` in `servers[{i}].taskservs[{k}].depends_on`"),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((message, expected)) = problem {
+                    out.push(
+                        Diagnostic::error("reference", message)
+                            .at(format!("{at}.{key}"))
+                            .with_span(source.find(&r.to_string()).map(|at| {
+                                Span::from_offsets(source, at, at + r.to_string().len())
+                            }))
+                            .expected(expected),
+                    );
+                }
             }
         }
     }

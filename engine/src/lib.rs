@@ -7,6 +7,7 @@ mod checks;
 mod diagnostic;
 mod error;
 pub mod exec;
+pub mod facts;
 mod imports;
 mod model;
 mod nickel_diag;

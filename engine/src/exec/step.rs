@@ -2,6 +2,7 @@
 //! the provider call it stands for, and the checkpoints around it.
 
 use super::*;
+use crate::provider::TaskservSpec;
 
 /// The steps of a plan: one per action that changes something, with dependencies renumbered.
 pub fn steps_for(plan: &Plan, workflow: &str) -> Vec<StepRecord> {
@@ -338,7 +339,8 @@ impl StepContext {
                         }
                         ResourceSpec::Taskserv { spec: t, .. } => {
                             let provider = providers.get(&action.provider)?;
-                            let observed = provider.install_taskserv(key, t).await?;
+                            let resolved = self.with_facts(t).await?;
+                            let observed = provider.install_taskserv(key, &resolved).await?;
                             let edges = vec![Edge {
                                 relation: Relation::RunsOn,
                                 to: plan::server_key(&t.server),
@@ -375,6 +377,58 @@ impl StepContext {
                     }))))
                 }
             }
+        })
+    }
+
+    /// `t` with the facts its config names (`{{SERVER/TASKSERV.KEY}}`, see [`crate::facts`])
+    /// read from the recorded state of those taskservs. State keeps `t` as written.
+    async fn with_facts(&self, t: &TaskservSpec) -> Result<TaskservSpec, ProviderError> {
+        use crate::facts::{FactRef, config_references, fact_text, substitute};
+        let refs = config_references(&t.config).map_err(ProviderError::Permanent)?;
+        if refs.is_empty() {
+            return Ok(t.clone());
+        }
+        let mut known: BTreeMap<String, Option<BTreeMap<String, serde_json::Value>>> =
+            BTreeMap::new();
+        for (_, r) in &refs {
+            let key = plan::taskserv_key(&r.server, &r.taskserv);
+            if known.contains_key(&key) {
+                continue;
+            }
+            let found = self
+                .engine
+                .store
+                .resource(&t.workspace, &key)
+                .await
+                .map_err(|e| {
+                    ProviderError::Transient(format!("cannot read the facts of `{key}`: {e}"))
+                })?;
+            known.insert(key, found.map(|r| r.observed));
+        }
+        let me = format!("{}/{}", t.server, t.name);
+        let lookup = |r: &FactRef| -> Result<String, String> {
+            let target = format!("{}/{}", r.server, r.taskserv);
+            match known.get(&plan::taskserv_key(&r.server, &r.taskserv)) {
+                Some(Some(facts)) => facts.get(&r.key).map(fact_text).ok_or_else(|| {
+                    let have: Vec<&str> = facts.keys().map(String::as_str).collect();
+                    format!(
+                        "the config of taskserv `{me}` uses {r}, but `{target}` reported no \
+                         `{}` (it reported: {})",
+                        r.key,
+                        if have.is_empty() { "nothing".to_string() } else { have.join(", ") }
+                    )
+                }),
+                _ => Err(format!(
+                    "the config of taskserv `{me}` uses {r}, but `{target}` is not installed \
+                     in workspace `{}`",
+                    t.workspace
+                )),
+            }
+        };
+        let config = substitute(&t.config, &lookup).map_err(ProviderError::Permanent)?;
+        Ok(TaskservSpec {
+            config,
+            ..t.clone()
         })
     }
 
