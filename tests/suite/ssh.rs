@@ -24,8 +24,12 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("ssh::a_changed_host_key_fails_the_step", || {
             check(a_changed_host_key_fails_the_step)
         }),
-        Trial::test("ssh::kill_after_an_install_then_resume_starts_it_once", || {
-            check(kill_after_an_install_then_resume_starts_it_once)
+        Trial::test(
+            "ssh::kill_after_an_install_then_resume_starts_it_once",
+            || check(kill_after_an_install_then_resume_starts_it_once),
+        ),
+        Trial::test("ssh::two_hosts_pass_facts_across_namespaces", || {
+            check(two_hosts_pass_facts_across_namespaces)
         }),
         Trial::test("ssh::every_script_passes_sh_n_and_shellcheck", || {
             check(every_script_passes_sh_n_and_shellcheck)
@@ -70,6 +74,11 @@ impl Sshd {
     /// Starts sshd in `dir` (host key `host_key`, made when missing; the client key `client`,
     /// authorized). `port`: reuse a port (a restarted host), else a free one.
     fn start(dir: &Path, port: Option<u16>) -> Sshd {
+        Sshd::start_in(dir, None, "127.0.0.1", port.unwrap_or_else(free_port))
+    }
+
+    /// [`Sshd::start`] inside network namespace `netns` (when given), listening on `address`.
+    fn start_in(dir: &Path, netns: Option<&str>, address: &str, port: u16) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -85,9 +94,8 @@ impl Sshd {
             keygen(&dir.join("client"));
             std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
         }
-        let port = port.unwrap_or_else(free_port);
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+            "Port {port}\nListenAddress {address}\nHostKey {d}/host_key\n\
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
              PidFile {d}/sshd.pid\nStrictModes no\n",
@@ -95,7 +103,15 @@ impl Sshd {
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        let child = Command::new(sshd)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(sshd);
+                c
+            }
+            None => Command::new(sshd),
+        };
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .stdout(Stdio::null())
@@ -103,7 +119,7 @@ impl Sshd {
             .spawn()
             .unwrap();
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((address, port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "sshd did not listen on {port}: {}",
@@ -121,18 +137,19 @@ impl Sshd {
     /// The operator's config: this sshd as inventory host `loopback`, the key as a `file:`
     /// reference, the host's folders under `hostroot`.
     fn write_config(&self, at: &Path, hostroot: &Path) {
-        std::fs::write(
-            at,
-            format!(
-                "[ssh.hosts.loopback]\naddress = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-                 key = \"file:{}\"\nroot = \"{}\"\nworkspaces = [\"*\"]\n",
-                self.port,
-                whoami(),
-                self.dir.join("client").display(),
-                hostroot.display()
-            ),
+        std::fs::write(at, self.inventory_entry("loopback", "127.0.0.1", hostroot)).unwrap();
+    }
+
+    /// `[ssh.hosts.NAME]` for this sshd at `address`.
+    fn inventory_entry(&self, name: &str, address: &str, hostroot: &Path) -> String {
+        format!(
+            "[ssh.hosts.{name}]\naddress = \"{address}\"\nport = {}\nuser = \"{}\"\n\
+             key = \"file:{}\"\nroot = \"{}\"\nworkspaces = [\"*\"]\n",
+            self.port,
+            whoami(),
+            self.dir.join("client").display(),
+            hostroot.display()
         )
-        .unwrap();
     }
 }
 
@@ -217,11 +234,7 @@ fn the_example_stack_applies_drifts_and_destroys() {
     let example = root().join("examples/ssh-dev.ncl");
     let example = example.to_str().unwrap();
     let out = ok(cli(&dir, &["apply", example, "--yes"], &[]));
-    assert!(
-        text(&out).contains("succeeded"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("succeeded"), "{}", text(&out));
     assert_eq!(redis_ping(26379), "PONG");
     assert_eq!(http_get(28080, "/"), "nginx for ssh-dev/web-1\n");
     let pg = Command::new("pg_isready")
@@ -234,9 +247,24 @@ fn the_example_stack_applies_drifts_and_destroys() {
     assert!(known.contains("provisioning-loopback"), "{known}");
     let status = ok(cli(&dir, &["state", "--json"], &[]));
     let state: Value = serde_json::from_slice(&status.stdout).unwrap();
-    let blob = state.to_string();
-    assert!(blob.contains("SHA256:"), "host key fingerprint recorded: {blob}");
-    assert!(blob.contains("debian-") || blob.contains("ubuntu-"), "OS recorded: {blob}");
+    let server = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "server/cache-1")
+        .unwrap();
+    let seen = &server["observed"];
+    assert!(
+        seen["host_key"].as_str().unwrap().starts_with("SHA256:"),
+        "host key fingerprint recorded: {server}"
+    );
+    let os = seen["os"].as_str().unwrap();
+    assert!(
+        os.starts_with("debian-") || os.starts_with("ubuntu-"),
+        "{server}"
+    );
+    assert!(seen["cores"].as_u64().unwrap() >= 1, "{server}");
+    assert!(seen["memory_mb"].as_u64().unwrap() >= 64, "{server}");
     let drift = ok(cli(&dir, &["drift", "--workspace", "ssh-dev"], &[]));
     assert!(
         String::from_utf8_lossy(&drift.stdout).contains("no drift"),
@@ -251,7 +279,12 @@ fn the_example_stack_applies_drifts_and_destroys() {
     );
     let pg_data = std::fs::read_to_string(hostroot.join("ssh-dev/db-1/postgres/datadir"))
         .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| hostroot.join("ssh-dev/db-1/postgres/data").display().to_string());
+        .unwrap_or_else(|_| {
+            hostroot
+                .join("ssh-dev/db-1/postgres/data")
+                .display()
+                .to_string()
+        });
     ok(cli(&dir, &["destroy", example, "--yes"], &[]));
     assert_eq!(redis_ping(26379), "");
     let left: Vec<_> = std::fs::read_dir(&hostroot)
@@ -306,7 +339,10 @@ fn a_changed_host_key_fails_the_step() {
         said.contains("is not the one recorded at first contact"),
         "{said}"
     );
-    assert!(said.contains("ssh-keygen -R provisioning-loopback"), "{said}");
+    assert!(
+        said.contains("ssh-keygen -R provisioning-loopback"),
+        "{said}"
+    );
     // Permanent: one attempt, no retries against the impostor.
     assert!(!said.contains("attempt 2"), "{said}");
     assert_eq!(redis_ping(port), "PONG", "nothing was removed");
@@ -343,7 +379,11 @@ fn kill_after_an_install_then_resume_starts_it_once() {
     );
     assert_eq!(out.status.signal(), Some(9), "{}", text(&out));
     let starts = hostroot.join("crash/cache-1/redis/starts");
-    assert_eq!(redis_ping(port), "PONG", "the install finished before the kill");
+    assert_eq!(
+        redis_ping(port),
+        "PONG",
+        "the install finished before the kill"
+    );
     let wf = latest_workflow(&dir);
     let resumed = ok(cli(&dir, &["resume", &wf], &[]));
     assert!(text(&resumed).contains("succeeded"), "{}", text(&resumed));
@@ -386,4 +426,145 @@ fn every_script_passes_sh_n_and_shellcheck() {
             );
         }
     }
+}
+
+/// Two network namespaces on a bridge, each a "host" with its own address; removed on drop.
+struct Network {
+    bridge: String,
+    namespaces: Vec<String>,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {} (these trials need root and iproute2 for network namespaces)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Namespaces `pv<id>a`, `pv<id>b`... at `10.<net>.0.2`, `.3`... on bridge `pv<id>br` (10.<net>.0.1).
+fn network(hosts: usize) -> (Network, Vec<String>) {
+    let id = std::process::id() % 10_000;
+    let net = 200 + (id % 50);
+    let bridge = format!("pv{id}br");
+    let mut network = Network {
+        bridge: bridge.clone(),
+        namespaces: Vec::new(),
+    };
+    ip(&["link", "add", &bridge, "type", "bridge"]);
+    ip(&["addr", "add", &format!("10.{net}.0.1/24"), "dev", &bridge]);
+    ip(&["link", "set", &bridge, "up"]);
+    let mut addresses = Vec::new();
+    for i in 0..hosts {
+        let ns = format!("pv{id}{}", (b'a' + i as u8) as char);
+        let (outside, inside) = (format!("{ns}o"), format!("{ns}i"));
+        ip(&["netns", "add", &ns]);
+        network.namespaces.push(ns.clone());
+        ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
+        ip(&["link", "set", &inside, "netns", &ns]);
+        ip(&["link", "set", &outside, "master", &bridge, "up"]);
+        let address = format!("10.{net}.0.{}", i + 2);
+        ip(&[
+            "netns",
+            "exec",
+            &ns,
+            "ip",
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            &inside,
+        ]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inside, "up"]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        addresses.push(address);
+    }
+    (network, addresses)
+}
+
+/// Two hosts, each a network namespace with its own sshd and address: nginx on `front` (host A)
+/// proxies to nginx on `back` (host B) at the address and port `back` reported, passed through
+/// `{{back/nginx.address}}:{{back/nginx.port}}`. A request to A's address is answered by B.
+fn two_hosts_pass_facts_across_namespaces() {
+    let dir = scratch("ssh-two-hosts");
+    let (network, addresses) = network(2);
+    let a = Sshd::start_in(
+        &dir.join("sshd-a"),
+        Some(&network.namespaces[0]),
+        &addresses[0],
+        22,
+    );
+    let b = Sshd::start_in(
+        &dir.join("sshd-b"),
+        Some(&network.namespaces[1]),
+        &addresses[1],
+        22,
+    );
+    let config = format!(
+        "{}\n{}",
+        a.inventory_entry("host-a", &addresses[0], &dir.join("root-a")),
+        b.inventory_entry("host-b", &addresses[1], &dir.join("root-b"))
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let ncl = dir.join("two-hosts.ncl");
+    std::fs::write(
+        &ncl,
+        r#"{
+  workspace = { name = "two-hosts", environment = "dev" },
+  servers = [
+    { name = "back", provider = "ssh", plan = "existing", zone = "inventory", host = "host-b",
+      taskservs = [{ name = "nginx", version = "1.22", config = { port = 28080, bind = "0.0.0.0" } }] },
+    { name = "front", provider = "ssh", plan = "existing", zone = "inventory", host = "host-a",
+      taskservs = [{ name = "nginx", version = "1.22", depends_on = ["back/nginx"],
+                    config = { port = 28080, bind = "0.0.0.0", upstream = "{{back/nginx.address}}:{{back/nginx.port}}" } }] },
+  ],
+}
+"#,
+    )
+    .unwrap();
+    let ncl = ncl.display().to_string();
+    ok(cli(&dir, &["apply", &ncl, "--yes"], &[]));
+    // Through A to B: the page names the back server.
+    let front = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://{}:28080/", addresses[0]))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&front.stdout),
+        "nginx for two-hosts/back\n",
+        "{front:?}"
+    );
+    // The fact that flowed is B's address, not the wildcard it binds to.
+    let state = ok(cli(&dir, &["state", "--json"], &[]));
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let back = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "taskserv/back/nginx")
+        .unwrap();
+    assert_eq!(back["observed"]["address"], addresses[1].as_str(), "{back}");
+    assert_eq!(back["observed"]["port"], 28080, "{back}");
+    ok(cli(&dir, &["destroy", &ncl, "--yes"], &[]));
+    for root in ["root-a", "root-b"] {
+        assert!(processes_with(&dir.join(root).display().to_string()).is_empty());
+    }
+    drop((a, b));
+    drop(network);
 }

@@ -136,13 +136,14 @@ impl SshProvider {
     }
 
     fn host_for_taskserv(&self, spec: &TaskservSpec) -> ProviderResult<&SshHost> {
-        self.registered(&spec.workspace, &spec.server).ok_or_else(|| {
-            ProviderError::Permanent(format!(
-                "server `{}` of workspace `{}` is not registered with the ssh provider (or its \
+        self.registered(&spec.workspace, &spec.server)
+            .ok_or_else(|| {
+                ProviderError::Permanent(format!(
+                    "server `{}` of workspace `{}` is not registered with the ssh provider (or its \
                  host left the inventory); apply the server first",
-                spec.server, spec.workspace
-            ))
-        })
+                    spec.server, spec.workspace
+                ))
+            })
     }
 
     fn log_path(&self, workspace: &str, server: &str, taskserv: &str) -> PathBuf {
@@ -182,10 +183,7 @@ echo "PROV_OUTPUT hostname=$(hostname 2>/dev/null || uname -n)"
         register: bool,
     ) -> ProviderResult<(bool, Observed)> {
         let script = self.facts_script(host, spec, register);
-        let out = self
-            .runner
-            .run(host, &script, CHECK_TIMEOUT, None)
-            .await?;
+        let out = self.runner.run(host, &script, CHECK_TIMEOUT, None).await?;
         if out.status != 0 {
             return Err(ProviderError::Permanent(format!(
                 "host `{}` could not be inspected (exit {}): {}",
@@ -340,9 +338,7 @@ fn preamble(
 }
 
 /// A taskserv's `config` as `PROV_CFG_<KEY>` variables.
-fn config_vars(
-    config: &serde_json::Map<String, Value>,
-) -> ProviderResult<Vec<(String, String)>> {
+fn config_vars(config: &serde_json::Map<String, Value>) -> ProviderResult<Vec<(String, String)>> {
     config
         .iter()
         .map(|(k, v)| {
@@ -493,10 +489,21 @@ impl Provider for SshProvider {
                 (k, value)
             })
             .collect();
+        // A service listening on every address is reached at the host's inventory address.
+        let wildcard = attrs
+            .get("address")
+            .and_then(Value::as_str)
+            .is_none_or(|a| matches!(a, "0.0.0.0" | "::" | "[::]"));
+        if wildcard && let Some(h) = self.hosts.get(&host) {
+            attrs.insert("address".into(), Value::from(h.address.clone()));
+        }
         attrs.insert("host".into(), Value::from(host.clone()));
         attrs.insert("version".into(), Value::from(spec.version.clone()));
         Ok(Observed {
-            provider_id: format!("ssh:{host}/{}/{}/{}", spec.workspace, spec.server, spec.name),
+            provider_id: format!(
+                "ssh:{host}/{}/{}/{}",
+                spec.workspace, spec.server, spec.name
+            ),
             attrs,
         })
     }
