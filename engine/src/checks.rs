@@ -155,26 +155,26 @@ fn fact_references(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
             let refs = match crate::facts::config_references(&t.config) {
                 Ok(refs) => refs,
                 Err(e) => {
-                    out.push(
-                        Diagnostic::error("reference", e)
-                            .at(at.clone())
-                            .expected("`{{SERVER/TASKSERV.KEY}}` naming a fact of a taskserv this one depends on"),
-                    );
+                    out.push(Diagnostic::error("reference", e).at(at.clone()).expected(
+                        "`{{SERVER/TASKSERV.KEY}}` naming a fact of a taskserv this one depends on",
+                    ));
                     continue;
                 }
             };
             for (key, r) in refs {
                 let target = format!("{}/{}", r.server, r.taskserv);
-                let exists = config
-                    .servers
-                    .iter()
-                    .any(|x| x.name == r.server && x.taskservs.iter().any(|y| y.name == r.taskserv));
-                let depends = t.depends_on.iter().any(|d| {
-                    *d == target || (r.server == s.name && *d == r.taskserv)
+                let exists = config.servers.iter().any(|x| {
+                    x.name == r.server && x.taskservs.iter().any(|y| y.name == r.taskserv)
                 });
+                let depends = t
+                    .depends_on
+                    .iter()
+                    .any(|d| *d == target || (r.server == s.name && *d == r.taskserv));
                 let problem = if !exists {
                     Some((
-                        format!("config `{key}` uses {r}, but there is no taskserv `{target}` in this config"),
+                        format!(
+                            "config `{key}` uses {r}, but there is no taskserv `{target}` in this config"
+                        ),
                         "a taskserv of this config, as `SERVER/TASKSERV`".to_string(),
                     ))
                 } else if !depends {
@@ -192,9 +192,11 @@ fn fact_references(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
                     out.push(
                         Diagnostic::error("reference", message)
                             .at(format!("{at}.{key}"))
-                            .with_span(source.find(&r.to_string()).map(|at| {
-                                Span::from_offsets(source, at, at + r.to_string().len())
-                            }))
+                            .with_span(
+                                source.find(&r.to_string()).map(|at| {
+                                    Span::from_offsets(source, at, at + r.to_string().len())
+                                }),
+                            )
                             .expected(expected),
                     );
                 }

@@ -30,8 +30,7 @@ impl std::fmt::Display for FactRef {
 
 fn word(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -113,7 +112,10 @@ pub fn substitute(
         .collect()
 }
 
-fn replace(value: &Value, lookup: &dyn Fn(&FactRef) -> Result<String, String>) -> Result<Value, String> {
+fn replace(
+    value: &Value,
+    lookup: &dyn Fn(&FactRef) -> Result<String, String>,
+) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => {
             let refs = references(s)?;
@@ -178,17 +180,21 @@ mod tests {
         assert_eq!(out["list"][0], "5432");
         assert_eq!(out["plain"], "no braces");
         assert_eq!(out["n"], 3);
-        let missing = substitute(
-            json!({"x": "{{a/b.c}}"}).as_object().unwrap(),
-            &|r| Err(format!("no fact {r}")),
-        )
+        let missing = substitute(json!({"x": "{{a/b.c}}"}).as_object().unwrap(), &|r| {
+            Err(format!("no fact {r}"))
+        })
         .unwrap_err();
         assert_eq!(missing, "no fact {{a/b.c}}");
     }
 
     #[test]
     fn malformed_references_say_what_is_expected() {
-        for bad in ["{{app-1.address}}", "{{app-1/app}}", "{{ a/b.c d }}", "{{a/b.c"] {
+        for bad in [
+            "{{app-1.address}}",
+            "{{app-1/app}}",
+            "{{ a/b.c d }}",
+            "{{a/b.c",
+        ] {
             let err = references(bad).unwrap_err();
             assert!(err.contains("{{SERVER/TASKSERV.KEY}}"), "{bad}: {err}");
         }

@@ -415,7 +415,11 @@ impl StepContext {
                         "the config of taskserv `{me}` uses {r}, but `{target}` reported no \
                          `{}` (it reported: {})",
                         r.key,
-                        if have.is_empty() { "nothing".to_string() } else { have.join(", ") }
+                        if have.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            have.join(", ")
+                        }
                     )
                 }),
                 _ => Err(format!(

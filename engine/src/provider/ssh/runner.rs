@@ -133,7 +133,12 @@ impl Runner {
                 "ConnectTimeout={}",
                 self.connect_timeout.as_secs().max(1)
             ))
-            .args(["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"])
+            .args([
+                "-o",
+                "ServerAliveInterval=10",
+                "-o",
+                "ServerAliveCountMax=3",
+            ])
             .args(["-o", "LogLevel=ERROR"])
             .arg("-p")
             .arg(host.port.to_string())
@@ -339,7 +344,14 @@ mod tests {
 
     #[test]
     fn quoting_keeps_every_byte_literal() {
-        for text in ["plain", "it's", "$(reboot)", "`id`", "a\nb", "'; rm -rf / #"] {
+        for text in [
+            "plain",
+            "it's",
+            "$(reboot)",
+            "`id`",
+            "a\nb",
+            "'; rm -rf / #",
+        ] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", shell_quote(text)))
