@@ -6,14 +6,16 @@
 mod bundle;
 mod catalog;
 mod files;
-mod taskservs;
 #[cfg(test)]
 mod reference_check;
+mod taskservs;
 
 pub use bundle::{contract_bundle, to_nickel};
 pub use catalog::{Catalog, Plan, Provider, Role, Taskserv, Template, Zone};
 pub use files::{Schema, materialize, schema, schema_names};
-pub use taskservs::{TaskservMeta, TaskservScripts, script_taskservs, taskserv_lib, taskserv_scripts};
+pub use taskservs::{
+    TaskservMeta, TaskservScripts, script_taskservs, taskserv_lib, taskserv_scripts,
+};
 
 /// Errors reading the embedded knowledge.
 #[derive(Debug, thiserror::Error)]

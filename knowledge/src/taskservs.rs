@@ -57,10 +57,7 @@ pub fn taskserv_lib() -> &'static str {
 
 /// Names of the taskservs that have scripts, sorted.
 pub fn script_taskservs() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = TASKSERVS
-        .dirs()
-        .filter_map(|d| d.path().to_str())
-        .collect();
+    let mut names: Vec<&'static str> = TASKSERVS.dirs().filter_map(|d| d.path().to_str()).collect();
     names.sort_unstable();
     names
 }

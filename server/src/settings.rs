@@ -353,7 +353,8 @@ impl Settings {
         if let Some(SecretRef::Plain(s)) = &state_password {
             secrets.redactor().register(s.expose());
         }
-        let ssh_hosts = ssh_hosts(&file, &reference).map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
+        let ssh_hosts = ssh_hosts(&file, &reference)
+            .map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
         let mut settings = Settings {
             ssh_hosts,
             secrets,
@@ -635,33 +636,6 @@ fn default_data_dir() -> PathBuf {
     xdg_dir("XDG_DATA_HOME", ".local/share")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::xdg_dir_from;
-    use std::path::PathBuf;
-
-    #[test]
-    fn an_empty_or_relative_xdg_variable_counts_as_unset() {
-        let home = || Some("/home/ada".into());
-        let at = |p: &str| PathBuf::from(p);
-        assert_eq!(
-            xdg_dir_from(Some("/srv/data".into()), home(), ".local/share"),
-            at("/srv/data/provisioning")
-        );
-        for ignored in ["", "relative/dir", "."] {
-            assert_eq!(
-                xdg_dir_from(Some(ignored.into()), home(), ".local/share"),
-                at("/home/ada/.local/share/provisioning"),
-                "XDG value {ignored:?}"
-            );
-        }
-        assert_eq!(
-            xdg_dir_from(None, Some("".into()), ".cache"),
-            std::env::temp_dir().join("provisioning")
-        );
-    }
-}
-
 /// The `[ssh.hosts]` inventory, checked: names are DNS labels, addresses and users cannot be
 /// taken for `ssh` options, every host says which workspaces may use it.
 fn ssh_hosts(
@@ -714,4 +688,31 @@ fn ssh_hosts(
         });
     }
     Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xdg_dir_from;
+    use std::path::PathBuf;
+
+    #[test]
+    fn an_empty_or_relative_xdg_variable_counts_as_unset() {
+        let home = || Some("/home/ada".into());
+        let at = |p: &str| PathBuf::from(p);
+        assert_eq!(
+            xdg_dir_from(Some("/srv/data".into()), home(), ".local/share"),
+            at("/srv/data/provisioning")
+        );
+        for ignored in ["", "relative/dir", "."] {
+            assert_eq!(
+                xdg_dir_from(Some(ignored.into()), home(), ".local/share"),
+                at("/home/ada/.local/share/provisioning"),
+                "XDG value {ignored:?}"
+            );
+        }
+        assert_eq!(
+            xdg_dir_from(None, Some("".into()), ".cache"),
+            std::env::temp_dir().join("provisioning")
+        );
+    }
 }

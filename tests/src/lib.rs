@@ -4,6 +4,8 @@
 // The test kit reads its own knobs (`PROVISIONING_BIN`, ...) from the environment.
 #![allow(clippy::disallowed_methods)]
 
+pub mod sshd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -276,27 +276,34 @@ echo "PROV_OUTPUT hostname=$(hostname 2>/dev/null || uname -n)"
         Ok(s)
     }
 
-    async fn run_taskserv(
-        &self,
-        spec: &TaskservSpec,
-        what: &str,
-    ) -> ProviderResult<(Output, knowledge::TaskservScripts)> {
+    /// The exact text sent to the host to run one of a taskserv's scripts (`install`,
+    /// `health` or `remove`): for a person who wants to run it by hand, and for the benchmark.
+    pub fn script_text(&self, spec: &TaskservSpec, what: &str) -> ProviderResult<String> {
         let host = self.host_for_taskserv(spec)?;
         let scripts = self.scripts(&spec.name)?;
         let body = match what {
             "install" => scripts.install,
             "health" => scripts.health,
-            _ => scripts.remove,
+            "remove" => scripts.remove,
+            other => {
+                return Err(ProviderError::Permanent(format!(
+                    "no script `{other}`: install, health or remove"
+                )));
+            }
         };
-        let script = self.taskserv_script(host, spec, &scripts, body)?;
+        self.taskserv_script(host, spec, &scripts, body)
+    }
+
+    async fn run_taskserv(&self, spec: &TaskservSpec, what: &str) -> ProviderResult<Output> {
+        let host = self.host_for_taskserv(spec)?;
+        let script = self.script_text(spec, what)?;
         let log = self.log_path(&spec.workspace, &spec.server, &spec.name);
         let timeout = if what == "health" {
             CHECK_TIMEOUT
         } else {
             self.script_timeout
         };
-        let out = self.runner.run(host, &script, timeout, Some(&log)).await?;
-        Ok((out, scripts))
+        self.runner.run(host, &script, timeout, Some(&log)).await
     }
 }
 
@@ -477,7 +484,7 @@ impl Provider for SshProvider {
         spec: &TaskservSpec,
     ) -> ProviderResult<Observed> {
         let host = self.host_for_taskserv(spec)?.name.clone();
-        let (out, _) = self.run_taskserv(spec, "install").await?;
+        let out = self.run_taskserv(spec, "install").await?;
         if out.status != 0 {
             return Err(script_error("install", spec, &host, &out));
         }
@@ -512,7 +519,7 @@ impl Provider for SshProvider {
         if self.registered(&spec.workspace, &spec.server).is_none() {
             return Ok(Health::Missing);
         }
-        let (out, _) = self.run_taskserv(spec, "health").await?;
+        let out = self.run_taskserv(spec, "health").await?;
         Ok(match out.status {
             0 => Health::Healthy,
             2 => Health::Missing,
@@ -529,7 +536,7 @@ impl Provider for SshProvider {
             // Not registered: nothing of ours can be on a host.
             return Ok(());
         };
-        let (out, _) = self.run_taskserv(spec, "remove").await?;
+        let out = self.run_taskserv(spec, "remove").await?;
         if out.status != 0 {
             return Err(script_error("remove", spec, &host, &out));
         }
