@@ -678,8 +678,9 @@ mod tests {
         );
         assert_eq!(svc("postgres 16gb"), ("postgres".into(), None));
         assert_eq!(svc("ngnix"), ("nginx".into(), None));
+        assert_eq!(svc("mariadb"), ("mariadb".into(), None));
         assert!(
-            matches!(&tags("mariadb")[0], Kind::Service { stand_in: Some(s), .. } if s == "mariadb")
+            matches!(&tags("valkey")[0], Kind::Service { stand_in: Some(s), .. } if s == "valkey")
         );
         assert_eq!(tags("kafka"), [Kind::Unknown("kafka".into())]);
         assert_eq!(tags("no database")[1], Kind::Word("not-database".into()));

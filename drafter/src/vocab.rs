@@ -68,7 +68,7 @@ impl Role {
     /// The role a server gets from its main taskserv when the text only says "server".
     pub(crate) fn of_taskserv(name: &str) -> Role {
         match name {
-            "postgres" | "mysql" | "mongodb" => Role::Db,
+            "postgres" | "mysql" | "mariadb" | "mongodb" => Role::Db,
             "redis" => Role::Cache,
             "nginx" => Role::Web,
             "haproxy" => Role::Lb,
@@ -223,7 +223,6 @@ pub(crate) const SERVICE_ALIASES: &[(&str, &str)] = &[
 
 /// Software that is not in the catalog but has a close stand-in; using it is an assumption.
 pub(crate) const SERVICE_STAND_INS: &[(&str, &str)] = &[
-    ("mariadb", "mysql"),
     ("valkey", "redis"),
     ("forgejo", "gitea"),
     ("docker", "containerd"),

@@ -166,8 +166,16 @@ mod tests {
         });
         let config = config.as_object().unwrap();
         let refs = config_references(config).unwrap();
-        assert_eq!(refs.len(), 3);
-        assert_eq!(refs[0].1.to_string(), "{{db-1/postgres.port}}");
+        let mut found: Vec<String> = refs.iter().map(|(k, r)| format!("{k} {r}")).collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "list {{db-1/postgres.port}}",
+                "upstream {{app-1/app.address}}",
+                "upstream {{app-1/app.port}}"
+            ]
+        );
         let facts = json!({"app-1/app": {"address": "10.0.0.2", "port": 8080}, "db-1/postgres": {"port": 5432}});
         let out = substitute(config, &|r| {
             facts[format!("{}/{}", r.server, r.taskserv)]

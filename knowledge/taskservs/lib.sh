@@ -71,16 +71,43 @@ prov_check_version() {
 }
 
 # prov_apt_install PKG...: installs what is missing, recording what this taskserv installed
-# (remove.sh purges only those, and only when no other instance on the host uses them).
+# (remove.sh purges only those, and only when no other instance on the host uses them). The
+# packages' own services are not started (a policy-rc.d that says no, for the install) and, on
+# systemd hosts, not enabled: this instance runs its own, and the distribution's would take its
+# default port. Package lists are fetched first when a package has no candidate (a fresh image).
 prov_apt_install() {
   missing=""
   for p in "$@"; do prov_pkg_installed "$p" || missing="$missing $p"; done
   [ -z "$missing" ] && return 0
   command -v apt-get >/dev/null 2>&1 || prov_unsupported "no apt-get on $(prov_os)"
+  for p in $missing; do
+    if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      prov_as_root apt-get update -q >&2 || { prov_say "apt-get update failed"; exit 75; }
+      break
+    fi
+  done
+  denied=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$PROV_DIR/policy-rc.d"
+    chmod 755 "$PROV_DIR/policy-rc.d"
+    prov_as_root cp "$PROV_DIR/policy-rc.d" /usr/sbin/policy-rc.d && denied=yes
+  fi
+  failed=""
   # shellcheck disable=SC2086 # a list of package names
-  prov_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2 \
-    || { prov_say "apt-get install failed for:$missing"; exit 75; }
-  for p in $missing; do printf '%s\n' "$p" >> "$PROV_DIR/installed-packages"; done
+  if ! prov_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2; then
+    failed=yes
+  fi
+  [ -n "$denied" ] && prov_as_root rm -f /usr/sbin/policy-rc.d
+  rm -f "$PROV_DIR/policy-rc.d"
+  if [ -n "$failed" ]; then prov_say "apt-get install failed for:$missing"; exit 75; fi
+  for p in $missing; do
+    printf '%s\n' "$p" >> "$PROV_DIR/installed-packages"
+    if prov_has_systemd; then
+      for unit in $(dpkg -L "$p" 2>/dev/null | sed -n 's|.*/systemd/system/\([^/]*\.service\)$|\1|p'); do
+        prov_as_root systemctl disable --now "$unit" >&2 2>/dev/null || true
+      done
+    fi
+  done
 }
 
 # prov_apt_remove: purges the packages this instance installed when no other instance of the
@@ -132,7 +159,11 @@ prov_running() {
   if prov_has_systemd && [ -f "/etc/systemd/system/$(prov_unit).service" ]; then
     systemctl is-active --quiet "$(prov_unit).service"
   else
-    [ -f "$PROV_DIR/run.pid" ] && start-stop-daemon --status --pidfile "$PROV_DIR/run.pid" >/dev/null 2>&1
+    [ -f "$PROV_DIR/run.pid" ] || return 1
+    start-stop-daemon --status --pidfile "$PROV_DIR/run.pid" >/dev/null 2>&1 || return 1
+    # A process that died but was not reaped yet does not count.
+    state=$(sed 's/.*) \(.\).*/\1/' "/proc/$(cat "$PROV_DIR/run.pid")/stat" 2>/dev/null || echo X)
+    [ "$state" != Z ] && [ "$state" != X ]
   fi
 }
 

@@ -31,6 +31,10 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("ssh::two_hosts_pass_facts_across_namespaces", || {
             check(two_hosts_pass_facts_across_namespaces)
         }),
+        Trial::test(
+            "ssh::every_tested_taskserv_installs_answers_and_goes",
+            || check(every_tested_taskserv_installs_answers_and_goes),
+        ),
         Trial::test("ssh::every_script_passes_sh_n_and_shellcheck", || {
             check(every_script_passes_sh_n_and_shellcheck)
         }),
@@ -446,4 +450,80 @@ fn two_hosts_pass_facts_across_namespaces() {
     }
     drop((a, b));
     drop(network);
+}
+
+/// This machine's OS as the scripts name it (`debian-12`).
+fn this_os() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let version = field("VERSION_ID");
+    format!(
+        "{}-{}",
+        field("ID"),
+        version.split('.').next().unwrap_or("")
+    )
+}
+
+/// Every taskserv whose `taskserv.toml` says `tested = true` is installed through its scripts
+/// (the version this OS packages, a free port), passes its health check (drift finds nothing),
+/// and is removed leaving no process and no folder: the flag is a claim this trial holds.
+fn every_tested_taskserv_installs_answers_and_goes() {
+    let dir = scratch("ssh-tested");
+    let sshd = Sshd::start(&dir.join("sshd"), None);
+    let hostroot = dir.join("hostroot");
+    sshd.write_config(&dir.join("config.toml"), &hostroot);
+    let os = this_os();
+    let mut servers = Vec::new();
+    let mut tested = Vec::new();
+    for name in knowledge::script_taskservs() {
+        let meta = knowledge::taskserv_scripts(name).unwrap().unwrap().meta;
+        if !meta.tested {
+            continue;
+        }
+        let version = meta
+            .packaged
+            .get(&os)
+            .unwrap_or_else(|| panic!("{name} is marked tested but has no version for {os}"));
+        servers.push(format!(
+            "{{ name = \"t-{name}\", provider = \"ssh\", plan = \"existing\", zone = \"inventory\", \
+             host = \"loopback\", taskservs = [{{ name = \"{name}\", version = \"{version}\", \
+             config = {{ port = {} }} }}] }}",
+            free_port()
+        ));
+        tested.push(name);
+    }
+    assert!(tested.len() >= 4, "tested taskservs: {tested:?}");
+    let ncl = dir.join("tested.ncl");
+    std::fs::write(
+        &ncl,
+        format!(
+            "{{ workspace = {{ name = \"tested\", environment = \"dev\" }},\n  servers = [\n    {}\n  ],\n}}\n",
+            servers.join(",\n    ")
+        ),
+    )
+    .unwrap();
+    let ncl = ncl.display().to_string();
+    let out = ok(cli(&dir, &["apply", &ncl, "--yes"], &[]));
+    assert!(text(&out).contains("succeeded"), "{}", text(&out));
+    let drift = ok(cli(&dir, &["drift", "--workspace", "tested"], &[]));
+    assert!(
+        String::from_utf8_lossy(&drift.stdout).contains("no drift"),
+        "{}",
+        text(&drift)
+    );
+    ok(cli(&dir, &["destroy", &ncl, "--yes"], &[]));
+    let left: Vec<_> = std::fs::read_dir(&hostroot)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "left on the host after removing {tested:?}: {left:?}"
+    );
+    let procs = processes_with(&hostroot.display().to_string());
+    assert!(procs.is_empty(), "still running: {procs:?}");
 }

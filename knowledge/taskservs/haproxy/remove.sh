@@ -1,0 +1,8 @@
+# Stops this instance and deletes its directory (and the server's and workspace's folders when
+# that leaves them empty); purges haproxy only if this instance installed it and no other instance
+# on the host remains.
+[ -d "$PROV_DIR" ] || exit 0
+prov_stop
+prov_apt_remove
+rm -rf "$PROV_DIR"
+rmdir "${PROV_DIR%/*}" "${PROV_DIR%/*/*}" 2>/dev/null || true

@@ -1,0 +1,9 @@
+# Stops this instance's API service (if any) and deletes its directory (and the server's and
+# workspace's folders when that leaves them empty); purges podman only if this instance installed
+# it and no other instance on the host remains. Images and containers in the host's storage are
+# left alone: they may belong to anyone on the host (`podman system reset` clears them).
+[ -d "$PROV_DIR" ] || exit 0
+prov_stop
+prov_apt_remove
+rm -rf "$PROV_DIR"
+rmdir "${PROV_DIR%/*}" "${PROV_DIR%/*/*}" 2>/dev/null || true
