@@ -35,6 +35,10 @@ pub fn trials() -> Vec<Trial> {
             "ssh::every_tested_taskserv_installs_answers_and_goes",
             || check(every_tested_taskserv_installs_answers_and_goes),
         ),
+        Trial::test(
+            "ssh::an_unpackaged_version_fails_at_once_and_rolls_back",
+            || check(an_unpackaged_version_fails_at_once_and_rolls_back),
+        ),
         Trial::test("ssh::every_script_passes_sh_n_and_shellcheck", || {
             check(every_script_passes_sh_n_and_shellcheck)
         }),
@@ -526,4 +530,49 @@ fn every_tested_taskserv_installs_answers_and_goes() {
     );
     let procs = processes_with(&hostroot.display().to_string());
     assert!(procs.is_empty(), "still running: {procs:?}");
+}
+
+/// redis 7.4 is a catalog version, but not what this OS packages: its install fails at once,
+/// permanently (one attempt), saying which version to use, and the workflow's rollback removes
+/// the nginx installed before it through nginx's remove script.
+fn an_unpackaged_version_fails_at_once_and_rolls_back() {
+    let dir = scratch("ssh-rollback");
+    let sshd = Sshd::start(&dir.join("sshd"), None);
+    let hostroot = dir.join("hostroot");
+    sshd.write_config(&dir.join("config.toml"), &hostroot);
+    let (web, cache) = (free_port(), free_port());
+    let ncl = dir.join("rollback.ncl");
+    std::fs::write(
+        &ncl,
+        format!(
+            r#"{{
+  workspace = {{ name = "rollback", environment = "dev" }},
+  servers = [
+    {{ name = "web-1", provider = "ssh", plan = "existing", zone = "inventory", host = "loopback",
+      taskservs = [{{ name = "nginx", version = "1.22", config = {{ port = {web} }} }}] }},
+    {{ name = "cache-1", provider = "ssh", plan = "existing", zone = "inventory", host = "loopback",
+      taskservs = [{{ name = "redis", version = "7.4", depends_on = ["web-1/nginx"], config = {{ port = {cache} }} }}] }},
+  ],
+  workflow = {{ on_failure = "rollback" }},
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = cli(&dir, &["apply", &ncl.display().to_string(), "--yes"], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("not what debian-12 packages") || said.contains("not what ubuntu-"),
+        "{said}"
+    );
+    assert!(said.contains("use version 7.0"), "{said}");
+    assert!(
+        !said.contains("attempt 2"),
+        "a permanent failure is not retried: {said}"
+    );
+    assert!(said.contains("rolled back"), "{said}");
+    assert_eq!(http_get(web, "/"), "", "nginx was removed by the rollback");
+    assert!(!hostroot.join("rollback/web-1/nginx").exists());
+    assert!(processes_with(&hostroot.display().to_string()).is_empty());
 }
