@@ -128,6 +128,31 @@ fn ssh_taskservs(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
         .filter(|(_, s)| s.provider == "ssh")
     {
         for (k, t) in s.taskservs.iter().enumerate() {
+            if let Ok(Some(scripts)) = knowledge::taskserv_scripts(&t.name) {
+                // A key the scripts do not read would be silently ignored on the host.
+                let reads: Vec<&str> = scripts.meta.config.iter().map(String::as_str).collect();
+                for key in t.config.keys().filter(|key| !reads.contains(&key.as_str())) {
+                    out.push(
+                        Diagnostic::error(
+                            "unsupported",
+                            format!(
+                                "taskserv `{}` on an `ssh` server does not read config `{key}`",
+                                t.name
+                            ),
+                        )
+                        .at(format!("servers[{i}].taskservs[{k}].config.{key}"))
+                        .expected(if reads.is_empty() {
+                            "no config: its scripts read none".to_string()
+                        } else {
+                            format!("one of {}", quote(&reads))
+                        })
+                        .suggest(
+                            did_you_mean(key, reads.iter().copied())
+                                .map(|m| format!("did you mean `{m}`?")),
+                        ),
+                    );
+                }
+            }
             if !scripted.contains(&t.name.as_str()) {
                 out.push(
                     Diagnostic::error(

@@ -12,6 +12,7 @@
 #                   and several workspaces on one host, never share one
 #   PROV_CFG_<KEY>  each `config` entry of the taskserv, KEY upper-cased, `-` and `.` as `_`
 #   PROV_BIND       address to listen on (config `bind`, default 127.0.0.1)
+#   PROV_RUN_USER   (set by a script, optional) the account prov_start runs the service as
 #
 # Exit codes: 0 done; 3 not supported here (this OS, this version): the step fails at once with
 # the message; 75 transient (retried); anything else a failure (the step fails with the output).
@@ -135,7 +136,16 @@ prov_start() {
     unit=$(prov_unit)
     {
       printf '[Unit]\nDescription=%s for %s/%s (provisioning)\nAfter=network.target\n\n' "$PROV_TASKSERV" "$PROV_WORKSPACE" "$PROV_SERVER"
-      printf '[Service]\nWorkingDirectory=%s\nExecStart=%s\nRestart=on-failure\n' "$PROV_DIR" "$*"
+      # Each argument quoted for systemd: `\`, `"`, `%` and `$` mean something in ExecStart.
+      exec_start=""
+      for a in "$@"; do
+        q=$(printf '%s' "$a" | sed 's/\\/\\\\/g; s/"/\\"/g; s/%/%%/g; s/\$/$$/g')
+        exec_start="$exec_start \"$q\""
+      done
+      # Another account may not enter PROV_DIR (a 0700 home): it starts in / instead.
+      workdir=$PROV_DIR
+      [ -n "${PROV_RUN_USER:-}" ] && workdir=/
+      printf '[Service]\nWorkingDirectory=%s\nExecStart=%s\nRestart=on-failure\n' "$workdir" "${exec_start# }"
       [ -n "${PROV_RUN_USER:-}" ] && printf 'User=%s\n' "$PROV_RUN_USER"
       printf '\n[Install]\nWantedBy=multi-user.target\n'
     } > "$PROV_DIR/$unit.service"

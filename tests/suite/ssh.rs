@@ -493,15 +493,21 @@ fn every_tested_taskserv_installs_answers_and_goes() {
             .packaged
             .get(&os)
             .unwrap_or_else(|| panic!("{name} is marked tested but has no version for {os}"));
+        // Every port the taskserv listens on, moved to a free one.
+        let ports: Vec<String> = meta
+            .ports
+            .keys()
+            .map(|key| format!("{key} = {}", free_port()))
+            .collect();
         servers.push(format!(
             "{{ name = \"t-{name}\", provider = \"ssh\", plan = \"existing\", zone = \"inventory\", \
              host = \"loopback\", taskservs = [{{ name = \"{name}\", version = \"{version}\", \
-             config = {{ port = {} }} }}] }}",
-            free_port()
+             config = {{ {} }} }}] }}",
+            ports.join(", ")
         ));
         tested.push(name);
     }
-    assert!(tested.len() >= 4, "tested taskservs: {tested:?}");
+    assert!(tested.len() >= 9, "tested taskservs: {tested:?}");
     let ncl = dir.join("tested.ncl");
     std::fs::write(
         &ncl,
@@ -520,6 +526,14 @@ fn every_tested_taskserv_installs_answers_and_goes() {
         "{}",
         text(&drift)
     );
+    // postgres and mariadb keep their data outside the host root when run as root.
+    let data_dirs: Vec<String> = tested
+        .iter()
+        .filter_map(|name| {
+            std::fs::read_to_string(hostroot.join(format!("tested/t-{name}/{name}/datadir"))).ok()
+        })
+        .map(|d| d.trim().to_string())
+        .collect();
     ok(cli(&dir, &["destroy", &ncl, "--yes"], &[]));
     let left: Vec<_> = std::fs::read_dir(&hostroot)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -530,6 +544,10 @@ fn every_tested_taskserv_installs_answers_and_goes() {
     );
     let procs = processes_with(&hostroot.display().to_string());
     assert!(procs.is_empty(), "still running: {procs:?}");
+    for d in &data_dirs {
+        assert!(!Path::new(d).exists(), "{d} is left");
+        assert!(processes_with(d).is_empty(), "a database still runs on {d}");
+    }
 }
 
 /// redis 7.4 is a catalog version, but not what this OS packages: its install fails at once,
