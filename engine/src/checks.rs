@@ -131,6 +131,24 @@ fn ssh_taskservs(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
             if let Ok(Some(scripts)) = knowledge::taskserv_scripts(&t.name) {
                 // A key the scripts do not read would be silently ignored on the host.
                 let reads: Vec<&str> = scripts.meta.config.iter().map(String::as_str).collect();
+                for (key, value) in &t.config {
+                    if value
+                        .as_str()
+                        .is_some_and(|v| v.chars().any(char::is_control))
+                    {
+                        out.push(
+                            Diagnostic::error(
+                                "unsupported",
+                                format!(
+                                    "config `{key}` of taskserv `{}` contains a line break or another control character",
+                                    t.name
+                                ),
+                            )
+                            .at(format!("servers[{i}].taskservs[{k}].config.{key}"))
+                            .expected("a single line of text"),
+                        );
+                    }
+                }
                 for key in t.config.keys().filter(|key| !reads.contains(&key.as_str())) {
                     out.push(
                         Diagnostic::error(

@@ -367,6 +367,14 @@ fn config_vars(config: &serde_json::Map<String, Value>) -> ProviderResult<Vec<(S
                 Value::Null => String::new(),
                 other => other.to_string(),
             };
+            // Scripts write values into config files line by line: a line break would let a
+            // value add directives of its own (redis `dir` + `dbfilename` writes any file).
+            if value.chars().any(char::is_control) {
+                return Err(ProviderError::Permanent(format!(
+                    "config `{k}` contains a line break or another control character; values \
+                     are single lines of text"
+                )));
+            }
             Ok((name, value))
         })
         .collect()
@@ -541,5 +549,27 @@ impl Provider for SshProvider {
             return Err(script_error("remove", spec, &host, &out));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_values_are_single_lines_and_keys_are_plain() {
+        let ok = serde_json::json!({"port": 6379, "maxmemory-policy": "allkeys-lru", "appendonly": true});
+        let vars = config_vars(ok.as_object().unwrap()).unwrap();
+        assert!(vars.contains(&("PROV_CFG_MAXMEMORY_POLICY".into(), "allkeys-lru".into())));
+        assert!(vars.contains(&("PROV_CFG_PORT".into(), "6379".into())));
+        assert!(vars.contains(&("PROV_CFG_APPENDONLY".into(), "true".into())));
+        for bad in [
+            serde_json::json!({"maxmemory": "1mb\ndir /etc"}),
+            serde_json::json!({"maxmemory": "1mb\r"}),
+            serde_json::json!({"a b": "x"}),
+            serde_json::json!({"$(id)": "x"}),
+        ] {
+            assert!(config_vars(bad.as_object().unwrap()).is_err(), "{bad}");
+        }
     }
 }
