@@ -72,7 +72,7 @@ fn ok(out: Output) -> Output {
     out
 }
 
-/// Processes whose command line mentions `needle`.
+/// Processes whose command line or working directory mentions `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -83,10 +83,15 @@ fn processes_with(needle: &str) -> Vec<String> {
         {
             continue;
         }
+        // Some services rewrite their command line (redis shows only its address), so the
+        // working directory counts too.
+        let cwd = std::fs::read_link(entry.path().join("cwd"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(cmd);
+            if cmd.contains(needle) || cwd.contains(needle) {
+                found.push(format!("{cmd} (in {cwd})"));
             }
         }
     }
