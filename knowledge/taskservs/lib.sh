@@ -107,6 +107,11 @@ prov_apt_install() {
       for unit in $(dpkg -L "$p" 2>/dev/null | sed -n 's|.*/systemd/system/\([^/]*\.service\)$|\1|p'); do
         prov_as_root systemctl disable --now "$unit" >&2 2>/dev/null || true
       done
+    else
+      for script in $(dpkg -L "$p" 2>/dev/null | sed -n 's|^/etc/init.d/\([^/]*\)$|\1|p'); do
+        prov_as_root "/etc/init.d/$script" stop >&2 2>/dev/null || true
+        prov_as_root update-rc.d "$script" disable >/dev/null 2>&1 || true
+      done
     fi
   done
 }

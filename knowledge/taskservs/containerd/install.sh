@@ -23,16 +23,6 @@ fi
 mkdir -p "$PROV_DIR"
 prov_apt_install containerd
 
-# The package's own containerd.service is not this instance: when this instance installed the
-# package, the distribution's service is stopped and kept from starting at boot.
-if grep -qx containerd "$PROV_DIR/installed-packages" 2>/dev/null; then
-  if prov_has_systemd; then prov_as_root systemctl disable --now containerd.service >&2 || true
-  elif [ -x /etc/init.d/containerd ]; then
-    prov_as_root /etc/init.d/containerd stop >&2 || true
-    prov_as_root update-rc.d containerd disable >/dev/null 2>&1 || true
-  fi
-fi
-
 conf="$PROV_DIR/config.toml"
 {
   printf '# containerd for %s/%s, written by the provisioning containerd taskserv: edits are replaced.\n' "$PROV_WORKSPACE" "$PROV_SERVER"

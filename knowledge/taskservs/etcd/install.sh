@@ -36,16 +36,6 @@ mkdir -p "$PROV_DIR/data"
 chmod 700 "$PROV_DIR/data"
 prov_apt_install etcd-server etcd-client
 
-# The package's own etcd.service is not this instance: when this instance installed the package,
-# the distribution's service (on the same default ports) is stopped and kept from starting at boot.
-if grep -qx etcd-server "$PROV_DIR/installed-packages" 2>/dev/null; then
-  if prov_has_systemd; then prov_as_root systemctl disable --now etcd.service >&2 || true
-  elif [ -x /etc/init.d/etcd ]; then
-    prov_as_root /etc/init.d/etcd stop >&2 || true
-    prov_as_root update-rc.d etcd disable >/dev/null 2>&1 || true
-  fi
-fi
-
 conf="$PROV_DIR/etcd.yml"
 {
   printf '# etcd for %s/%s, written by the provisioning etcd taskserv: edits are replaced.\n' "$PROV_WORKSPACE" "$PROV_SERVER"

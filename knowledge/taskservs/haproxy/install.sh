@@ -27,16 +27,6 @@ case $PROV_BIND in *:*) listen="[$PROV_BIND]:$port" ;; *) listen="$PROV_BIND:$po
 mkdir -p "$PROV_DIR"
 prov_apt_install haproxy
 
-# The package's own haproxy.service is not this instance: when this instance installed the
-# package, the distribution's service is stopped and kept from starting at boot.
-if grep -qx haproxy "$PROV_DIR/installed-packages" 2>/dev/null; then
-  if prov_has_systemd; then prov_as_root systemctl disable --now haproxy.service >&2 || true
-  elif [ -x /etc/init.d/haproxy ]; then
-    prov_as_root /etc/init.d/haproxy stop >&2 || true
-    prov_as_root update-rc.d haproxy disable >/dev/null 2>&1 || true
-  fi
-fi
-
 # haproxy is in /usr/sbin, which an SSH account other than root may not have on its PATH.
 haproxy=$(command -v haproxy || true)
 [ -n "$haproxy" ] || haproxy=/usr/sbin/haproxy

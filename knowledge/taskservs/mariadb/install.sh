@@ -22,17 +22,6 @@ case ${pool%[KMGkmg]} in *[!0-9]*) prov_fail "config innodb-buffer-pool-size mus
 mkdir -p "$PROV_DIR"
 prov_apt_install mariadb-server
 
-# The package's own mariadb.service is not this instance: when this instance installed the
-# package, the distribution's server (on the same default port) is stopped and kept from starting
-# at boot.
-if grep -qx mariadb-server "$PROV_DIR/installed-packages" 2>/dev/null; then
-  if prov_has_systemd; then prov_as_root systemctl disable --now mariadb.service >&2 || true
-  elif [ -x /etc/init.d/mariadb ]; then
-    prov_as_root /etc/init.d/mariadb stop >&2 || true
-    prov_as_root update-rc.d mariadb disable >/dev/null 2>&1 || true
-  fi
-fi
-
 server=""
 for b in /usr/sbin/mariadbd /usr/sbin/mysqld; do [ -x "$b" ] && { server=$b; break; }; done
 [ -n "$server" ] || prov_fail "mariadb-server is installed but neither /usr/sbin/mariadbd nor /usr/sbin/mysqld exists"

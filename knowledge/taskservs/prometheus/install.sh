@@ -30,17 +30,6 @@ case $PROV_BIND in 0.0.0.0) self="127.0.0.1:$port" ;; ::) self="[::1]:$port" ;; 
 mkdir -p "$PROV_DIR/data"
 prov_apt_install prometheus
 
-# The package's own prometheus.service is not this instance: when this instance installed the
-# package, the distribution's service (on the same default port) is stopped and kept from
-# starting at boot.
-if grep -qx prometheus "$PROV_DIR/installed-packages" 2>/dev/null; then
-  if prov_has_systemd; then prov_as_root systemctl disable --now prometheus.service >&2 || true
-  elif [ -x /etc/init.d/prometheus ]; then
-    prov_as_root /etc/init.d/prometheus stop >&2 || true
-    prov_as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
-  fi
-fi
-
 conf="$PROV_DIR/prometheus.yml"
 {
   printf '# prometheus for %s/%s, written by the provisioning prometheus taskserv: edits are replaced.\n' "$PROV_WORKSPACE" "$PROV_SERVER"
