@@ -18,12 +18,16 @@
 # the message; 75 transient (retried); anything else a failure (the step fails with the output).
 # health.sh: 0 healthy, 2 not installed, anything else unhealthy (last line says why).
 # A line `PROV_OUTPUT key=value` on standard output is a fact recorded for the taskserv (its
-# address, its port) and handed to the taskservs that depend on it.
+# address, its port) and handed to the taskservs that depend on it. A line `PROV_SECRET
+# key=value` (prov_secret) is a generated credential: the provider keeps the value as a secret
+# (never in state, logs or the workflow's output) and records the fact as a reference to it; a
+# taskserv whose config names the fact gets the value.
 
 prov_say() { printf '%s\n' "provisioning: $*" >&2; }
 prov_fail() { prov_say "$*"; exit 1; }
 prov_unsupported() { prov_say "$*"; exit 3; }
 prov_output() { printf 'PROV_OUTPUT %s=%s\n' "$1" "$2"; }
+prov_secret() { printf 'PROV_SECRET %s=%s\n' "$1" "$2"; }
 
 # The OS as ID-MAJOR (debian-12, ubuntu-24), from /etc/os-release.
 prov_os() {

@@ -10,8 +10,12 @@ use crate::{App, Caller, Error, Result};
 
 /// How many of a workflow's latest events its view carries.
 pub const RECENT_EVENTS: usize = 50;
+/// How many of those may be `step_output` batches (the latest): a host's output would
+/// otherwise push the steps' own events out of the view. The whole log has every batch.
+pub const RECENT_OUTPUT_EVENTS: usize = 2;
 
-/// A workflow with its steps and its latest [`RECENT_EVENTS`] events, oldest first.
+/// A workflow with its steps and its latest [`RECENT_EVENTS`] events (at most
+/// [`RECENT_OUTPUT_EVENTS`] of them output), oldest first.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WorkflowView {
     pub workflow: WorkflowRecord,
@@ -51,6 +55,27 @@ pub enum Continued {
     Running { workflow: String },
 }
 
+/// The view's events: the latest [`RECENT_OUTPUT_EVENTS`] output batches and the latest other
+/// events, [`RECENT_EVENTS`] in all, in order.
+fn recent(all: Vec<Event>) -> Vec<Event> {
+    let is_output = |e: &Event| e.kind == engine::state::EventKind::StepOutput;
+    let outputs = all.iter().filter(|e| is_output(e)).count();
+    let mut skip_outputs = outputs.saturating_sub(RECENT_OUTPUT_EVENTS);
+    let mut kept: Vec<Event> = all
+        .into_iter()
+        .filter(|e| {
+            if is_output(e) && skip_outputs > 0 {
+                skip_outputs -= 1;
+                return false;
+            }
+            true
+        })
+        .collect();
+    let skip = kept.len().saturating_sub(RECENT_EVENTS);
+    kept.drain(..skip);
+    kept
+}
+
 impl App {
     /// Refuses a change on a `--read-only` server.
     pub fn writable(&self) -> Result<()> {
@@ -62,9 +87,7 @@ impl App {
 
     pub async fn workflow(&self, id: &str) -> Result<WorkflowView> {
         let (workflow, steps) = self.engine.status(id).await?;
-        let mut events = self.engine.store.events(&workflow.id, 0).await?;
-        let skip = events.len().saturating_sub(RECENT_EVENTS);
-        events.drain(..skip);
+        let events = recent(self.engine.store.events(&workflow.id, 0).await?);
         Ok(WorkflowView {
             workflow,
             steps,
@@ -170,5 +193,40 @@ impl App {
             Ok(Ok(Ok(outcome))) => Ok(Continued::Finished(outcome)),
             _ => Ok(Continued::Running { workflow: wf.id }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::state::EventKind;
+
+    fn event(seq: u64, kind: EventKind) -> Event {
+        Event {
+            workflow: "wf-1".into(),
+            seq,
+            at: seq,
+            kind,
+            step: Some(0),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn host_output_does_not_push_the_steps_out_of_the_view() {
+        let mut all = vec![
+            event(1, EventKind::WorkflowStarted),
+            event(2, EventKind::StepStarted),
+        ];
+        all.extend((3..200).map(|seq| event(seq, EventKind::StepOutput)));
+        all.push(event(200, EventKind::StepSucceeded));
+        let kept = recent(all);
+        let seqs: Vec<u64> = kept.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 198, 199, 200]);
+
+        let many: Vec<Event> = (1..=80).map(|s| event(s, EventKind::StepStarted)).collect();
+        let kept = recent(many);
+        assert_eq!(kept.len(), RECENT_EVENTS);
+        assert_eq!(kept.first().map(|e| e.seq), Some(31));
     }
 }

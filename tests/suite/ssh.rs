@@ -461,6 +461,20 @@ fn two_hosts_pass_facts_across_namespaces() {
     drop(network);
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// This machine's OS as the scripts name it (`debian-12`).
 fn this_os() -> String {
     let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
@@ -499,20 +513,31 @@ fn every_tested_taskserv_installs_answers_and_goes() {
             .get(&os)
             .unwrap_or_else(|| panic!("{name} is marked tested but has no version for {os}"));
         // Every port the taskserv listens on, moved to a free one.
-        let ports: Vec<String> = meta
+        let mut config: Vec<String> = meta
             .ports
             .keys()
             .map(|key| format!("{key} = {}", free_port()))
             .collect();
+        let mut depends = String::new();
+        if name == "pgbouncer" {
+            // In front of the postgres of this trial, with its generated password: a secret
+            // fact, whose value only pgbouncer's install is given.
+            config.extend([
+                "db_address = \"{{t-postgres/postgres.address}}\"".to_string(),
+                "db_port = \"{{t-postgres/postgres.port}}\"".to_string(),
+                "db_password = \"{{t-postgres/postgres.password}}\"".to_string(),
+            ]);
+            depends = "depends_on = [\"t-postgres/postgres\"], ".into();
+        }
         servers.push(format!(
             "{{ name = \"t-{name}\", provider = \"ssh\", plan = \"existing\", zone = \"inventory\", \
              host = \"loopback\", taskservs = [{{ name = \"{name}\", version = \"{version}\", \
-             config = {{ {} }} }}] }}",
-            ports.join(", ")
+             {depends}config = {{ {} }} }}] }}",
+            config.join(", ")
         ));
         tested.push(name);
     }
-    assert!(tested.len() >= 9, "tested taskservs: {tested:?}");
+    assert!(tested.len() >= 10, "tested taskservs: {tested:?}");
     let ncl = dir.join("tested.ncl");
     std::fs::write(
         &ncl,
@@ -525,6 +550,60 @@ fn every_tested_taskserv_installs_answers_and_goes() {
     let ncl = ncl.display().to_string();
     let out = ok(cli(&dir, &["apply", &ncl, "--yes"], &[]));
     assert!(text(&out).contains("succeeded"), "{}", text(&out));
+    // What the scripts printed is in the workflow's log, as it happened: the apply's progress
+    // (standard error) shows it.
+    let shown = String::from_utf8_lossy(&out.stderr).into_owned();
+    for line in [
+        "| PROV_OUTPUT port=",
+        "| PROV_SECRET password=(kept as a secret)",
+    ] {
+        assert!(shown.contains(line), "no `{line}` in\n{shown}");
+    }
+    // pgbouncer passed its health check above (a query through it reached postgres): it was
+    // given postgres's generated password. State records only a reference to it.
+    let password = std::fs::read_to_string(hostroot.join("tested/t-postgres/postgres/password"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(password.len() >= 32, "{password}");
+    let state = ok(cli(&dir, &["state", "--json"], &[]));
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let pg = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "taskserv/t-postgres/postgres")
+        .unwrap();
+    assert_eq!(
+        pg["observed"]["password"],
+        serde_json::json!({ "secret": "tested/t-postgres/postgres/password" }),
+        "{pg}"
+    );
+    let kept = dir.join("data/ssh/secrets/tested/t-postgres/postgres/password");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().trim(), password);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", kept.display());
+    }
+    let workflow = latest_workflow(&dir);
+    let status = ok(cli(&dir, &["status", &workflow, "--json"], &[]));
+    let audit = ok(cli(&dir, &["audit", "export"], &[]));
+    for (what, output) in [("apply", &out), ("status", &status), ("audit", &audit)] {
+        assert!(
+            !text(output).contains(&password),
+            "the password is in the {what} output"
+        );
+    }
+    let logs = dir.join("data/ssh/logs");
+    for entry in walk(&logs) {
+        let body = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !body.contains(&password),
+            "the password is in {}",
+            entry.display()
+        );
+    }
     let drift = ok(cli(&dir, &["drift", "--workspace", "tested"], &[]));
     assert!(
         String::from_utf8_lossy(&drift.stdout).contains("no drift"),
@@ -549,6 +628,7 @@ fn every_tested_taskserv_installs_answers_and_goes() {
     );
     let procs = processes_with(&hostroot.display().to_string());
     assert!(procs.is_empty(), "still running: {procs:?}");
+    assert!(!kept.exists(), "the kept password outlived its taskserv");
     for d in &data_dirs {
         assert!(!Path::new(d).exists(), "{d} is left");
         assert!(processes_with(d).is_empty(), "a database still runs on {d}");

@@ -440,7 +440,10 @@ pub(crate) fn log_event(event: &Event) {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    if matches!(event.kind, EventKind::StepFailed | EventKind::StepRetrying) {
+    if event.kind == EventKind::StepOutput {
+        // A host's output: kept in the workflow's log; the server's log has it at debug level.
+        tracing::debug!(target: "engine::workflow", workflow = %event.workflow, seq = event.seq, step = ?event.step, event = %kind, "{}", event.message);
+    } else if matches!(event.kind, EventKind::StepFailed | EventKind::StepRetrying) {
         tracing::warn!(target: "engine::workflow", workflow = %event.workflow, seq = event.seq, step = ?event.step, event = %kind, "{}", event.message);
     } else {
         tracing::info!(target: "engine::workflow", workflow = %event.workflow, seq = event.seq, step = ?event.step, event = %kind, "{}", event.message);

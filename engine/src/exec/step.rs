@@ -2,7 +2,14 @@
 //! the provider call it stands for, and the checkpoints around it.
 
 use super::*;
-use crate::provider::TaskservSpec;
+use crate::provider::{TaskservSpec, output};
+
+/// Output lines per `step_output` event at most.
+const OUTPUT_BATCH: usize = 25;
+/// How long a partial batch of output waits for more lines.
+const OUTPUT_FLUSH: Duration = Duration::from_millis(500);
+/// Output lines recorded per provider call at most; the rest is counted.
+const OUTPUT_MAX_LINES: usize = 2000;
 
 /// The steps of a plan: one per action that changes something, with dependencies renumbered.
 pub fn steps_for(plan: &Plan, workflow: &str) -> Vec<StepRecord> {
@@ -162,7 +169,7 @@ impl StepContext {
             let key = IdempotencyKey(step.idempotency_key.clone());
             let effect = tokio::time::timeout(
                 self.engine.step_timeout,
-                self.perform(&action, &key, Direction::Forward),
+                self.with_output(step.index, self.perform(&action, &key, Direction::Forward)),
             )
             .await
             .unwrap_or_else(|_| {
@@ -247,7 +254,7 @@ impl StepContext {
         loop {
             let effect = tokio::time::timeout(
                 self.engine.step_timeout,
-                self.perform(&action, &key, direction),
+                self.with_output(step.index, self.perform(&action, &key, direction)),
             )
             .await
             .unwrap_or_else(|_| Err(ProviderError::Transient("timed out".into())));
@@ -273,6 +280,68 @@ impl StepContext {
                 }
             }
         }
+    }
+
+    /// Runs `call` (a provider call of step `step`) with what its programs print recorded as
+    /// `step_output` events: lines batched ([`OUTPUT_BATCH`] lines or [`OUTPUT_FLUSH`], whichever
+    /// comes first), at most [`OUTPUT_MAX_LINES`] per call, every batch redacted like any event.
+    /// The last batch is written before this returns, so output comes before the step's result.
+    async fn with_output<T>(&self, step: usize, call: impl Future<Output = T>) -> T {
+        let (capturing, mut captured) = output::channel();
+        let record = async {
+            let mut batch: Vec<String> = Vec::new();
+            let mut recorded = 0usize;
+            let mut over = 0u64;
+            loop {
+                let next = if batch.is_empty() {
+                    captured.lines.recv().await
+                } else {
+                    match tokio::time::timeout(OUTPUT_FLUSH, captured.lines.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            self.output_event(step, std::mem::take(&mut batch)).await;
+                            continue;
+                        }
+                    }
+                };
+                let Some(line) = next else { break };
+                if recorded >= OUTPUT_MAX_LINES {
+                    over += 1;
+                    continue;
+                }
+                recorded += 1;
+                batch.push(match line.stream {
+                    output::Stream::Stdout => line.text,
+                    output::Stream::Stderr => format!("stderr: {}", line.text),
+                });
+                if batch.len() >= OUTPUT_BATCH {
+                    self.output_event(step, std::mem::take(&mut batch)).await;
+                }
+            }
+            let lost = over + captured.dropped();
+            if lost > 0 {
+                batch.push(format!(
+                    "... {lost} more lines not recorded here (the provider's own log has them)"
+                ));
+            }
+            if !batch.is_empty() {
+                self.output_event(step, batch).await;
+            }
+        };
+        let (result, ()) = tokio::join!(capturing.scope(call), record);
+        result
+    }
+
+    /// Records and sends one batch of output lines. Output is a record of what happened, not
+    /// part of the step's outcome: a store error here is logged and the step goes on.
+    async fn output_event(&self, step: usize, lines: Vec<String>) {
+        let event = self.event(EventKind::StepOutput, Some(step), lines.join("\n"));
+        if let Err(e) = self.engine.store.append_event(&event).await {
+            tracing::warn!(workflow = %self.workflow, step, "cannot record step output: {e}");
+            return;
+        }
+        super::log_event(&event);
+        let _ = self.engine.events.send(event);
     }
 
     /// The provider calls for one action, and the resource change to record.
@@ -388,8 +457,8 @@ impl StepContext {
         if refs.is_empty() {
             return Ok(t.clone());
         }
-        let mut known: BTreeMap<String, Option<BTreeMap<String, serde_json::Value>>> =
-            BTreeMap::new();
+        type Facts = (String, BTreeMap<String, serde_json::Value>);
+        let mut known: BTreeMap<String, Option<Facts>> = BTreeMap::new();
         for (_, r) in &refs {
             let key = plan::taskserv_key(&r.server, &r.taskserv);
             if known.contains_key(&key) {
@@ -403,25 +472,40 @@ impl StepContext {
                 .map_err(|e| {
                     ProviderError::Transient(format!("cannot read the facts of `{key}`: {e}"))
                 })?;
-            known.insert(key, found.map(|r| r.observed));
+            known.insert(key, found.map(|r| (r.provider, r.observed)));
         }
         let me = format!("{}/{}", t.server, t.name);
         let lookup = |r: &FactRef| -> Result<String, String> {
             let target = format!("{}/{}", r.server, r.taskserv);
             match known.get(&plan::taskserv_key(&r.server, &r.taskserv)) {
-                Some(Some(facts)) => facts.get(&r.key).map(fact_text).ok_or_else(|| {
-                    let have: Vec<&str> = facts.keys().map(String::as_str).collect();
-                    format!(
-                        "the config of taskserv `{me}` uses {r}, but `{target}` reported no \
-                         `{}` (it reported: {})",
-                        r.key,
-                        if have.is_empty() {
-                            "nothing".to_string()
-                        } else {
-                            have.join(", ")
-                        }
-                    )
-                }),
+                Some(Some((provider, facts))) => {
+                    let Some(value) = facts.get(&r.key) else {
+                        let have: Vec<&str> = facts.keys().map(String::as_str).collect();
+                        return Err(format!(
+                            "the config of taskserv `{me}` uses {r}, but `{target}` reported no \
+                             `{}` (it reported: {})",
+                            r.key,
+                            if have.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                have.join(", ")
+                            }
+                        ));
+                    };
+                    // A generated credential: state holds its name, the provider the value.
+                    match crate::provider::secret_fact_name(value) {
+                        Some(name) => self
+                            .engine
+                            .providers
+                            .get(provider)
+                            .and_then(|p| p.read_secret(name))
+                            .map(|secret| secret.expose().to_string())
+                            .map_err(|e| {
+                                format!("the config of taskserv `{me}` uses {r}, a secret: {e}")
+                            }),
+                        None => Ok(fact_text(value)),
+                    }
+                }
                 _ => Err(format!(
                     "the config of taskserv `{me}` uses {r}, but `{target}` is not installed \
                      in workspace `{}`",

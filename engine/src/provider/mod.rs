@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod local;
+pub mod output;
 pub mod sim;
 pub mod ssh;
 
@@ -120,6 +121,29 @@ pub trait Provider: Send + Sync {
         key: &IdempotencyKey,
         spec: &TaskservSpec,
     ) -> ProviderResult<()>;
+    /// The value behind a secret fact this provider recorded (an observed attribute
+    /// `{"secret": NAME}`, e.g. a password a taskserv generated), for a taskserv whose config
+    /// uses it. The value joins the redactor.
+    fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {
+        Err(ProviderError::Permanent(format!(
+            "provider `{}` keeps no secrets (asked for `{name}`)",
+            self.name()
+        )))
+    }
+}
+
+/// The observed attribute that stands for a secret the provider keeps: `{"secret": NAME}`.
+pub fn secret_fact(name: &str) -> Value {
+    serde_json::json!({ "secret": name })
+}
+
+/// The name in a secret fact (see [`secret_fact`]).
+pub fn secret_fact_name(value: &Value) -> Option<&str> {
+    let object = value.as_object()?;
+    if object.len() != 1 {
+        return None;
+    }
+    object.get("secret")?.as_str()
 }
 
 /// The providers a workflow may use, by name.

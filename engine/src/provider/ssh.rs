@@ -82,11 +82,38 @@ impl SshProvider {
             connect_timeout: Duration::from_secs(10),
             secrets,
         };
-        SshProvider {
+        let provider = SshProvider {
             hosts: hosts.into_iter().map(|h| (h.name.clone(), h)).collect(),
             runner,
             dir,
             script_timeout: Duration::from_secs(600),
+        };
+        provider.redact_kept_secrets();
+        provider
+    }
+
+    /// Every secret kept from an earlier run joins the redactor now, not only when read: a
+    /// script's output after a restart may quote one.
+    fn redact_kept_secrets(&self) {
+        fn walk(dir: &std::path::Path, found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&self.dir.join("secrets"), &mut files);
+        for file in files {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                self.runner
+                    .secrets
+                    .redactor()
+                    .register(text.trim_end_matches('\n'));
+            }
         }
     }
 
@@ -144,6 +171,72 @@ impl SshProvider {
                     spec.server, spec.workspace
                 ))
             })
+    }
+
+    /// Where the secret `name` (`WORKSPACE/SERVER/TASKSERV/KEY`) is kept: a file only this
+    /// account can read under `DIR/secrets`. Any other name is refused, so a fact cannot name
+    /// a path of its own.
+    fn secret_path(&self, name: &str) -> ProviderResult<PathBuf> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let plain = |p: &&str| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if parts.len() != 4 || !parts.iter().all(plain) {
+            return Err(ProviderError::Permanent(format!(
+                "`{name}` is not a secret of the ssh provider (expected \
+                 WORKSPACE/SERVER/TASKSERV/KEY)"
+            )));
+        }
+        Ok(self.dir.join("secrets").join(name))
+    }
+
+    /// Keeps a value a taskserv's install generated; returns its name for the secret fact.
+    fn keep_secret(
+        &self,
+        spec: &TaskservSpec,
+        key: &str,
+        value: &crate::secrets::Secret,
+    ) -> ProviderResult<String> {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(ProviderError::Permanent(format!(
+                "taskserv `{}` reported a secret named `{key}`; names are lowercase letters, \
+                 digits and `_`",
+                spec.name
+            )));
+        }
+        let name = format!("{}/{}/{}/{key}", spec.workspace, spec.server, spec.name);
+        let path = self.secret_path(&name)?;
+        self.runner.secrets.redactor().register(value.expose());
+        let fail = |e: std::io::Error| {
+            ProviderError::Permanent(format!(
+                "cannot keep secret `{name}` in {}: {e}",
+                path.display()
+            ))
+        };
+        if let Some(dir) = path.parent() {
+            runner::create_private_dir(dir).map_err(fail)?;
+        }
+        let staged = path.with_extension("new");
+        let _ = std::fs::remove_file(&staged);
+        runner::write_private(&staged, value.expose()).map_err(fail)?;
+        std::fs::rename(&staged, &path).map_err(fail)?;
+        Ok(name)
+    }
+
+    /// Forgets the secrets of a taskserv (`Some`) or of a whole server.
+    fn drop_secrets(&self, workspace: &str, server: &str, taskserv: Option<&str>) {
+        let mut dir = self.dir.join("secrets").join(workspace).join(server);
+        if let Some(t) = taskserv {
+            dir = dir.join(t);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     fn log_path(&self, workspace: &str, server: &str, taskserv: &str) -> PathBuf {
@@ -483,6 +576,7 @@ impl Provider for SshProvider {
             )));
         }
         let _ = std::fs::remove_file(self.registration_path(&spec.workspace, &spec.name));
+        self.drop_secrets(&spec.workspace, &spec.name, None);
         Ok(())
     }
 
@@ -511,6 +605,10 @@ impl Provider for SshProvider {
             .is_none_or(|a| matches!(a, "0.0.0.0" | "::" | "[::]"));
         if wildcard && let Some(h) = self.hosts.get(&host) {
             attrs.insert("address".into(), Value::from(h.address.clone()));
+        }
+        for (key, value) in &out.secrets {
+            let name = self.keep_secret(spec, key, value)?;
+            attrs.insert(key.clone(), super::secret_fact(&name));
         }
         attrs.insert("host".into(), Value::from(host.clone()));
         attrs.insert("version".into(), Value::from(spec.version.clone()));
@@ -548,7 +646,21 @@ impl Provider for SshProvider {
         if out.status != 0 {
             return Err(script_error("remove", spec, &host, &out));
         }
+        self.drop_secrets(&spec.workspace, &spec.server, Some(&spec.name));
         Ok(())
+    }
+
+    fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {
+        let path = self.secret_path(name)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ProviderError::Permanent(format!(
+                "secret `{name}` is not kept here any more ({}: {e}); install its taskserv again",
+                path.display()
+            ))
+        })?;
+        let value = text.trim_end_matches('\n').to_string();
+        self.runner.secrets.redactor().register(&value);
+        Ok(crate::secrets::Secret::new(value))
     }
 }
 

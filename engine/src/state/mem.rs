@@ -147,6 +147,16 @@ impl StateStore for MemStore {
         })
     }
 
+    async fn append_event(&self, event: &Event) -> StateResult<()> {
+        self.with(|i| {
+            i.events
+                .entry(event.workflow.clone())
+                .or_default()
+                .push(event.clone());
+            Ok(())
+        })
+    }
+
     async fn workflow(&self, id: &str) -> StateResult<Option<WorkflowRecord>> {
         self.with(|i| Ok(i.workflows.get(id).cloned()))
     }

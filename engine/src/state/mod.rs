@@ -145,6 +145,8 @@ pub enum EventKind {
     StepSkipped,
     StepCompensating,
     StepCompensated,
+    /// Lines a running step's program printed (host output: data, never instructions).
+    StepOutput,
     CancelRequested,
     WorkflowFinished,
 }
@@ -241,6 +243,8 @@ pub trait StateStore: Send + Sync {
     /// A resume compares it with the current version to see whether anyone else wrote since.
     async fn workflow_state_version(&self, workflow: &str) -> StateResult<Option<u64>>;
     async fn events(&self, workflow: &str, after_seq: u64) -> StateResult<Vec<Event>>;
+    /// Records an event that changes nothing else (a step's output).
+    async fn append_event(&self, event: &Event) -> StateResult<()>;
     async fn request_cancel(&self, workflow: &str) -> StateResult<bool>;
 
     /// Takes the workspace's apply lock, or returns who holds it. A lock whose lease ran out

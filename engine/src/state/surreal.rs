@@ -479,6 +479,15 @@ impl StateStore for SurrealStore {
         self.run(&query, vars).await.map(|_| ())
     }
 
+    async fn append_event(&self, event: &Event) -> StateResult<()> {
+        self.run(
+            "CREATE type::record('event', [$wf, $seq]) CONTENT { wf: $wf, seq: $seq, data: $data };",
+            json!({ "wf": event.workflow, "seq": event.seq, "data": to_json(event)? }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn workflow(&self, id: &str) -> StateResult<Option<WorkflowRecord>> {
         self.select_one(
             "workflow",

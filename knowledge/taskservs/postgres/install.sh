@@ -2,8 +2,9 @@
 # lives in /var/lib/provisioning/postgres-<id> owned by `postgres` (postgres refuses to run as
 # root, and PROV_DIR may sit in a home the `postgres` account cannot enter), named in
 # PROV_DIR/datadir; otherwise in PROV_DIR/data as the SSH account. The superuser's password is
-# generated on the host (PROV_DIR/password, 0600) and never leaves it: the fact reported is
-# where it is.
+# generated on the host (PROV_DIR/password, 0600) once and reported as a secret (prov_secret):
+# the provider keeps it, state records only a reference, and a taskserv whose config names
+# `{{SERVER/postgres.password}}` (pgbouncer, an app) is given the value.
 prov_require_os debian-12 ubuntu-24
 mkdir -p "$PROV_DIR"
 prov_apt_install postgresql
@@ -44,4 +45,4 @@ prov_start "$bindir/postgres" -D "$data" -p "$port" -k "$data" -c "listen_addres
 prov_wait_healthy 60
 prov_output address "$PROV_BIND"
 prov_output port "$port"
-prov_output password_file "$PROV_DIR/password"
+prov_secret password "$(cat "$PROV_DIR/password")"

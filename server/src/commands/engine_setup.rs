@@ -256,6 +256,14 @@ impl Progress {
                 format!("[{:>width$}/{total}] ..  {}", self.done, event.message)
             }
             EventKind::WorkflowFinished => return (event.message.clone(), true),
+            // A host's output (one printable line each, cleaned by the engine), set off from
+            // our own lines.
+            EventKind::StepOutput => event
+                .message
+                .lines()
+                .map(|l| format!("{:>w$}| {l}", "", w = width * 2 + 4))
+                .collect::<Vec<_>>()
+                .join("\n"),
             _ => event.message.clone(),
         };
         (line, false)

@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::SshHost;
-use crate::provider::{ProviderError, ProviderResult};
-use crate::secrets::Secrets;
+use crate::provider::{ProviderError, ProviderResult, output};
+use crate::secrets::{Secret, Secrets};
 
 /// What is kept of each of a script's output streams (the tail).
 const OUTPUT_CAP: usize = 256 * 1024;
@@ -45,8 +45,41 @@ pub struct Runner {
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     pub status: i32,
+    /// Standard output, with each `PROV_SECRET` line's value taken out (see [`Output::secrets`]).
     pub stdout: String,
     pub stderr: String,
+    /// `PROV_SECRET key=value` lines: values a script generated (a password), which the
+    /// provider keeps as secrets; they appear nowhere else.
+    pub secrets: Vec<(String, Secret)>,
+}
+
+/// The prefix of a line that carries a secret.
+const SECRET_PREFIX: &str = "PROV_SECRET ";
+
+/// A `PROV_SECRET key=value` line as it may be shown: the key, never the value.
+fn masked_secret_line(line: &str) -> Option<String> {
+    let rest = line.strip_prefix(SECRET_PREFIX)?;
+    let key = rest.split_once('=').map_or(rest, |(k, _)| k).trim();
+    Some(format!("PROV_SECRET {key}=(kept as a secret)"))
+}
+
+/// Takes the `PROV_SECRET` values out of `stdout`.
+fn split_secrets(stdout: &str) -> (String, Vec<(String, Secret)>) {
+    let mut secrets = Vec::new();
+    let mut text = String::with_capacity(stdout.len());
+    for line in stdout.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if let Some(rest) = bare.strip_prefix(SECRET_PREFIX) {
+            if let Some((k, v)) = rest.split_once('=') {
+                secrets.push((k.trim().to_string(), Secret::new(v.trim().to_string())));
+            }
+            text.push_str(&masked_secret_line(bare).unwrap_or_default());
+            text.push('\n');
+        } else {
+            text.push_str(line);
+        }
+    }
+    (text, secrets)
 }
 
 impl Output {
@@ -173,8 +206,8 @@ impl Runner {
                 let _ = stdin.shutdown().await;
             }
         };
-        let out = read_tail(child.stdout.take());
-        let err = read_tail(child.stderr.take());
+        let out = read_tail(child.stdout.take(), output::Stream::Stdout);
+        let err = read_tail(child.stderr.take(), output::Stream::Stderr);
         let finished = tokio::time::timeout(timeout, async {
             let (_, out, err, status) = tokio::join!(feed, out, err, child.wait());
             (out, err, status)
@@ -191,10 +224,12 @@ impl Runner {
         let status = status.map_err(|e| {
             ProviderError::Transient(format!("lost the SSH client for `{}`: {e}", host.name))
         })?;
+        let (stdout, secrets) = split_secrets(&stdout);
         let output = Output {
             status: status.code().unwrap_or(-1),
             stdout,
             stderr,
+            secrets,
         };
         if let Some(log) = log {
             append_log(log, &output);
@@ -269,12 +304,15 @@ impl Runner {
     }
 }
 
-/// Reads a stream to its end, keeping its last [`OUTPUT_CAP`] bytes.
-async fn read_tail(pipe: Option<impl AsyncRead + Unpin>) -> String {
+/// Reads a stream to its end, keeping its last [`OUTPUT_CAP`] bytes, and reports each line to
+/// the step's output capture as it arrives (see [`crate::provider::output`]).
+async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, stream: output::Stream) -> String {
     let Some(mut pipe) = pipe else {
         return String::new();
     };
+    let live = output::capturing();
     let mut kept: Vec<u8> = Vec::new();
+    let mut partial: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match pipe.read(&mut buf).await {
@@ -284,13 +322,36 @@ async fn read_tail(pipe: Option<impl AsyncRead + Unpin>) -> String {
                 if kept.len() > 2 * OUTPUT_CAP {
                     kept.drain(..kept.len() - OUTPUT_CAP);
                 }
+                if live {
+                    partial.extend_from_slice(&buf[..n]);
+                    while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=end).collect();
+                        report(stream, &line);
+                    }
+                    if partial.len() > 4 * output::MAX_LINE_CHARS {
+                        // A line without end: report what there is and go on.
+                        report(stream, &partial);
+                        partial.clear();
+                    }
+                }
             }
         }
+    }
+    if live && !partial.is_empty() {
+        report(stream, &partial);
     }
     if kept.len() > OUTPUT_CAP {
         kept.drain(..kept.len() - OUTPUT_CAP);
     }
     String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn report(stream: output::Stream, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    match masked_secret_line(text.trim_end()) {
+        Some(masked) => output::line(stream, &masked),
+        None => output::line(stream, &text),
+    }
 }
 
 fn append_log(path: &Path, out: &Output) {
@@ -311,7 +372,7 @@ fn append_log(path: &Path, out: &Output) {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -320,7 +381,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -362,11 +423,26 @@ mod tests {
     }
 
     #[test]
+    fn secret_lines_keep_their_value_out_of_the_text() {
+        let (text, secrets) =
+            split_secrets("one\nPROV_SECRET password=s3cr3t-v4lue\nPROV_OUTPUT port=1\n");
+        assert_eq!(
+            text,
+            "one\nPROV_SECRET password=(kept as a secret)\nPROV_OUTPUT port=1\n"
+        );
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].0, "password");
+        assert_eq!(secrets[0].1.expose(), "s3cr3t-v4lue");
+        assert!(!format!("{secrets:?}").contains("s3cr3t"));
+    }
+
+    #[test]
     fn facts_and_last_words() {
         let out = Output {
             status: 0,
             stdout: "hello\nPROV_OUTPUT port=6379\nPROV_OUTPUT address = 10.0.0.2\n".into(),
             stderr: "warning\nprovisioning: done\n\n".into(),
+            secrets: Vec::new(),
         };
         assert_eq!(
             out.facts(),
