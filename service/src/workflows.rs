@@ -180,19 +180,45 @@ impl App {
         let engine = self.engine.clone();
         let workflow = wf.id.clone();
         let caller = caller.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let result = match rollback {
+        in_background(wf.id, wait, async move {
+            match rollback {
                 true => engine.rollback(&workflow, &caller).await,
                 false => engine.run(&workflow).await,
-            };
-            let _ = tx.send(result);
-        });
-        match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(Err(e))) => Err(e.into()),
-            Ok(Ok(Ok(outcome))) => Ok(Continued::Finished(outcome)),
-            _ => Ok(Continued::Running { workflow: wf.id }),
-        }
+            }
+        })
+        .await
+    }
+
+    /// Runs a started workflow (see [`App::start`]) on a task of its own and waits at most
+    /// `wait` for its end. The run does not depend on the caller: a client that gives up, or
+    /// a request that is cancelled, leaves it running to the end.
+    pub async fn run_within(&self, workflow: &str, wait: std::time::Duration) -> Result<Continued> {
+        let engine = self.engine.clone();
+        let id = workflow.to_string();
+        in_background(
+            workflow.to_string(),
+            wait,
+            async move { engine.run(&id).await },
+        )
+        .await
+    }
+}
+
+async fn in_background(
+    workflow: String,
+    wait: std::time::Duration,
+    run: impl std::future::Future<Output = std::result::Result<RunOutcome, engine::exec::ExecError>>
+    + Send
+    + 'static,
+) -> Result<Continued> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(run.await);
+    });
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Ok(Ok(outcome))) => Ok(Continued::Finished(outcome)),
+        _ => Ok(Continued::Running { workflow }),
     }
 }
 

@@ -770,6 +770,9 @@ pub fn trials() -> Vec<Trial> {
         }),
         Trial::test("mcp::stdio_flow", || check(stdio_flow)),
         Trial::test("mcp::python_sdk_flow", || check(sdk_flows::python_sdk_flow)),
+        Trial::test("mcp::python_sdk_follows_a_long_apply", || {
+            check(sdk_flows::python_sdk_follows_a_long_apply)
+        }),
         Trial::test("mcp::drafting_with_an_openai_endpoint", || {
             check(drafting::drafting_with_an_openai_endpoint)
         }),

@@ -42,7 +42,86 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("ssh::every_script_passes_sh_n_and_shellcheck", || {
             check(every_script_passes_sh_n_and_shellcheck)
         }),
+        Trial::test(
+            "ssh::the_inventory_decides_which_hosts_a_config_reaches",
+            || check(the_inventory_decides_which_hosts_a_config_reaches),
+        ),
     ]
+}
+
+/// A config reaches only the inventory's hosts, and only those open to its workspace; a bad
+/// inventory entry stops the server from starting, naming the entry. No refusal records
+/// anything or contacts any host (the inventory's address here has no SSH server at all).
+fn the_inventory_decides_which_hosts_a_config_reaches() {
+    let dir = scratch("ssh-inventory");
+    let port = free_port();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[ssh.hosts.rack-1]\naddress = \"127.0.0.1\"\nport = {port}\nuser = \"ops\"\n\
+             workspaces = [\"team-a\"]\n"
+        ),
+    )
+    .unwrap();
+    let cases = [
+        (
+            "team-a",
+            "rack-9",
+            "names host `rack-9`, which is not in the operator's SSH inventory (known: rack-1)",
+        ),
+        (
+            "team-b",
+            "rack-1",
+            "host `rack-1` is not open to workspace `team-b`",
+        ),
+    ];
+    for (workspace, host, expected) in cases {
+        let ncl = dir.join(format!("{workspace}.ncl"));
+        std::fs::write(
+            &ncl,
+            format!(
+                "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }},\n  servers = [\n    \
+                 {{ name = \"s1\", provider = \"ssh\", plan = \"existing\", zone = \"inventory\", host = \"{host}\" }}\n  ],\n}}\n"
+            ),
+        )
+        .unwrap();
+        let out = cli(&dir, &["apply", &ncl.display().to_string(), "--yes"], &[]);
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(expected), "{}", text(&out));
+        // One attempt: a refusal is permanent.
+        assert!(!text(&out).contains("retrying"), "{}", text(&out));
+    }
+    let state = ok(cli(&dir, &["state", "--json"], &[]));
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state, serde_json::json!([]), "nothing is recorded");
+    assert!(
+        !dir.join("data/ssh/known_hosts").exists(),
+        "no host was contacted"
+    );
+
+    for (entry, expected) in [
+        (
+            "address = \"-oProxyCommand=touch /tmp/x\"\nworkspaces = [\"*\"]",
+            "ssh.hosts.bad.address: `-oProxyCommand=touch /tmp/x` is not a host name",
+        ),
+        (
+            "address = \"10.0.0.5\"\nworkspaces = []",
+            "ssh.hosts.bad.workspaces is empty",
+        ),
+        (
+            "address = \"10.0.0.5\"\nuser = \"root -i x\"\nworkspaces = [\"*\"]",
+            "ssh.hosts.bad.user: `root -i x` is not",
+        ),
+    ] {
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("[ssh.hosts.bad]\n{entry}\n"),
+        )
+        .unwrap();
+        let out = cli(&dir, &["state"], &[]);
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(expected), "{}", text(&out));
+    }
 }
 
 fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {

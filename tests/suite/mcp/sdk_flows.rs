@@ -128,3 +128,42 @@ pub(super) fn typescript_sdk_flow() {
         "{seen}"
     );
 }
+
+/// A one-minute apply with a client whose requests time out after 10 s (the official Python
+/// SDK, tests/python/long_apply.py): `apply_plan` answers `running` with the workflow id within
+/// the timeout, the workflow goes on, and `get_workflow` follows it to the end, each step run
+/// once.
+pub(super) fn python_sdk_follows_a_long_apply() {
+    let py = python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}",
+        py.display()
+    );
+    let dir = Dir(scratch("mcp-long-apply"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let out = std::process::Command::new(&py)
+        .arg(root().join("tests/python/long_apply.py"))
+        .arg(binary())
+        .arg(&dir.0)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "long apply failed: {text}");
+    let seen: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let answered = seen["answered_s"].as_f64().unwrap();
+    let took = seen["took_s"].as_f64().unwrap();
+    assert!(answered < 10.0, "{seen}");
+    // Three dependent steps of 20 s each: the apply really was long, and was followed.
+    assert!(took >= 55.0, "{seen}");
+    assert!(seen["polls"].as_u64().unwrap() >= 5, "{seen}");
+    assert_eq!(seen["attempts"], serde_json::json!([1, 1, 1]), "{seen}");
+    assert_eq!(seen["resources"], 3, "{seen}");
+}

@@ -16,9 +16,15 @@ use super::check_policy::PlanIdInput;
 use super::{Fence, app_fail, records};
 use crate::ProvisioningServer;
 
+/// How long a tool that runs a workflow waits for its end before it answers `running` with the
+/// workflow id: shorter than the request timeouts clients commonly use (10 s and up), so the
+/// answer always arrives. The workflow goes on either way, whatever happens to the request.
+pub const RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ApplyOutput {
-    /// `succeeded`, `failed`, `rolled_back`, `cancelled`, `no_changes`, or `needs_approval`.
+    /// `succeeded`, `failed`, `rolled_back`, `cancelled`, `no_changes`, `needs_approval`, or
+    /// `running` (still going after a few seconds: follow it with `get_workflow`).
     pub status: String,
     pub plan_id: String,
     pub workflow: Option<String>,
@@ -119,12 +125,69 @@ pub(crate) fn outcome_output(plan_id: &str, outcome: &RunOutcome) -> ApplyOutput
     }
 }
 
+/// The answer for a workflow still running when the tool stops waiting: its id, where its steps
+/// stand, and how to follow it.
+pub(crate) async fn running_output(app: &App, plan_id: &str, workflow: &str) -> ApplyOutput {
+    let steps = app
+        .workflow(workflow)
+        .await
+        .map(|v| v.steps)
+        .unwrap_or_default();
+    let count = |status: &str| steps.iter().filter(|s| s.status.as_str() == status).count();
+    ApplyOutput {
+        status: "running".into(),
+        plan_id: plan_id.into(),
+        workflow: Some(workflow.into()),
+        outcome: Some(serde_json::json!({
+            "workflow": workflow,
+            "status": "running",
+            "steps": steps.len(),
+            "succeeded": count("succeeded"),
+            "running": count("running") + count("retrying"),
+            "failed": count("failed"),
+            "pending": count("pending"),
+        })),
+        approval_request: None,
+        message: format!(
+            "Still running; it goes on without this conversation. Call get_workflow with \
+             workflow_id `{workflow}` every 10 seconds or so until its status is no longer \
+             `running` (cancel_workflow stops it)."
+        ),
+    }
+}
+
+/// Waits for a run that `forward_progress` reports on: the final answer when it ended within
+/// [`RUN_WAIT`], else `running` (progress stops with the answer: the request is over).
+pub(crate) async fn answer(
+    app: &App,
+    plan_id: &str,
+    continued: service::Continued,
+    progress: Option<tokio::task::JoinHandle<()>>,
+) -> ApplyOutput {
+    match continued {
+        service::Continued::Finished(outcome) => {
+            if let Some(task) = progress {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+            }
+            outcome_output(plan_id, &outcome)
+        }
+        service::Continued::Running { workflow } => {
+            if let Some(task) = progress {
+                task.abort();
+            }
+            running_output(app, plan_id, &workflow).await
+        }
+    }
+}
+
 #[tool_router(router = apply_router, vis = "pub(crate)")]
 impl ProvisioningServer {
     /// Apply a stored plan (by id from plan_changes). Policy is checked first: when the plan
     /// needs human approval, this returns the approval request instead of running; a person
     /// other than the requester approves it outside this conversation, then call apply_plan
-    /// again. A plan made against older state is refused as stale. Reports progress.
+    /// again. A plan made against older state is refused as stale. Reports progress. A long
+    /// apply answers `running` with the workflow id after a few seconds and goes on: follow it
+    /// with get_workflow.
     #[tool(annotations(
         read_only_hint = false,
         destructive_hint = true,
@@ -168,10 +231,13 @@ impl ProvisioningServer {
             }
         };
         let progress = forward_progress(&self.app, workflow.clone(), steps, &rc, &self.log);
-        let outcome = self.app.run(&workflow).await.map_err(app_fail)?;
-        if let Some(task) = progress {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
-        }
-        Ok(Json(outcome_output(&input.plan_id, &outcome)))
+        let continued = self
+            .app
+            .run_within(&workflow, RUN_WAIT)
+            .await
+            .map_err(app_fail)?;
+        Ok(Json(
+            answer(&self.app, &input.plan_id, continued, progress).await,
+        ))
     }
 }

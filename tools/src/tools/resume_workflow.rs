@@ -5,14 +5,15 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::app_fail;
-use super::apply_plan::{ApplyOutput, forward_progress, outcome_output};
+use super::apply_plan::{ApplyOutput, RUN_WAIT, answer, forward_progress};
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
 #[tool_router(router = resume_router, vis = "pub(crate)")]
 impl ProvisioningServer {
     /// Continue a workflow that was interrupted, failed or cancelled, without repeating the
-    /// side effects of finished steps. Reports progress.
+    /// side effects of finished steps. Reports progress; answers `running` after a few seconds
+    /// when it takes longer (follow it with get_workflow).
     #[tool(annotations(
         read_only_hint = false,
         destructive_hint = true,
@@ -25,16 +26,28 @@ impl ProvisioningServer {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<ApplyOutput>, String> {
         let caller = self.caller(&rc);
-        let (wf, steps) = self
+        let view = self
             .app
-            .resume(&caller, &input.workflow_id)
+            .workflow(&input.workflow_id)
             .await
             .map_err(app_fail)?;
-        let progress = forward_progress(&self.app, wf.id.clone(), steps, &rc, &self.log);
-        let outcome = self.app.run(&wf.id).await.map_err(app_fail)?;
-        if let Some(task) = progress {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
-        }
-        Ok(Json(outcome_output(&wf.plan_id, &outcome)))
+        let wf = view.workflow;
+        let progress = forward_progress(&self.app, wf.id.clone(), view.steps.len(), &rc, &self.log);
+        let continued = self
+            .app
+            .continue_workflow(&caller, &wf.id, false, RUN_WAIT)
+            .await;
+        let continued = match continued {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(task) = progress {
+                    task.abort();
+                }
+                return Err(app_fail(e));
+            }
+        };
+        Ok(Json(
+            answer(&self.app, &wf.plan_id, continued, progress).await,
+        ))
     }
 }

@@ -5,7 +5,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::app_fail;
-use super::apply_plan::{ApplyOutput, forward_progress, outcome_output};
+use super::apply_plan::{ApplyOutput, RUN_WAIT, answer, forward_progress};
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
@@ -14,7 +14,8 @@ impl ProvisioningServer {
     /// Roll back a failed or cancelled workflow: compensate its finished steps in reverse
     /// dependency order (delete what it created, restore what it changed) and clean up failed
     /// ones; it ends `rolled_back`. Policy is asked again; a succeeded workflow is undone by
-    /// planning a destroy instead. Reports progress.
+    /// planning a destroy instead. Reports progress; answers `running` after a few seconds when
+    /// it takes longer (follow it with get_workflow).
     #[tool(annotations(
         read_only_hint = false,
         destructive_hint = true,
@@ -34,10 +35,21 @@ impl ProvisioningServer {
             .map_err(app_fail)?;
         let wf = view.workflow;
         let progress = forward_progress(&self.app, wf.id.clone(), view.steps.len(), &rc, &self.log);
-        let outcome = self.app.rollback(&caller, &wf.id).await.map_err(app_fail)?;
-        if let Some(task) = progress {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
-        }
-        Ok(Json(outcome_output(&wf.plan_id, &outcome)))
+        let continued = match self
+            .app
+            .continue_workflow(&caller, &wf.id, true, RUN_WAIT)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(task) = progress {
+                    task.abort();
+                }
+                return Err(app_fail(e));
+            }
+        };
+        Ok(Json(
+            answer(&self.app, &wf.plan_id, continued, progress).await,
+        ))
     }
 }
