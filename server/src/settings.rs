@@ -47,6 +47,8 @@ pub struct Settings {
 ///
 /// [approvals]
 /// ttl_hours = 24
+/// link = "https://provisioning.example.com/"   # the Control Center as people open it, for
+///                                             # approval links (default: where it is served)
 ///
 /// [access]
 /// default_roles = ["viewer"]   # roles of accounts not listed below (none by default; the
@@ -232,12 +234,17 @@ pub struct ApprovalsSection {
     /// How long an approval request stays open.
     #[serde(default = "default_ttl_hours")]
     pub ttl_hours: f64,
+    /// The Control Center's address as people open it (`https://provisioning.example.com/`),
+    /// for approval links; default: the address this server serves it on.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 impl Default for ApprovalsSection {
     fn default() -> Self {
         ApprovalsSection {
             ttl_hours: default_ttl_hours(),
+            link: None,
         }
     }
 }
@@ -578,6 +585,18 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
             e.to_string().trim_end()
         )
     })?;
+    if let Some(link) = &file.approvals.link {
+        let ok = (link.starts_with("https://") || link.starts_with("http://"))
+            && link.len() > "https://".len()
+            && !link
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#');
+        anyhow::ensure!(
+            ok,
+            "config file {}: approvals.link = {link:?} is not a web address; expected the Control Center's address as people open it, e.g. \"https://provisioning.example.com/\"",
+            path.display()
+        );
+    }
     let ttl = file.approvals.ttl_hours;
     if !(ttl.is_finite() && (1.0 / 60.0..=24.0 * 90.0).contains(&ttl)) {
         anyhow::bail!(

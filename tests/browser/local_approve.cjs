@@ -3,8 +3,11 @@
 // who opened the loopback connection), shows the assistant's pending request, and the person
 // approves it out of band with a comment. Saves a screenshot.
 //
+// With LINK (the approval link the assistant was given), the page is opened there: the request
+// must be the one marked and scrolled to.
+//
 //   BASE_URL=http://127.0.0.1:PORT REQUEST_ID=apr-... ACCOUNT=name SCREENSHOT=/path/shot.png
-//   node tests/browser/local_approve.cjs
+//   [LINK=http://127.0.0.1:PORT/#approval/apr-...] node tests/browser/local_approve.cjs
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -24,7 +27,9 @@ function expect(cond, what) { if (!cond) throw new Error("expectation failed: " 
   const consoleErrors = [];
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
   try {
-    await page.goto(BASE + "/");
+    const LINK = process.env.LINK;
+    if (LINK) expect(LINK === `${BASE}/#approval/${REQUEST}`, `the link leads to this request: ${LINK}`);
+    await page.goto(LINK || BASE + "/");
     await page.waitForSelector(`#who:has-text('signed in as user:${ACCOUNT}')`, { timeout: 15000 });
     const who = await page.locator("#who").innerText();
     expect(/this machine's account/.test(who), `no token asked: ${who}`);
@@ -32,6 +37,10 @@ function expect(cond, what) { if (!cond) throw new Error("expectation failed: " 
 
     const card = page.locator(`.approval[data-id="${REQUEST}"]`);
     await card.waitFor({ timeout: 15000 });
+    if (LINK) {
+      await page.locator(`.approval.linked[data-id="${REQUEST}"]`).waitFor({ timeout: 5000 });
+      expect(await page.locator(".approval.linked").count() === 1, "only the linked request is marked");
+    }
     const text = await card.innerText();
     expect(/Blast radius\s+deletes server\//.test(text), `the blast radius in words: ${text}`);
     expect(/USD \d+\.\d\d → 0\.00 \(-\d+\.\d\d\)/.test(text), `the cost per currency: ${text}`);

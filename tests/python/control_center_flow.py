@@ -55,7 +55,9 @@ async def main():
             d = structured(await s.call_tool("plan_changes", {"config": DEV, "destroy": True}), "destroy plan")
             g = structured(await s.call_tool("apply_plan", {"plan_id": d["plan_id"]}), "destroy")
             expect(g["status"] == "needs_approval", f"an assistant's dev destroy waits: {g}")
-            print(json.dumps({"request": g["approval_request"]["id"]}), flush=True)
+            link = g.get("approval_url")
+            expect(link and link in g["message"], f"the answer gives the person a link: {g}")
+            print(json.dumps({"request": g["approval_request"]["id"], "link": link}), flush=True)
 
             # Still connected while the person decides in the browser.
             line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

@@ -513,8 +513,12 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
         }
     };
     let request = asked["request"].as_str().unwrap().to_string();
+    // The assistant was given the Control Center's link to the request (the local server's
+    // own page); opening it finds the request, approving still takes the person.
+    let link = asked["link"].as_str().unwrap_or_default().to_string();
+    assert_eq!(link, format!("{url}/#approval/{request}"), "{asked}");
 
-    // The person, in a browser, on the local server's page.
+    // The person, in a browser, opens the link.
     let artifacts = tests::root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("local-control-center.png");
@@ -523,6 +527,7 @@ fn the_control_center_approves_while_the_assistant_is_connected() {
         .env("NODE_PATH", crate::api::node_modules())
         .env("BASE_URL", &url)
         .env("REQUEST_ID", &request)
+        .env("LINK", &link)
         .env("ACCOUNT", my_name())
         .env("SCREENSHOT", &shot)
         .output()

@@ -44,6 +44,9 @@ pub struct ProvisioningServer {
     tool_router: ToolRouter<ProvisioningServer>,
     /// The log level this session asked for (`logging/setLevel`).
     pub(crate) log: crate::logging::SessionLog,
+    /// The Control Center's address (`http://127.0.0.1:7071/`), where people approve gated
+    /// plans: approval links point there. `None` when no Control Center is known.
+    pub(crate) control_center: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ProvisioningServer {
@@ -73,7 +76,29 @@ impl ProvisioningServer {
             openai: None,
             tool_router: router,
             log: crate::logging::SessionLog::default(),
+            control_center: None,
         }
+    }
+
+    /// Approval links point at this Control Center (`http://HOST:PORT/`).
+    pub fn with_control_center(mut self, url: Option<&str>) -> Self {
+        self.control_center = url.map(|u| {
+            let u = u.trim();
+            Arc::from(if u.ends_with('/') {
+                u.to_string()
+            } else {
+                format!("{u}/")
+            })
+        });
+        self
+    }
+
+    /// The Control Center link to approval request `id`, when a Control Center is known. The
+    /// link only finds the request: a person signs in there and approves.
+    pub(crate) fn approval_link(&self, id: &str) -> Option<String> {
+        self.control_center
+            .as_ref()
+            .map(|base| format!("{base}#approval/{id}"))
     }
 
     /// Drafts with this model when the client offers no sampling.

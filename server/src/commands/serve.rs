@@ -116,7 +116,7 @@ pub fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             (_, Some(path)) => {
                 socket(ctx, openai, settings, path, args.control_center.as_deref()).await
             }
-            (None, None) => stdio(ctx, openai).await,
+            (None, None) => stdio(ctx, openai, settings.file.approvals.link.as_deref()).await,
             (Some(addr), None) => http(ctx, openai, settings, addr, args).await,
         }
     })
@@ -143,7 +143,7 @@ fn docs_source(settings: &Settings, docs: &crate::cli::DocsSettings) -> service:
     }))
 }
 
-async fn stdio(ctx: Arc<App>, openai: Drafter) -> anyhow::Result<ExitCode> {
+async fn stdio(ctx: Arc<App>, openai: Drafter, link: Option<&str>) -> anyhow::Result<ExitCode> {
     tracing::info!(
         "provisioning MCP server on stdio ({}; acting as {})",
         if ctx.read_only {
@@ -155,6 +155,7 @@ async fn stdio(ctx: Arc<App>, openai: Drafter) -> anyhow::Result<ExitCode> {
     );
     let service = ProvisioningServer::new(ctx)
         .with_openai(openai)
+        .with_control_center(link)
         .serve(rmcp::transport::stdio())
         .await
         .context("the MCP session did not start")?;
@@ -229,9 +230,16 @@ async fn http(
         .map(|h| format!("http://{h}:{}", bound.port()))
         .collect();
     origins.extend(args.allow_origin.iter().cloned());
+    let link = settings
+        .file
+        .approvals
+        .link
+        .clone()
+        .or_else(|| (!bound.ip().is_unspecified()).then(|| format!("http://{bound}/")));
     let app = compose(
         ctx.clone(),
         openai,
+        link,
         hosts,
         origins,
         allowed,
@@ -356,8 +364,10 @@ async fn socket(
         .with_context(|| format!("cannot write {}", pid_file.display()))?;
     let url_file = path.with_extension("url");
     let _ = std::fs::remove_file(&url_file);
+    let mut link = settings.file.approvals.link.clone();
     if let Some(addr) = control_center {
         let url = loopback(ctx.clone(), openai.clone(), settings, addr).await?;
+        link.get_or_insert_with(|| url.clone());
         std::fs::write(&url_file, format!("{url}\n"))
             .with_context(|| format!("cannot write {}", url_file.display()))?;
         tracing::info!("Control Center for this machine's accounts at {url}");
@@ -376,6 +386,7 @@ async fn socket(
     let app = compose(
         ctx.clone(),
         openai,
+        link,
         vec!["localhost".into()],
         vec!["http://localhost".into()],
         allowed,
@@ -440,9 +451,16 @@ async fn loopback(
         .iter()
         .map(|h| format!("http://{h}:{}", bound.port()))
         .collect();
+    let link = settings
+        .file
+        .approvals
+        .link
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}/"));
     let app = compose(
         ctx,
         openai,
+        Some(link),
         hosts,
         origins,
         allowed,
@@ -483,6 +501,7 @@ enum Auth {
 fn compose(
     ctx: Arc<App>,
     openai: Drafter,
+    approval_link: Option<String>,
     hosts: Vec<String>,
     origins: Vec<String>,
     allowed: Allowed,
@@ -497,7 +516,11 @@ fn compose(
         StreamableHttpService::new(
             {
                 let ctx = ctx.clone();
-                move || Ok(ProvisioningServer::new(ctx.clone()).with_openai(openai.clone()))
+                move || {
+                    Ok(ProvisioningServer::new(ctx.clone())
+                        .with_openai(openai.clone())
+                        .with_control_center(approval_link.as_deref()))
+                }
             },
             Default::default(),
             config,

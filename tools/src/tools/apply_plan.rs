@@ -36,6 +36,10 @@ pub struct ApplyOutput {
     /// outside this conversation before `apply_plan` is called again.
     #[schemars(schema_with = "super::shape::object_or_null")]
     pub approval_request: Option<serde_json::Value>,
+    /// When gated: the Control Center page of the approval request, to give the user. Opening
+    /// it approves nothing: a person signs in there and approves. `null` when no Control
+    /// Center is known (then the CLI: `provisioning approvals approve ID`).
+    pub approval_url: Option<String>,
     /// What to do next.
     pub message: String,
 }
@@ -121,6 +125,7 @@ pub(crate) fn outcome_output(plan_id: &str, outcome: &RunOutcome) -> ApplyOutput
         workflow: Some(outcome.workflow.clone()),
         outcome: Some(records::outcome(outcome)),
         approval_request: None,
+        approval_url: None,
         message,
     }
 }
@@ -148,6 +153,7 @@ pub(crate) async fn running_output(app: &App, plan_id: &str, workflow: &str) -> 
             "pending": count("pending"),
         })),
         approval_request: None,
+        approval_url: None,
         message: format!(
             "Still running; it goes on without this conversation. Call get_workflow with \
              workflow_id `{workflow}` every 10 seconds or so until its status is no longer \
@@ -213,6 +219,7 @@ impl ProvisioningServer {
                     workflow: None,
                     outcome: None,
                     approval_request: None,
+                    approval_url: None,
                     message: "Recorded state already matches this plan.".into(),
                 }));
             }
@@ -224,9 +231,16 @@ impl ProvisioningServer {
                     workflow: None,
                     outcome: None,
                     approval_request: Some(records::approval(&request)),
-                    message: format!(
-                        "{message}. An approval given in this conversation does not count: a person must approve it through the CLI, REST API or Control Center."
-                    ),
+                    message: match self.approval_link(&request.id) {
+                        Some(link) => format!(
+                            "{message}. Give the user this link: {link} — a person (not the requester) signs in there and approves; then call apply_plan again. An approval given in this conversation does not count."
+                        ),
+                        None => format!(
+                            "{message}. An approval given in this conversation does not count: a person must approve it through the CLI (`provisioning approvals approve {}`), REST API or Control Center.",
+                            request.id
+                        ),
+                    },
+                    approval_url: self.approval_link(&request.id),
                 }));
             }
         };

@@ -17,6 +17,9 @@ pub struct RequestApprovalOutput {
     pub decision: String,
     #[schemars(schema_with = "super::shape::object_or_null")]
     pub approval_request: Option<serde_json::Value>,
+    /// The Control Center page of the request, to give the user: a person signs in there and
+    /// approves (opening the link approves nothing). `null` when no Control Center is known.
+    pub approval_url: Option<String>,
     /// Deny reasons or gates.
     #[schemars(schema_with = "super::shape::objects")]
     pub policies: serde_json::Value,
@@ -49,8 +52,15 @@ impl ProvisioningServer {
             policies::Decision::Deny { reasons } => value(reasons),
             policies::Decision::NeedsApproval { gates } => value(gates),
         };
+        let gated = matches!(&auth.decision, policies::Decision::NeedsApproval { .. });
+        let approval_url = auth
+            .request
+            .as_ref()
+            .filter(|_| gated)
+            .and_then(|r| self.approval_link(&r.id));
         Ok(Json(RequestApprovalOutput {
             decision: auth.decision.kind().into(),
+            approval_url,
             approval_request: match &auth.decision {
                 policies::Decision::NeedsApproval { .. } => {
                     auth.request.as_ref().map(records::approval)
