@@ -164,12 +164,28 @@ pub fn new_id(prefix: &str, clock: &dyn Clock, rng: &dyn Rng) -> String {
     format!("{prefix}-{:012x}", mixed & 0xFFFF_FFFF_FFFF)
 }
 
-/// `2026-11-22 14:03 UTC` for milliseconds since the epoch (days to civil date after Howard
-/// Hinnant's algorithm).
+/// `2026-11-22 14:03 UTC` for milliseconds since the epoch.
 pub fn utc(ms: u64) -> String {
+    let (y, m, d, hh, mm, _) = civil(ms);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+}
+
+/// `2026-11-22T14:03:07.250Z` (RFC 3339, as MCP's task timestamps) for milliseconds since the
+/// epoch.
+pub fn rfc3339(ms: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(ms);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:03}Z",
+        ms % 1000
+    )
+}
+
+/// Year, month, day, hour, minute, second (days to civil date after Howard Hinnant's
+/// algorithm).
+fn civil(ms: u64) -> (i64, i64, i64, u64, u64, u64) {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
-    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let (hh, mm, ss) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -179,7 +195,7 @@ pub fn utc(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+    (y, m, d, hh, mm, ss)
 }
 
 /// The account name of `uid`, else `uid-N`.
@@ -198,5 +214,10 @@ mod utc_tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00 UTC");
         assert_eq!(super::utc(1_795_443_626_831), "2026-11-23 14:20 UTC");
+        assert_eq!(
+            super::rfc3339(1_795_443_626_831),
+            "2026-11-23T14:20:26.831Z"
+        );
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -27,7 +27,7 @@ pub mod model {
     pub use engine::did_you_mean;
     pub use engine::exec::{DriftItem, DriftKind, DriftReport, RunOutcome, gated_message};
     pub use engine::plan::Plan;
-    pub use engine::runtime::utc;
+    pub use engine::runtime::{rfc3339, utc};
     pub use engine::{Config, Diagnostic, Severity};
 
     /// Now, in milliseconds since the Unix epoch, by the system clock.

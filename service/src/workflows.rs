@@ -180,7 +180,9 @@ impl App {
         let engine = self.engine.clone();
         let workflow = wf.id.clone();
         let caller = caller.clone();
+        let running = self.engine.mark_running(&wf.id);
         in_background(wf.id, wait, async move {
+            let _running = running;
             match rollback {
                 true => engine.rollback(&workflow, &caller).await,
                 false => engine.run(&workflow).await,
@@ -195,11 +197,11 @@ impl App {
     pub async fn run_within(&self, workflow: &str, wait: std::time::Duration) -> Result<Continued> {
         let engine = self.engine.clone();
         let id = workflow.to_string();
-        in_background(
-            workflow.to_string(),
-            wait,
-            async move { engine.run(&id).await },
-        )
+        let running = self.engine.mark_running(workflow);
+        in_background(workflow.to_string(), wait, async move {
+            let _running = running;
+            engine.run(&id).await
+        })
         .await
     }
 }

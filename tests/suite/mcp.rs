@@ -773,6 +773,9 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("mcp::python_sdk_follows_a_long_apply", || {
             check(sdk_flows::python_sdk_follows_a_long_apply)
         }),
+        Trial::test("mcp::python_sdk_task_survives_kill_9", || {
+            check(sdk_flows::python_sdk_task_survives_kill_9)
+        }),
         Trial::test("mcp::drafting_with_an_openai_endpoint", || {
             check(drafting::drafting_with_an_openai_endpoint)
         }),

@@ -13,6 +13,7 @@ mod portable;
 pub use logging::RequestId;
 mod resources;
 mod server;
+mod tasks;
 mod tools;
 
 pub use server::{ProvisioningServer, READ_TOOLS};

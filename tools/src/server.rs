@@ -177,6 +177,8 @@ impl ServerHandler for ProvisioningServer {
                 .enable_tools()
                 .enable_resources()
                 .enable_prompts()
+                // apply_plan, resume_workflow and rollback_workflow as tasks (see `tasks`).
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -279,10 +281,20 @@ impl ServerHandler for ProvisioningServer {
             request = http_request.as_deref().unwrap_or("-"),
         );
         let started = std::time::Instant::now();
+        let as_task = crate::tasks::wants_tasks(&context)
+            && crate::tasks::TASK_TOOLS.contains(&request.name.as_ref());
         let result = self
             .call_checked(request, context)
             .instrument(span.clone())
             .await;
+        // A started workflow, for a client that takes tasks: the task that follows it.
+        let result = match result {
+            Ok(CallToolResponse::Complete(r)) if as_task => match self.as_task(&r) {
+                Some(task) => Ok(CallToolResponse::Task(task)),
+                None => Ok(CallToolResponse::Complete(r)),
+            },
+            other => other,
+        };
         let ms = started.elapsed().as_millis();
         span.in_scope(|| match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => {
@@ -301,6 +313,43 @@ impl ServerHandler for ProvisioningServer {
             ),
         });
         result
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
+        let task = self.task_state(&request.task_id, &context).await?;
+        Ok(rmcp::model::GetTaskResult::new(task))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if self.app.read_only {
+            return Err(ErrorData::invalid_request(
+                "this server runs read-only (--read-only): it cannot cancel a workflow",
+                None,
+            ));
+        }
+        self.cancel_task(&request.task_id, &context).await
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Err(ErrorData::invalid_params(
+            format!(
+                "task `{}` asks for no input: approvals are given by a person in the Control Center, CLI or REST API, never through a task",
+                request.task_id
+            ),
+            None,
+        ))
     }
 }
 

@@ -187,6 +187,7 @@ impl Engine {
         workflow_id: &str,
         caller: &Caller,
     ) -> Result<RunOutcome, ExecError> {
+        let _running = self.mark_running(workflow_id);
         let mut wf = self.workflow(workflow_id).await?;
         match wf.status {
             WorkflowStatus::Failed | WorkflowStatus::Cancelled | WorkflowStatus::RollingBack => {}

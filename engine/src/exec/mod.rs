@@ -63,6 +63,27 @@ pub struct Engine {
     pub redactor: crate::secrets::Redactor,
     events: broadcast::Sender<Event>,
     cancel: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Workflows this process is running now (runs or rollbacks in progress, counted: a second
+    /// attempt that finds the workflow locked must not unmark the first).
+    running: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+}
+
+/// Marks a workflow as running in this process until dropped (see [`Engine::mark_running`]).
+pub struct Running {
+    set: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    id: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = set.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                set.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +149,46 @@ impl Engine {
             redactor: crate::secrets::Redactor::new(),
             events,
             cancel: Arc::new(std::sync::Mutex::new(BTreeSet::new())),
+            running: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// Whether this process is running workflow `id` now. A workflow recorded as running that
+    /// no live process runs was interrupted (a crash, `kill -9`) and can be resumed.
+    pub fn is_running_here(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+
+    /// Whether another live process holds `wf`'s workspace lock for it (a CLI apply on the same
+    /// state, another server of a team); `true` when the store cannot say.
+    pub async fn runs_elsewhere(&self, wf: &WorkflowRecord) -> bool {
+        match self.store.lock(&wf.workspace).await {
+            Ok(Some(holder)) => {
+                holder.workflow == wf.id
+                    && holder.pid != std::process::id()
+                    && (holder.host != hostname() || pid_alive(holder.pid))
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Marks `id` as running here until the guard drops: [`Engine::run`] and
+    /// [`Engine::rollback`] do it themselves; a caller that spawns a run marks it first, so
+    /// the workflow never looks interrupted between the spawn and the run's start.
+    pub fn mark_running(&self, id: &str) -> Running {
+        *self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default() += 1;
+        Running {
+            set: self.running.clone(),
+            id: id.to_string(),
         }
     }
 

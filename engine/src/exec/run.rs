@@ -28,6 +28,7 @@ impl Engine {
 
     /// Runs (or resumes) a workflow until it finishes, fails, or is cancelled.
     pub async fn run(&self, workflow_id: &str) -> Result<RunOutcome, ExecError> {
+        let _running = self.mark_running(workflow_id);
         let mut wf = self.workflow(workflow_id).await?;
         if wf.status.is_final() {
             return Err(ExecError::Finished {

@@ -167,3 +167,60 @@ pub(super) fn python_sdk_follows_a_long_apply() {
     assert_eq!(seen["attempts"], serde_json::json!([1, 1, 1]), "{seen}");
     assert_eq!(seen["resources"], 3, "{seen}");
 }
+
+/// An apply as an MCP task survives `kill -9` of its server (tests/python/task_apply.py, the
+/// official Python SDK 2.x with the tasks extension declared): after a restart `tasks/get` with
+/// the same id reports the workflow, which continues and completes with every side effect once
+/// (the sim cloud's ledger); `tasks/cancel` cancels another; an unknown id is an error.
+pub(super) fn python_sdk_task_survives_kill_9() {
+    let py = python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}",
+        py.display()
+    );
+    let dir = Dir(scratch("mcp-task"));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let out = std::process::Command::new(&py)
+        .arg(root().join("tests/python/task_apply.py"))
+        .arg(binary())
+        .arg(&dir.0)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "task apply failed: {text}");
+    let seen: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(seen["protocol"], "2026-07-28", "{seen}");
+    assert!(
+        seen["after_restart"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted and continues now"),
+        "{seen}"
+    );
+    assert_eq!(seen["final"], "succeeded", "{seen}");
+    assert_eq!(
+        seen["ledger"],
+        serde_json::json!([
+            "create_server tasked/s1",
+            "install_taskserv tasked/s1/nginx",
+            "install_taskserv tasked/s1/redis"
+        ]),
+        "every side effect exactly once: {seen}"
+    );
+    assert_eq!(seen["cancelled"], "cancelled", "{seen}");
+    assert!(
+        seen["unknown"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no task `wf-000000000000`"),
+        "{seen}"
+    );
+}

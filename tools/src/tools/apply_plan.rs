@@ -21,6 +21,16 @@ use crate::ProvisioningServer;
 /// answer always arrives. The workflow goes on either way, whatever happens to the request.
 pub const RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
+/// How long this request waits for its workflow: [`RUN_WAIT`], or not at all for a client that
+/// takes tasks (it follows the task instead).
+pub(crate) fn run_wait(rc: &RequestContext<RoleServer>) -> std::time::Duration {
+    if crate::tasks::wants_tasks(rc) {
+        std::time::Duration::ZERO
+    } else {
+        RUN_WAIT
+    }
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ApplyOutput {
     /// `succeeded`, `failed`, `rolled_back`, `cancelled`, `no_changes`, `needs_approval`, or
@@ -247,7 +257,7 @@ impl ProvisioningServer {
         let progress = forward_progress(&self.app, workflow.clone(), steps, &rc, &self.log);
         let continued = self
             .app
-            .run_within(&workflow, RUN_WAIT)
+            .run_within(&workflow, run_wait(&rc))
             .await
             .map_err(app_fail)?;
         Ok(Json(

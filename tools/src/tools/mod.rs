@@ -4,7 +4,7 @@
 //! from outside (providers, logs, documents, endpoints) is in the untrusted-data envelope
 //! ([`untrusted`]), shaped once for every tool and resource in [`records`].
 
-mod apply_plan;
+pub(crate) mod apply_plan;
 mod cancel_workflow;
 mod check_policy;
 mod detect_drift;

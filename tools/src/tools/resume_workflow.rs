@@ -5,7 +5,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::app_fail;
-use super::apply_plan::{ApplyOutput, RUN_WAIT, answer, forward_progress};
+use super::apply_plan::{ApplyOutput, answer, forward_progress, run_wait};
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
@@ -35,7 +35,7 @@ impl ProvisioningServer {
         let progress = forward_progress(&self.app, wf.id.clone(), view.steps.len(), &rc, &self.log);
         let continued = self
             .app
-            .continue_workflow(&caller, &wf.id, false, RUN_WAIT)
+            .continue_workflow(&caller, &wf.id, false, run_wait(&rc))
             .await;
         let continued = match continued {
             Ok(c) => c,

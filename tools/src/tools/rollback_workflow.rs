@@ -5,7 +5,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::app_fail;
-use super::apply_plan::{ApplyOutput, RUN_WAIT, answer, forward_progress};
+use super::apply_plan::{ApplyOutput, answer, forward_progress, run_wait};
 use super::get_workflow::WorkflowIdInput;
 use crate::ProvisioningServer;
 
@@ -37,7 +37,7 @@ impl ProvisioningServer {
         let progress = forward_progress(&self.app, wf.id.clone(), view.steps.len(), &rc, &self.log);
         let continued = match self
             .app
-            .continue_workflow(&caller, &wf.id, true, RUN_WAIT)
+            .continue_workflow(&caller, &wf.id, true, run_wait(&rc))
             .await
         {
             Ok(c) => c,
