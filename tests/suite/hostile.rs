@@ -303,7 +303,7 @@ fn the_sandbox_holds_without_the_import_check() {
     );
 }
 
-/// With one evaluation slot: a config that runs until its time limit holds the slot, and the next
+/// With one evaluation slot: a config that runs until a limit ends it holds the slot, and the next
 /// caller is told "busy, retry" at once (503 with `Retry-After`), while health checks are answered;
 /// the evaluating child runs under `SCHED_IDLE` (so the server's own threads preempt it); once
 /// the slot is free a good config validates.
@@ -372,7 +372,12 @@ fn a_busy_server_says_retry() {
         let ended = endless.await.unwrap().unwrap();
         assert_eq!(ended.status().as_u16(), 200);
         let ended = ended.text().await.unwrap();
-        assert!(ended.contains("time limit"), "{ended}");
+        // Unbounded recursion ends at whichever limit it meets first: usually the 3 s time
+        // limit; on a loaded machine it has also reached the memory limit first.
+        assert!(
+            ended.contains("time limit") || ended.contains("memory limit"),
+            "{ended}"
+        );
         let fine = validate("{}").await.unwrap();
         assert_eq!(
             fine.status().as_u16(),
