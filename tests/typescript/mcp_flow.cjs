@@ -135,6 +135,9 @@ async function main() {
   const request = await call("get_approval", { approval_id: gated.approval_request.id });
   seen.dev_status = applied.status;
   seen.prod_status = gated.status;
+  seen.approval_id = gated.approval_request.id;
+  seen.approval_url = gated.approval_url;
+  seen.approval_message = gated.message;
   seen.prod_decision = asked.decision;
   seen.approval_status = request.status;
   // The approval and the workspace complete and read as resources too.

@@ -238,6 +238,18 @@ pub(super) fn typescript_sdk_over_http() {
     assert!(seen["progress"].as_u64().unwrap_or(0) >= 2, "{seen}");
     assert_eq!(seen["progress_done"], true, "{seen}");
     assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
+    // A team server's gated apply names the Control Center page of the request (the server's
+    // own address: this one has no `[approvals] link`), and says so in the message.
+    let link = seen["approval_url"].as_str().unwrap_or_default();
+    let id = seen["approval_id"].as_str().unwrap_or_default();
+    assert!(
+        link.starts_with("http://127.0.0.1:") && link.ends_with(&format!("/#approval/{id}")),
+        "{seen}"
+    );
+    assert!(
+        seen["approval_message"].as_str().unwrap_or_default().contains(link),
+        "{seen}"
+    );
     assert_eq!(seen["approval_status"], "pending", "{seen}");
     assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
     assert!(

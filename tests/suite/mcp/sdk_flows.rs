@@ -77,6 +77,15 @@ pub(super) fn typescript_sdk_flow() {
     assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
     assert_eq!(seen["dev_status"], "succeeded", "{seen}");
     assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
+    // A standalone stdio server knows no Control Center: no link, the CLI command instead.
+    assert_eq!(seen["approval_url"], serde_json::Value::Null, "{seen}");
+    assert!(
+        seen["approval_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("provisioning approvals approve apr-"),
+        "{seen}"
+    );
     assert_eq!(seen["approval_status"], "pending", "{seen}");
     // The newest approval request completes first; the workspace by its prefix.
     assert_eq!(seen["completions"]["approval"], true, "{seen}");
