@@ -247,7 +247,10 @@ pub(super) fn typescript_sdk_over_http() {
         "{seen}"
     );
     assert!(
-        seen["approval_message"].as_str().unwrap_or_default().contains(link),
+        seen["approval_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(link),
         "{seen}"
     );
     assert_eq!(seen["approval_status"], "pending", "{seen}");
