@@ -553,20 +553,9 @@ fn local_dev_stack() {
         pids_alive(&pids)
     );
     let local = data.join("local");
-    let leftovers: Vec<_> = walk(&local);
+    let leftovers: Vec<_> = tests::walk(&local);
     assert!(leftovers.is_empty(), "files left: {leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            out.push(e.path());
-            out.extend(walk(&e.path()));
-        }
-    }
-    out
 }
 
 /// Runs SurrealQL against a data dir's embedded store (the CLI must not be running), and

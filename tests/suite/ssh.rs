@@ -540,20 +540,6 @@ fn two_hosts_pass_facts_across_namespaces() {
     drop(network);
 }
 
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 /// This machine's OS as the scripts name it (`debian-12`).
 fn this_os() -> String {
     let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
@@ -675,7 +661,7 @@ fn every_tested_taskserv_installs_answers_and_goes() {
         );
     }
     let logs = dir.join("data/ssh/logs");
-    for entry in walk(&logs) {
+    for entry in tests::walk(&logs) {
         let body = std::fs::read_to_string(&entry).unwrap_or_default();
         assert!(
             !body.contains(&password),

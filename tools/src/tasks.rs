@@ -69,12 +69,7 @@ impl ProvisioningServer {
             iso(wf.updated_at),
         )
         .with_poll_interval_ms(POLL_MS);
-        let count = |status: &str| {
-            view.steps
-                .iter()
-                .filter(|s| s.status.as_str() == status)
-                .count()
-        };
+        let outcome = RunOutcome::of(wf, &view.steps);
         // The run ended (a failed or cancelled workflow can be resumed, but as a new request:
         // the task that started it is over).
         let ended = matches!(
@@ -91,16 +86,6 @@ impl ProvisioningServer {
                     TaskPayload::Cancelled,
                 ));
             }
-            let outcome = RunOutcome {
-                workflow: wf.id.clone(),
-                status: wf.status,
-                succeeded: count("succeeded"),
-                failed: count("failed"),
-                skipped: count("skipped"),
-                compensated: count("compensated"),
-                not_started: count("pending"),
-                error: wf.error.clone(),
-            };
             let output = outcome_output(&wf.plan_id, &outcome);
             let mut value = serde_json::to_value(&output)
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
@@ -120,7 +105,7 @@ impl ProvisioningServer {
                 TaskPayload::Completed { result },
             ));
         }
-        let done = count("succeeded") + count("compensated") + count("skipped");
+        let done = outcome.succeeded + outcome.compensated + outcome.skipped;
         let mut message = format!(
             "workflow {} {}: {done} of {} steps done",
             wf.id,

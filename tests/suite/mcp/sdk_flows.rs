@@ -143,30 +143,7 @@ pub(super) fn typescript_sdk_flow() {
 /// the timeout, the workflow goes on, and `get_workflow` follows it to the end, each step run
 /// once.
 pub(super) fn python_sdk_follows_a_long_apply() {
-    let py = python();
-    assert!(
-        py.exists(),
-        "no Python with the `mcp` package at {}",
-        py.display()
-    );
-    let dir = Dir(scratch("mcp-long-apply"));
-    std::fs::write(dir.0.join("config.toml"), "").unwrap();
-    let out = std::process::Command::new(&py)
-        .arg(root().join("tests/python/long_apply.py"))
-        .arg(binary())
-        .arg(&dir.0)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let text = format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "long apply failed: {text}");
-    let seen: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let seen = python_script_seen("tests/python/long_apply.py", "mcp-long-apply");
     let answered = seen["answered_s"].as_f64().unwrap();
     let took = seen["took_s"].as_f64().unwrap();
     assert!(answered < 10.0, "{seen}");
@@ -182,30 +159,7 @@ pub(super) fn python_sdk_follows_a_long_apply() {
 /// the same id reports the workflow, which continues and completes with every side effect once
 /// (the sim cloud's ledger); `tasks/cancel` cancels another; an unknown id is an error.
 pub(super) fn python_sdk_task_survives_kill_9() {
-    let py = python();
-    assert!(
-        py.exists(),
-        "no Python with the `mcp` package at {}",
-        py.display()
-    );
-    let dir = Dir(scratch("mcp-task"));
-    std::fs::write(dir.0.join("config.toml"), "").unwrap();
-    let out = std::process::Command::new(&py)
-        .arg(root().join("tests/python/task_apply.py"))
-        .arg(binary())
-        .arg(&dir.0)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let text = format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "task apply failed: {text}");
-    let seen: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let seen = python_script_seen("tests/python/task_apply.py", "mcp-task");
     assert_eq!(seen["protocol"], "2026-07-28", "{seen}");
     assert!(
         seen["after_restart"]
@@ -232,4 +186,32 @@ pub(super) fn python_sdk_task_survives_kill_9() {
             .contains("no task `wf-000000000000`"),
         "{seen}"
     );
+}
+
+/// Runs a Python SDK script (`script BINARY WORKDIR`, in a scratch installation with an empty
+/// config file) and returns the JSON line it printed; a failure panics with its whole output.
+fn python_script_seen(script: &str, scratch_name: &str) -> serde_json::Value {
+    let py = python();
+    assert!(
+        py.exists(),
+        "no Python with the `mcp` package at {}",
+        py.display()
+    );
+    let dir = Dir(scratch(scratch_name));
+    std::fs::write(dir.0.join("config.toml"), "").unwrap();
+    let out = std::process::Command::new(&py)
+        .arg(root().join(script))
+        .arg(binary())
+        .arg(&dir.0)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} failed: {text}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"))
 }

@@ -172,26 +172,33 @@ pub(crate) async fn running_output(app: &App, plan_id: &str, workflow: &str) -> 
     }
 }
 
-/// Waits for a run that `forward_progress` reports on: the final answer when it ended within
-/// [`RUN_WAIT`], else `running` (progress stops with the answer: the request is over).
+/// The answer for a run that `forward_progress` reports on: the final answer when it ended
+/// within the wait, else `running` (progress stops with the answer: the request is over); a
+/// refusal as the tool's error.
 pub(crate) async fn answer(
     app: &App,
     plan_id: &str,
-    continued: service::Continued,
+    continued: service::Result<service::Continued>,
     progress: Option<tokio::task::JoinHandle<()>>,
-) -> ApplyOutput {
+) -> Result<ApplyOutput, String> {
     match continued {
-        service::Continued::Finished(outcome) => {
+        Ok(service::Continued::Finished(outcome)) => {
             if let Some(task) = progress {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
             }
-            outcome_output(plan_id, &outcome)
+            Ok(outcome_output(plan_id, &outcome))
         }
-        service::Continued::Running { workflow } => {
+        Ok(service::Continued::Running { workflow }) => {
             if let Some(task) = progress {
                 task.abort();
             }
-            running_output(app, plan_id, &workflow).await
+            Ok(running_output(app, plan_id, &workflow).await)
+        }
+        Err(e) => {
+            if let Some(task) = progress {
+                task.abort();
+            }
+            Err(app_fail(e))
         }
     }
 }
@@ -255,13 +262,9 @@ impl ProvisioningServer {
             }
         };
         let progress = forward_progress(&self.app, workflow.clone(), steps, &rc, &self.log);
-        let continued = self
-            .app
-            .run_within(&workflow, run_wait(&rc))
+        let continued = self.app.run_within(&workflow, run_wait(&rc)).await;
+        answer(&self.app, &input.plan_id, continued, progress)
             .await
-            .map_err(app_fail)?;
-        Ok(Json(
-            answer(&self.app, &input.plan_id, continued, progress).await,
-        ))
+            .map(Json)
     }
 }

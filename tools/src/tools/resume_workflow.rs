@@ -37,17 +37,8 @@ impl ProvisioningServer {
             .app
             .continue_workflow(&caller, &wf.id, false, run_wait(&rc))
             .await;
-        let continued = match continued {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(task) = progress {
-                    task.abort();
-                }
-                return Err(app_fail(e));
-            }
-        };
-        Ok(Json(
-            answer(&self.app, &wf.plan_id, continued, progress).await,
-        ))
+        answer(&self.app, &wf.plan_id, continued, progress)
+            .await
+            .map(Json)
     }
 }

@@ -35,21 +35,12 @@ impl ProvisioningServer {
             .map_err(app_fail)?;
         let wf = view.workflow;
         let progress = forward_progress(&self.app, wf.id.clone(), view.steps.len(), &rc, &self.log);
-        let continued = match self
+        let continued = self
             .app
             .continue_workflow(&caller, &wf.id, true, run_wait(&rc))
+            .await;
+        answer(&self.app, &wf.plan_id, continued, progress)
             .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(task) = progress {
-                    task.abort();
-                }
-                return Err(app_fail(e));
-            }
-        };
-        Ok(Json(
-            answer(&self.app, &wf.plan_id, continued, progress).await,
-        ))
+            .map(Json)
     }
 }
