@@ -773,6 +773,9 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("mcp::python_sdk_follows_a_long_apply", || {
             check(sdk_flows::python_sdk_follows_a_long_apply)
         }),
+        Trial::test("mcp::python_sdk_approves_through_the_link", || {
+            check(sdk_flows::python_sdk_approves_through_the_link)
+        }),
         Trial::test("mcp::python_sdk_task_survives_kill_9", || {
             check(sdk_flows::python_sdk_task_survives_kill_9)
         }),

@@ -6,6 +6,7 @@
 //! built-in drafter, the model repair loop) is the `drafter` crate; this one asks the client's
 //! model through sampling and elicits answers.
 
+mod approval_link;
 mod arguments;
 mod completion;
 mod logging;

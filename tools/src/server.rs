@@ -281,20 +281,41 @@ impl ServerHandler for ProvisioningServer {
             request = http_request.as_deref().unwrap_or("-"),
         );
         let started = std::time::Instant::now();
-        let as_task = crate::tasks::wants_tasks(&context)
-            && crate::tasks::TASK_TOOLS.contains(&request.name.as_ref());
-        let result = self
-            .call_checked(request, context)
-            .instrument(span.clone())
-            .await;
-        // A started workflow, for a client that takes tasks: the task that follows it.
-        let result = match result {
-            Ok(CallToolResponse::Complete(r)) if as_task => match self.as_task(&r) {
-                Some(task) => Ok(CallToolResponse::Task(task)),
-                None => Ok(CallToolResponse::Complete(r)),
-            },
-            other => other,
-        };
+        let result = async {
+            // A retry of a gated apply after its approval link (2026-07-28): its sealed state
+            // checked and spent first.
+            let retried = self.link_retry(&request, &caller.principal).await?;
+            let offer = if retried || request.name != "apply_plan" {
+                crate::approval_link::Offer::None
+            } else {
+                crate::approval_link::offer(&context)
+            };
+            let again = (request.clone(), context.clone());
+            let result = self.call_as_task(request, context).await;
+            // A gated apply, for a client that takes URL-mode elicitation: the approval link.
+            let Ok(CallToolResponse::Complete(answer)) = &result else {
+                return result;
+            };
+            match offer {
+                crate::approval_link::Offer::None => result,
+                crate::approval_link::Offer::InputRequired => {
+                    match self.link_input_request(answer, &again.0, &caller.principal) {
+                        Some(ask) => Ok(CallToolResponse::InputRequired(ask)),
+                        None => result,
+                    }
+                }
+                crate::approval_link::Offer::Request => {
+                    if self.link_dialog(answer, &again.1).await {
+                        // Approved through the link while the call was open: apply now.
+                        self.call_as_task(again.0, again.1).await
+                    } else {
+                        result
+                    }
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
         let ms = started.elapsed().as_millis();
         span.in_scope(|| match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => {
@@ -354,6 +375,23 @@ impl ServerHandler for ProvisioningServer {
 }
 
 impl ProvisioningServer {
+    /// The tool; a started workflow, for a client that takes tasks, as the task that follows it.
+    async fn call_as_task(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let as_task = crate::tasks::wants_tasks(&context)
+            && crate::tasks::TASK_TOOLS.contains(&request.name.as_ref());
+        match self.call_checked(request, context).await {
+            Ok(CallToolResponse::Complete(r)) if as_task => match self.as_task(&r) {
+                Some(task) => Ok(CallToolResponse::Task(task)),
+                None => Ok(CallToolResponse::Complete(r)),
+            },
+            other => other,
+        }
+    }
+
     /// The read-only guard, the tool's existence, its arguments against its input schema, then
     /// the tool; what comes back is redacted.
     async fn call_checked(

