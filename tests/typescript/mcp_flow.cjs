@@ -15,7 +15,11 @@ const { StdioClientTransport } = require("@modelcontextprotocol/sdk/client/stdio
 const {
   StreamableHTTPClientTransport,
 } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
-const { LoggingMessageNotificationSchema } = require("@modelcontextprotocol/sdk/types.js");
+const {
+  LoggingMessageNotificationSchema,
+  ElicitRequestSchema,
+} = require("@modelcontextprotocol/sdk/types.js");
+const { execFile } = require("node:child_process");
 
 const [binary, work] = process.argv.slice(2);
 const DEV =
@@ -47,9 +51,42 @@ async function main() {
           env,
           stderr: "ignore",
         });
-  const client = new Client({ name: "ts-sdk-flow", version: "1.0.0" });
+  // With APPROVER_TOKEN (over HTTP), the client takes URL-mode elicitation: shown the approval
+  // link of a gated apply, the user has a second person (APPROVER) open it in a real browser,
+  // sign in and approve there (tests/browser/link_approve.cjs); the client then answers accept.
+  const approver = process.env.APPROVER_TOKEN;
+  const client = new Client(
+    { name: "ts-sdk-flow", version: "1.0.0" },
+    approver ? { capabilities: { elicitation: { url: {} } } } : undefined,
+  );
+  const links = [];
+  if (approver) {
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      const { mode, url, message, elicitationId } = request.params;
+      links.push({ mode, url, message, elicitationId });
+      if (mode !== "url") return { action: "decline" };
+      const browser = await new Promise((resolve) =>
+        execFile(
+          process.execPath,
+          [path.join(__dirname, "..", "browser", "link_approve.cjs")],
+          {
+            env: {
+              ...process.env,
+              LINK: url,
+              APPROVER: process.env.APPROVER,
+              SCREENSHOT: path.join(process.env.SCREENSHOT_DIR || "/tmp", "ts-link-approve.png"),
+            },
+          },
+          (error, stdout, stderr) => resolve({ ok: !error, out: (stdout + stderr).trim() }),
+        ),
+      );
+      links[links.length - 1].browser = browser;
+      return { action: browser.ok ? "accept" : "cancel" };
+    });
+  }
   await client.connect(transport);
-  const seen = { server: client.getServerVersion(), checked: [], log: [] };
+  const seen = { server: client.getServerVersion(), checked: [], log: [], links };
+  seen.protocol = transport.protocolVersion || null;
   seen.capabilities = Object.keys(client.getServerCapabilities() || {}).sort();
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
     seen.log.push({ level: n.params.level, logger: n.params.logger, event: n.params.data.event });
@@ -130,16 +167,23 @@ async function main() {
   const prod = await call("plan_changes", { config: PROD });
   const asked = await call("request_approval", { plan_id: prod.plan_id });
   const gated = await call("apply_plan", { plan_id: prod.plan_id });
-  if (gated.status !== "needs_approval" || !gated.approval_request)
-    fail(`prod apply was not gated: ${JSON.stringify(gated)}`);
-  const request = await call("get_approval", { approval_id: gated.approval_request.id });
   seen.dev_status = applied.status;
   seen.prod_status = gated.status;
+  seen.prod_decision = asked.decision;
+  seen.asked_url = asked.approval_url;
+  if (approver) {
+    // Approved through the link while the call was open: the same call applied.
+    if (gated.status !== "succeeded") fail(`prod apply after the link: ${JSON.stringify(gated)}`);
+    gated.approval_request = { id: (asked.approval_url || "").split("#approval/")[1] };
+  } else if (gated.status !== "needs_approval" || !gated.approval_request) {
+    fail(`prod apply was not gated: ${JSON.stringify(gated)}`);
+  }
+  const request = await call("get_approval", { approval_id: gated.approval_request.id });
   seen.approval_id = gated.approval_request.id;
   seen.approval_url = gated.approval_url;
   seen.approval_message = gated.message;
-  seen.prod_decision = asked.decision;
   seen.approval_status = request.status;
+  seen.approved_by = (request.request.approvals || []).map((a) => a.principal);
   // The approval and the workspace complete and read as resources too.
   const approvals = await complete(
     { type: "ref/resource", uri: "provisioning://approvals/{approval_id}" },

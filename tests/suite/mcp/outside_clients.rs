@@ -24,6 +24,8 @@ const SCENARIOS: &[&str] = &[
 ];
 
 const TOKEN: &str = "outside-clients-operator-token-0123456789";
+/// bea, an approver on the same team server: the person who follows an approval link.
+const APPROVER_TOKEN: &str = "outside-clients-approver-token-0123456789";
 
 /// Node 22 from npm, in the test node_modules.
 fn node22(node_modules: &Path) -> PathBuf {
@@ -49,9 +51,13 @@ impl Drop for Killed {
 fn server_behind_proxy(dir: &Path, node: &Path) -> (Killed, Killed, String) {
     use sha2::Digest;
     let hash = format!("{:x}", sha2::Sha256::digest(TOKEN.as_bytes()));
+    let bea = format!("{:x}", sha2::Sha256::digest(APPROVER_TOKEN.as_bytes()));
     std::fs::write(
         dir.join("config.toml"),
-        format!("[users.olga]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n"),
+        format!(
+            "[users.olga]\nroles = [\"operator\"]\ntoken_sha256 = \"{hash}\"\n\n\
+             [users.bea]\nroles = [\"approver\"]\ntoken_sha256 = \"{bea}\"\n"
+        ),
     )
     .unwrap();
     let (server, base) = tests::serve_http(dir, &["--rate-limit", "100000"]).unwrap();
@@ -218,6 +224,9 @@ pub(super) fn typescript_sdk_over_http() {
         .arg(root().join("tests/typescript/mcp_flow.cjs"))
         .args(["--http", url.trim(), TOKEN])
         .env("NODE_PATH", &node_modules)
+        .env("APPROVER_TOKEN", APPROVER_TOKEN)
+        .env("APPROVER", "bea")
+        .env("SCREENSHOT_DIR", &dir.0)
         .current_dir(root())
         .output()
         .unwrap();
@@ -237,23 +246,32 @@ pub(super) fn typescript_sdk_over_http() {
     assert_eq!(seen["dev_status"], "succeeded", "{seen}");
     assert!(seen["progress"].as_u64().unwrap_or(0) >= 2, "{seen}");
     assert_eq!(seen["progress_done"], true, "{seen}");
-    assert_eq!(seen["prod_status"], "needs_approval", "{seen}");
     // A team server's gated apply names the Control Center page of the request (the server's
-    // own address: this one has no `[approvals] link`), and says so in the message.
-    let link = seen["approval_url"].as_str().unwrap_or_default();
+    // own address: this one has no `[approvals] link`). This 2025-11-25 client takes URL-mode
+    // elicitation: it was shown the link while apply_plan was open (one dialog), bea opened it
+    // in a real browser, signed in and approved there, and the same call applied.
     let id = seen["approval_id"].as_str().unwrap_or_default();
+    let links = seen["links"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{seen}");
+    let link = links[0]["url"].as_str().unwrap_or_default();
     assert!(
         link.starts_with("http://127.0.0.1:") && link.ends_with(&format!("/#approval/{id}")),
         "{seen}"
     );
-    assert!(
-        seen["approval_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(link),
+    assert_eq!(links[0]["mode"], "url", "{seen}");
+    assert_eq!(links[0]["elicitationId"], id, "{seen}");
+    assert_eq!(links[0]["browser"]["ok"], true, "{seen}");
+    assert_eq!(
+        seen["asked_url"], link,
+        "request_approval gave the same link: {seen}"
+    );
+    assert_eq!(seen["prod_status"], "succeeded", "{seen}");
+    assert_eq!(seen["approval_status"], "used", "{seen}");
+    assert_eq!(
+        seen["approved_by"],
+        serde_json::json!(["user:bea"]),
         "{seen}"
     );
-    assert_eq!(seen["approval_status"], "pending", "{seen}");
     assert_eq!(seen["checked"].as_array().unwrap().len(), 19, "{seen}");
     assert!(
         seen["wrong_argument"]
