@@ -12,16 +12,20 @@ answer. Then a second apply is started as a task and cancelled with `tasks/cance
 JSON line with what it saw; exits non-zero with a message on the first failed expectation.
 """
 
+import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from typing import Any, Literal
 
 import anyio
+import httpx2
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.client.extension import ClientExtension, ResultClaim
 from pydantic import ConfigDict
 
@@ -200,7 +204,67 @@ async def main():
 
     entries = [e for e in ledger() if e["resource"].startswith("tasked/")]
     seen["ledger"] = sorted(f"{e['op']} {e['resource']}" for e in entries)
+
+    # On a team server, a viewer's token follows another person's task but cannot cancel it.
+    await viewer_follows_but_cannot_cancel(seen)
     print(json.dumps(seen))
+
+
+OLGA = "py-task-token-for-olga-0123456789"
+VIC = "py-task-token-for-vic-0123456789"
+
+
+async def viewer_follows_but_cannot_cancel(seen):
+    with open(os.path.join(WORK, "config.toml"), "w") as f:
+        f.write(
+            f'[users.olga]\nroles = ["operator"]\ntoken_sha256 = "{hashlib.sha256(OLGA.encode()).hexdigest()}"\n\n'
+            f'[users.vic]\nroles = ["viewer"]\ntoken_sha256 = "{hashlib.sha256(VIC.encode()).hexdigest()}"\n'
+        )
+    proc = subprocess.Popen(
+        [BINARY, "serve", "--http", "127.0.0.1:0"], env=env(), stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        expect(line.startswith("listening on "), f"address line: {line!r}")
+        url = line.removeprefix("listening on ")
+
+        def http_client(token):
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            return http, Client(streamable_http_client(url, http_client=http), extensions=[Tasks()])
+
+        olga_http, olga = http_client(OLGA)
+        vic_http, vic = http_client(VIC)
+        async with olga_http, olga, vic_http, vic:
+            plan = (await olga.call_tool("plan_changes", {"config": config("watched")})).structured_content
+            created = await olga.session.call_tool("apply_plan", {"plan_id": plan["plan_id"]}, allow_claimed=True)
+            expect(isinstance(created, CreateTask), f"olga's apply is a task: {created!r}")
+            watched = await get(vic, created.task_id)
+            seen["viewer_get"] = watched.status
+            try:
+                await vic.session.send_request(CancelTask(params={"taskId": created.task_id}), types.Result)
+                seen["viewer_cancel"] = "cancelled"
+            except Exception as e:
+                seen["viewer_cancel"] = str(e)
+            after = await get(olga, created.task_id)
+            seen["after_viewer_cancel"] = after.status
+            await olga.session.send_request(CancelTask(params={"taskId": created.task_id}), types.Result)
+            deadline = time.monotonic() + 60
+            state = await get(olga, created.task_id)
+            while state.status == "working":
+                expect(time.monotonic() < deadline, f"not cancelled in a minute: {state}")
+                await anyio.sleep(1)
+                state = await get(olga, created.task_id)
+            seen["owner_cancel"] = state.status
+    finally:
+        proc.kill()
+        proc.wait()
+    audit = subprocess.run(
+        [BINARY, "audit", "export"], env=env(), capture_output=True, text=True
+    )
+    seen["audit_denied_cancel"] = [
+        line for line in audit.stdout.splitlines() if "user:vic" in line and "deny" in line.lower()
+    ][:3]
 
 
 anyio.run(main)

@@ -157,7 +157,8 @@ pub(super) fn python_sdk_follows_a_long_apply() {
 /// An apply as an MCP task survives `kill -9` of its server (tests/python/task_apply.py, the
 /// official Python SDK 2.x with the tasks extension declared): after a restart `tasks/get` with
 /// the same id reports the workflow, which continues and completes with every side effect once
-/// (the sim cloud's ledger); `tasks/cancel` cancels another; an unknown id is an error.
+/// (the sim cloud's ledger); `tasks/cancel` cancels another; an unknown id is an error; on a
+/// team server a viewer follows another person's task and is refused its cancel.
 pub(super) fn python_sdk_task_survives_kill_9() {
     let seen = python_script_seen("tests/python/task_apply.py", "mcp-task");
     assert_eq!(seen["protocol"], "2026-07-28", "{seen}");
@@ -184,6 +185,23 @@ pub(super) fn python_sdk_task_survives_kill_9() {
             .as_str()
             .unwrap_or_default()
             .contains("no task `wf-000000000000`"),
+        "{seen}"
+    );
+    // On a team server a viewer's token follows olga's task but cannot cancel it: the refusal
+    // is policy's, recorded in the audit log; olga's own cancel works.
+    assert_eq!(seen["viewer_get"], "working", "{seen}");
+    assert!(
+        seen["viewer_cancel"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy denies user:vic cancelling workflow"),
+        "{seen}"
+    );
+    assert_eq!(seen["after_viewer_cancel"], "working", "{seen}");
+    assert_eq!(seen["owner_cancel"], "cancelled", "{seen}");
+    let denial = seen["audit_denied_cancel"][0].as_str().unwrap_or_default();
+    assert!(
+        denial.contains(r#""kind":"denial""#) && denial.contains(r#""action":"cancel""#),
         "{seen}"
     );
 }
