@@ -79,11 +79,12 @@ struct State {
 }
 
 /// The sealing key lives only in this process: a restarted server refuses older states (the
-/// client calls `apply_plan` again and gets a new one).
-static CODEC: LazyLock<RequestStateCodec> = LazyLock::new(|| {
+/// client calls `apply_plan` again and gets a new one). `None` when the system gives no random
+/// bytes: then the link is in the result only.
+static CODEC: LazyLock<Option<RequestStateCodec>> = LazyLock::new(|| {
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).expect("the operating system gives no random bytes");
-    RequestStateCodec::try_new(key.to_vec()).expect("a 32-byte key is long enough")
+    getrandom::fill(&mut key).ok()?;
+    RequestStateCodec::try_new(key.to_vec()).ok()
 });
 
 /// Nonces already redeemed, with when they stop mattering (their state's expiry).
@@ -96,10 +97,10 @@ fn binding(principal: &str, plan_id: &str) -> Vec<u8> {
     format!("provisioning/apply_plan/v1\0{principal}\0{plan_id}").into_bytes()
 }
 
-fn nonce() -> String {
+fn nonce() -> Option<String> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system gives no random bytes");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The link in a gated apply's answer, with the request it names.
@@ -169,7 +170,10 @@ impl ProvisioningServer {
                 request.name
             )));
         }
-        let state: State = CODEC
+        let codec = CODEC
+            .as_ref()
+            .ok_or_else(|| bad_state("cannot be checked (no sealing key)"))?;
+        let state: State = codec
             .open_json_with(sealed, &binding(principal, &plan_id(request)))
             .map_err(|_| {
                 bad_state(
@@ -223,10 +227,11 @@ impl ProvisioningServer {
         let (url, approval, _) = gated(result)?;
         let state = State {
             approval: approval.clone(),
-            nonce: nonce(),
+            nonce: nonce()?,
         };
         let binding = binding(principal, &plan_id(request));
         let sealed = CODEC
+            .as_ref()?
             .seal_json_with(
                 &state,
                 &SealOptions::new().associated_data(&binding).ttl(STATE_TTL),
@@ -303,24 +308,25 @@ mod tests {
     fn a_state_opens_only_for_its_caller_and_plan() {
         let state = State {
             approval: "apr-1".into(),
-            nonce: nonce(),
+            nonce: nonce().unwrap(),
         };
+        let codec = CODEC.as_ref().unwrap();
         let b = binding("agent:a@alice", "plan-1");
-        let sealed = CODEC
+        let sealed = codec
             .seal_json_with(
                 &state,
                 &SealOptions::new().associated_data(&b).ttl(STATE_TTL),
             )
             .unwrap();
-        let opened: State = CODEC.open_json_with(&sealed, &b).unwrap();
+        let opened: State = codec.open_json_with(&sealed, &b).unwrap();
         assert_eq!(opened.approval, "apr-1");
         assert!(
-            CODEC
+            codec
                 .open_json_with::<State>(&sealed, &binding("agent:b@bob", "plan-1"))
                 .is_err()
         );
         assert!(
-            CODEC
+            codec
                 .open_json_with::<State>(&sealed, &binding("agent:a@alice", "plan-2"))
                 .is_err()
         );
@@ -328,7 +334,7 @@ mod tests {
         let i = altered.len() / 2;
         altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
         assert!(
-            CODEC
+            codec
                 .open_json_with::<State>(&String::from_utf8(altered).unwrap(), &b)
                 .is_err()
         );
