@@ -36,6 +36,8 @@ pub struct Settings {
     pub state_password: Option<SecretRef>,
     /// The `ssh` provider's machines, checked.
     pub ssh_hosts: Vec<engine::provider::ssh::SshHost>,
+    /// The `upcloud` provider: endpoint and credential references.
+    pub upcloud: engine::provider::upcloud::UpCloudSettings,
 }
 
 /// The config file. Every section is optional.
@@ -115,6 +117,27 @@ pub struct ConfigFile {
     pub daemon: DaemonSection,
     #[serde(default)]
     pub ssh: SshSection,
+    #[serde(default)]
+    pub upcloud: UpCloudSection,
+}
+
+/// `[upcloud]`: where UpCloud's API is and who we are there. Without it: the variables
+/// UpCloud's own tools read (`UPCLOUD_USERNAME` and `UPCLOUD_PASSWORD`, or `UPCLOUD_TOKEN`;
+/// `UPCLOUD_DEBUG_API_BASE_URL` for another endpoint).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpCloudSection {
+    /// Base URL without `/1.3` (default `https://api.upcloud.com`).
+    pub endpoint: Option<String>,
+    /// Secret references (`env:NAME`, `file:PATH`, `age:PATH`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// The OpenSSH public key put on each server for root (`ssh-ed25519 AAAA...`), or
+    /// `file:PATH` of one.
+    pub ssh_public_key: Option<String>,
+    /// Longest wait for a server to start or stop, in seconds (default 600).
+    pub state_wait_secs: Option<u64>,
 }
 
 /// The `ssh` provider's inventory.
@@ -325,6 +348,9 @@ impl Settings {
             "PROVISIONING_DOCS_QDRANT_API_KEY",
             "PROVISIONING_DRAFTER_OPENAI_API_KEY",
             "OPENAI_API_KEY",
+            "UPCLOUD_USERNAME",
+            "UPCLOUD_PASSWORD",
+            "UPCLOUD_TOKEN",
         ] {
             if let Some(value) = var(name) {
                 redactor.register(value.trim());
@@ -362,8 +388,19 @@ impl Settings {
         }
         let ssh_hosts = ssh_hosts(&file, &reference)
             .map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
+        let upcloud = upcloud_settings(&file, &reference)
+            .map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
+        for r in [upcloud_refs(&upcloud.auth).0, upcloud_refs(&upcloud.auth).1]
+            .into_iter()
+            .flatten()
+        {
+            if let SecretRef::Plain(s) = r {
+                secrets.redactor().register(s.expose());
+            }
+        }
         let mut settings = Settings {
             ssh_hosts,
+            upcloud,
             secrets,
             openai,
             state_user,
@@ -707,6 +744,90 @@ fn ssh_hosts(
         });
     }
     Ok(hosts)
+}
+
+/// The references of UpCloud credentials (username or token, password).
+fn upcloud_refs(
+    auth: &engine::provider::upcloud::UpCloudAuth,
+) -> (Option<&SecretRef>, Option<&SecretRef>) {
+    match auth {
+        engine::provider::upcloud::UpCloudAuth::Basic { username, password } => {
+            (Some(username), Some(password))
+        }
+        engine::provider::upcloud::UpCloudAuth::Token(t) => (Some(t), None),
+    }
+}
+
+/// `[upcloud]`, checked, with UpCloud's own environment variables as the defaults.
+fn upcloud_settings(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<engine::provider::upcloud::UpCloudSettings> {
+    use engine::provider::upcloud::{UpCloudAuth, UpCloudSettings};
+    let u = &file.upcloud;
+    let auth = match (&u.token, &u.username, &u.password) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            anyhow::bail!("upcloud: give either `token` or `username` and `password`, not both")
+        }
+        (Some(t), None, None) => UpCloudAuth::Token(reference("upcloud.token", t)?),
+        (None, Some(user), Some(pass)) => UpCloudAuth::Basic {
+            username: reference("upcloud.username", user)?,
+            password: reference("upcloud.password", pass)?,
+        },
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            anyhow::bail!("upcloud: `username` and `password` go together")
+        }
+        (None, None, None)
+            if var("UPCLOUD_TOKEN").is_some() && var("UPCLOUD_USERNAME").is_none() =>
+        {
+            UpCloudAuth::Token(SecretRef::Env("UPCLOUD_TOKEN".into()))
+        }
+        (None, None, None) => UpCloudAuth::Basic {
+            username: SecretRef::Env("UPCLOUD_USERNAME".into()),
+            password: SecretRef::Env("UPCLOUD_PASSWORD".into()),
+        },
+    };
+    let (endpoint, from) = match (&u.endpoint, var("UPCLOUD_DEBUG_API_BASE_URL")) {
+        (Some(e), _) => (e.trim().to_string(), "upcloud.endpoint"),
+        (None, Some(e)) => (e.trim().to_string(), "UPCLOUD_DEBUG_API_BASE_URL"),
+        (None, None) => ("https://api.upcloud.com".to_string(), "the default"),
+    };
+    let endpoint = endpoint
+        .trim_end_matches('/')
+        .trim_end_matches("/1.3")
+        .to_string();
+    anyhow::ensure!(
+        (endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            && endpoint.len() > "https://".len()
+            && !endpoint.contains(char::is_whitespace)
+            && !endpoint.contains(['?', '#']),
+        "{from}: `{endpoint}` is not an http(s) base URL (e.g. https://api.upcloud.com, without /1.3)"
+    );
+    let ssh_public_key = match &u.ssh_public_key {
+        None => None,
+        Some(text) => {
+            let key = match text.strip_prefix("file:") {
+                Some(path) => std::fs::read_to_string(path.trim()).map_err(|e| {
+                    anyhow::anyhow!("upcloud.ssh_public_key: cannot read {path}: {e}")
+                })?,
+                None => text.clone(),
+            };
+            let key = key.trim().to_string();
+            anyhow::ensure!(
+                (key.starts_with("ssh-") || key.starts_with("ecdsa-"))
+                    && key.split_whitespace().count() >= 2
+                    && !key.contains('\n'),
+                "upcloud.ssh_public_key: expected one OpenSSH public key line (`ssh-ed25519 AAAA... comment`), not a private key or a path"
+            );
+            Some(key)
+        }
+    };
+    Ok(UpCloudSettings {
+        endpoint,
+        auth,
+        ssh_public_key,
+        state_wait: Duration::from_secs(u.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
+    })
 }
 
 #[cfg(test)]

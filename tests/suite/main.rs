@@ -11,6 +11,7 @@
 mod api;
 mod approvals;
 mod cli;
+mod clouds;
 mod docs;
 mod drafter;
 mod edges;
@@ -50,6 +51,7 @@ fn main() {
     trials.extend(edges::trials());
     trials.extend(secrets::trials());
     trials.extend(ssh::trials());
+    trials.extend(clouds::trials());
     trials.extend(local::trials());
     trials.extend(first_run::trials());
     trials.extend(tidy::trials());

@@ -13,6 +13,7 @@ pub mod local;
 pub mod output;
 pub mod sim;
 pub mod ssh;
+pub mod upcloud;
 
 /// A stable key for one side effect: the same step of the same workflow always presents the
 /// same key, on every attempt and after every restart.

@@ -114,10 +114,15 @@ pub async fn open_engine_with(
         settings.secrets.clone(),
         settings.data_dir.join("ssh"),
     );
+    let upcloud = engine::provider::upcloud::UpCloudProvider::new(
+        settings.upcloud.clone(),
+        settings.secrets.clone(),
+    );
     let providers = Providers::new()
         .with(Arc::new(sim))
         .with(Arc::new(local))
-        .with(Arc::new(ssh));
+        .with(Arc::new(ssh))
+        .with(Arc::new(upcloud));
     let mut engine = Engine::new(Arc::new(store), providers)
         .with_authorizer(authz)
         .with_redactor(settings.secrets.redactor().clone());

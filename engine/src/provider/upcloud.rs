@@ -1,0 +1,572 @@
+//! The `upcloud` provider: servers on UpCloud, through its public REST API (version 1.3).
+//!
+//! A server is created from a Debian template with the operator's SSH public key in its login
+//! block, labelled with who owns it (`managed-by=provisioning`, `prov-workspace`,
+//! `prov-server`). UpCloud has no client token, so every create first looks the server up by
+//! those labels: a step repeated after a crash finds the server it made instead of making a
+//! second one. Calls follow the server state machine: after a create, wait for `started`; a plan
+//! change stops the server, changes it and starts it again; a delete stops it and waits for
+//! `stopped` first (UpCloud refuses to delete a started server), and takes its disks with it.
+//!
+//! Credentials are secret references resolved at the moment of each call (by default the
+//! variables UpCloud's own tools read: `UPCLOUD_USERNAME` and `UPCLOUD_PASSWORD`, or
+//! `UPCLOUD_TOKEN`), never from a config, a tool argument or the model; every value resolved
+//! joins the redactor. The endpoint can be overridden the way UpCloud's tools allow
+//! (`UPCLOUD_DEBUG_API_BASE_URL`, without `/1.3`) or in the config file.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{
+    Health, IdempotencyKey, Observed, Provider, ProviderError, ProviderResult, ServerSpec,
+    TaskservSpec,
+};
+use crate::secrets::{SecretRef, Secrets};
+
+/// The template servers are cloned from when a config names no image: Debian 12 (Bookworm).
+pub const DEBIAN_12: &str = "01000000-0000-4000-8000-000020070100";
+
+/// Label keys of ownership (UpCloud label keys: 2–32 printable characters, not starting with `_`).
+const MANAGED_BY: &str = "managed-by";
+const WORKSPACE: &str = "prov-workspace";
+const SERVER: &str = "prov-server";
+
+/// How UpCloud is reached and who we are there.
+#[derive(Debug, Clone)]
+pub struct UpCloudSettings {
+    /// Base URL without `/1.3` (default `https://api.upcloud.com`).
+    pub endpoint: String,
+    pub auth: UpCloudAuth,
+    /// Public key put in every server's login block (root), for the SSH runner.
+    pub ssh_public_key: Option<String>,
+    /// Longest wait for a server to reach the state a call needs.
+    pub state_wait: Duration,
+}
+
+/// Credentials, as references.
+#[derive(Debug, Clone)]
+pub enum UpCloudAuth {
+    Basic {
+        username: SecretRef,
+        password: SecretRef,
+    },
+    Token(SecretRef),
+}
+
+impl UpCloudAuth {
+    fn describe(&self) -> String {
+        match self {
+            UpCloudAuth::Basic { username, password } => format!(
+                "username from {} and password from {}",
+                username.describe(),
+                password.describe()
+            ),
+            UpCloudAuth::Token(t) => format!("token from {}", t.describe()),
+        }
+    }
+}
+
+/// The `upcloud` provider.
+#[derive(Debug)]
+pub struct UpCloudProvider {
+    settings: UpCloudSettings,
+    secrets: Secrets,
+    http: reqwest::Client,
+}
+
+impl UpCloudProvider {
+    pub fn new(settings: UpCloudSettings, secrets: Secrets) -> UpCloudProvider {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("provisioning/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        UpCloudProvider {
+            settings,
+            secrets,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/1.3/{path}",
+            self.settings.endpoint.trim_end_matches('/')
+        )
+    }
+
+    /// The credentials, resolved now; a reference that does not resolve is a permanent error
+    /// naming where it was looked for.
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> ProviderResult<reqwest::RequestBuilder> {
+        let resolve = |r: &SecretRef| {
+            self.secrets.resolve(r).map_err(|e| {
+                ProviderError::Permanent(format!(
+                    "provider `upcloud` has no credentials: {e} (set UPCLOUD_USERNAME and \
+                     UPCLOUD_PASSWORD, or UPCLOUD_TOKEN, or `[upcloud]` in the config file)"
+                ))
+            })
+        };
+        Ok(match &self.settings.auth {
+            UpCloudAuth::Basic { username, password } => {
+                let user = resolve(username)?;
+                let pass = resolve(password)?;
+                request.basic_auth(user.expose(), Some(pass.expose()))
+            }
+            UpCloudAuth::Token(t) => request.bearer_auth(resolve(t)?.expose()),
+        })
+    }
+
+    /// One API call: `Ok(None)` for 404, the body otherwise; errors classified (401/403 and
+    /// other 4xx permanent, 429, 5xx and network errors transient). Bodies are provider data.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> ProviderResult<Option<Value>> {
+        let mut request = self.http.request(method.clone(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let request = self.authorize(request.header("Accept", "application/json"))?;
+        let response = request.send().await.map_err(|e| {
+            ProviderError::Transient(format!(
+                "UpCloud API at {} did not answer {method} /1.3/{path}: {}",
+                self.settings.endpoint,
+                without_url(&e)
+            ))
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Some(Value::Null));
+            }
+            return serde_json::from_str(&text).map(Some).map_err(|e| {
+                ProviderError::Transient(format!(
+                    "UpCloud answered {method} /1.3/{path} with a body that is not JSON: {e}"
+                ))
+            });
+        }
+        let (code, message) = api_error(&text);
+        let what = format!("UpCloud refused {method} /1.3/{path}: {status} {code}: {message}");
+        Err(match status.as_u16() {
+            404 if code.ends_with("NOT_FOUND") || code.is_empty() => return Ok(None),
+            401 | 403 => ProviderError::Permanent(format!(
+                "{what} (credentials: {})",
+                self.settings.auth.describe()
+            )),
+            409 | 429 => ProviderError::Transient(what),
+            s if s >= 500 => ProviderError::Transient(what),
+            _ => ProviderError::Permanent(what),
+        })
+    }
+
+    async fn get(&self, path: &str) -> ProviderResult<Option<Value>> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Our server for `spec`, found by its labels (full details), if UpCloud has it.
+    async fn find(&self, spec: &ServerSpec) -> ProviderResult<Option<Value>> {
+        let query = format!(
+            "server/?label={MANAGED_BY}%3Dprovisioning&label={WORKSPACE}%3D{}&label={SERVER}%3D{}",
+            encode(&spec.workspace),
+            encode(&spec.name)
+        );
+        let listed = self.get(&query).await?.unwrap_or(Value::Null);
+        let uuids: Vec<String> = listed["servers"]["server"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["uuid"].as_str().map(String::from))
+            .collect();
+        match uuids.as_slice() {
+            [] => Ok(None),
+            [uuid] => self.details(uuid).await,
+            many => Err(ProviderError::Permanent(format!(
+                "UpCloud has {} servers labelled as `{}` of workspace `{}` ({}); delete the extra \
+                 ones by hand, then apply again",
+                many.len(),
+                spec.name,
+                spec.workspace,
+                many.join(", ")
+            ))),
+        }
+    }
+
+    async fn details(&self, uuid: &str) -> ProviderResult<Option<Value>> {
+        Ok(self
+            .get(&format!("server/{uuid}"))
+            .await?
+            .map(|v| v["server"].clone()))
+    }
+
+    /// Polls the server until `state` is `want` (backing off from 1 s to 10 s), within the
+    /// configured wait. `error` is a state UpCloud leaves by itself, so it is waited out too.
+    async fn wait_for(&self, uuid: &str, want: &str) -> ProviderResult<Value> {
+        let deadline = tokio::time::Instant::now() + self.settings.state_wait;
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let server = self.details(uuid).await?.ok_or_else(|| {
+                ProviderError::Permanent(format!(
+                    "UpCloud server {uuid} disappeared while waiting for it to be {want}"
+                ))
+            })?;
+            let state = server["state"].as_str().unwrap_or_default().to_string();
+            if state == want {
+                return Ok(server);
+            }
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(ProviderError::Transient(format!(
+                    "UpCloud server {uuid} is still `{state}` after {} s, not `{want}`",
+                    self.settings.state_wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The plan's disk size (GiB), from UpCloud's plan list; an unknown plan is permanent.
+    async fn plan_disk(&self, plan: &str) -> ProviderResult<u64> {
+        let plans = self.get("plan").await?.unwrap_or(Value::Null);
+        let all: Vec<&Value> = plans["plans"]["plan"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        all.iter()
+            .find(|p| p["name"].as_str() == Some(plan))
+            .and_then(|p| number(&p["storage_size"]))
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().filter_map(|p| p["name"].as_str()).collect();
+                ProviderError::Permanent(format!(
+                    "UpCloud has no plan `{plan}` (plans: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    fn labels(spec: &ServerSpec) -> Value {
+        let mut labels = vec![
+            json!({ "key": MANAGED_BY, "value": "provisioning" }),
+            json!({ "key": WORKSPACE, "value": spec.workspace }),
+            json!({ "key": SERVER, "value": spec.name }),
+        ];
+        for (k, v) in &spec.labels {
+            if ![MANAGED_BY, WORKSPACE, SERVER].contains(&k.as_str()) {
+                labels.push(json!({ "key": k, "value": v }));
+            }
+        }
+        json!({ "label": labels })
+    }
+
+    async fn create(&self, spec: &ServerSpec) -> ProviderResult<Value> {
+        let disk = self.plan_disk(&spec.plan).await?;
+        let mut server = json!({
+            "zone": spec.zone,
+            "title": format!("{}-{}", spec.workspace, spec.name),
+            "hostname": spec.name,
+            "plan": spec.plan,
+            "labels": Self::labels(spec),
+            "metadata": "yes",
+            "firewall": "off",
+            "password_delivery": "none",
+            "networking": { "interfaces": { "interface": [
+                { "type": "public", "ip_addresses": { "ip_address": [{ "family": "IPv4" }] } },
+                { "type": "utility", "ip_addresses": { "ip_address": [{ "family": "IPv4" }] } },
+            ]}},
+            "storage_devices": { "storage_device": [{
+                "action": "clone",
+                "storage": DEBIAN_12,
+                "title": format!("{}-{}-os", spec.workspace, spec.name),
+                "size": disk,
+                "tier": "maxiops",
+            }]},
+        });
+        if let Some(key) = &self.settings.ssh_public_key {
+            server["login_user"] = json!({
+                "username": "root",
+                "create_password": "no",
+                "ssh_keys": { "ssh_key": [key] },
+            });
+        }
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "server",
+                Some(json!({ "server": server })),
+            )
+            .await?
+            .unwrap_or(Value::Null);
+        let uuid = created["server"]["uuid"].as_str().ok_or_else(|| {
+            ProviderError::Transient("UpCloud answered the create without a server uuid".into())
+        })?;
+        self.wait_for(uuid, "started").await
+    }
+
+    /// Stops a started server and waits for `stopped`.
+    async fn stop(&self, uuid: &str, state: &str) -> ProviderResult<()> {
+        if state == "stopped" {
+            return Ok(());
+        }
+        if state == "started" {
+            self.call(
+                reqwest::Method::POST,
+                &format!("server/{uuid}/stop"),
+                Some(json!({ "stop_server": { "stop_type": "soft", "timeout": "60" } })),
+            )
+            .await?;
+        }
+        self.wait_for(uuid, "stopped").await.map(|_| ())
+    }
+}
+
+/// What a server looks like in state.
+fn observed(server: &Value) -> Observed {
+    let mut attrs = BTreeMap::new();
+    let addresses = server["ip_addresses"]["ip_address"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let find = |access: &str| {
+        addresses
+            .iter()
+            .find(|a| a["access"] == access && a["family"] == "IPv4")
+            .and_then(|a| a["address"].as_str())
+            .map(String::from)
+    };
+    if let Some(a) = find("public") {
+        attrs.insert("address".into(), Value::from(a));
+    }
+    if let Some(a) = find("utility") {
+        attrs.insert("private_address".into(), Value::from(a));
+    }
+    for key in ["zone", "plan", "state", "hostname", "title"] {
+        if let Some(v) = server[key].as_str() {
+            attrs.insert(key.into(), Value::from(v));
+        }
+    }
+    if let Some(n) = number(&server["core_number"]) {
+        attrs.insert("cores".into(), Value::from(n));
+    }
+    if let Some(n) = number(&server["memory_amount"]) {
+        attrs.insert("memory_mb".into(), Value::from(n));
+    }
+    Observed {
+        provider_id: server["uuid"].as_str().unwrap_or_default().to_string(),
+        attrs,
+    }
+}
+
+/// UpCloud sends many numbers as strings.
+fn number(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// `{"error": {"error_code", "error_message"}}`, or RFC 7807 from newer endpoints.
+fn api_error(text: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if let Some(e) = v.get("error") {
+        return (
+            e["error_code"].as_str().unwrap_or_default().to_string(),
+            e["error_message"].as_str().unwrap_or_default().to_string(),
+        );
+    }
+    if let Some(title) = v.get("title").and_then(Value::as_str) {
+        let code = v["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('#').next())
+            .unwrap_or_default();
+        return (code.to_string(), title.to_string());
+    }
+    (String::new(), text.chars().take(300).collect())
+}
+
+/// Percent-encodes a label value for a query string.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A reqwest error without its URL (which may carry a query we do not want to repeat).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "");
+    }
+    text
+}
+
+#[async_trait]
+impl Provider for UpCloudProvider {
+    fn name(&self) -> &str {
+        "upcloud"
+    }
+
+    async fn create_server(
+        &self,
+        _key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed> {
+        // Found by its labels: made by an earlier attempt of this step (or an earlier apply).
+        if let Some(server) = self.find(spec).await? {
+            let uuid = server["uuid"].as_str().unwrap_or_default().to_string();
+            let server = match server["state"].as_str() {
+                Some("started") => server,
+                Some("stopped") => {
+                    self.call(
+                        reqwest::Method::POST,
+                        &format!("server/{uuid}/start"),
+                        Some(json!({ "server": {} })),
+                    )
+                    .await?;
+                    self.wait_for(&uuid, "started").await?
+                }
+                _ => self.wait_for(&uuid, "started").await?,
+            };
+            return Ok(observed(&server));
+        }
+        Ok(observed(&self.create(spec).await?))
+    }
+
+    async fn update_server(
+        &self,
+        key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> ProviderResult<Observed> {
+        let Some(server) = self.find(spec).await? else {
+            return self.create_server(key, spec).await;
+        };
+        let uuid = server["uuid"].as_str().unwrap_or_default().to_string();
+        let mut change = json!({ "labels": Self::labels(spec) });
+        if server["plan"].as_str() != Some(spec.plan.as_str()) {
+            self.plan_disk(&spec.plan).await?;
+            self.stop(&uuid, server["state"].as_str().unwrap_or_default())
+                .await?;
+            change["plan"] = Value::from(spec.plan.clone());
+        }
+        self.call(
+            reqwest::Method::PUT,
+            &format!("server/{uuid}"),
+            Some(json!({ "server": change })),
+        )
+        .await?;
+        let now = self.details(&uuid).await?.unwrap_or(Value::Null);
+        if now["state"].as_str() == Some("stopped") {
+            self.call(
+                reqwest::Method::POST,
+                &format!("server/{uuid}/start"),
+                Some(json!({ "server": {} })),
+            )
+            .await?;
+        }
+        Ok(observed(&self.wait_for(&uuid, "started").await?))
+    }
+
+    async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>> {
+        Ok(self.find(spec).await?.map(|s| observed(&s)))
+    }
+
+    async fn delete_server(&self, _key: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<()> {
+        let Some(server) = self.find(spec).await? else {
+            return Ok(());
+        };
+        let uuid = server["uuid"].as_str().unwrap_or_default().to_string();
+        self.stop(&uuid, server["state"].as_str().unwrap_or_default())
+            .await?;
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("server/{uuid}/?storages=1&backups=delete"),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn install_taskserv(
+        &self,
+        _key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<Observed> {
+        Err(no_taskservs(spec))
+    }
+
+    async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
+        Err(no_taskservs(spec))
+    }
+
+    async fn remove_taskserv(
+        &self,
+        _key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<()> {
+        Err(no_taskservs(spec))
+    }
+}
+
+fn no_taskservs(spec: &TaskservSpec) -> ProviderError {
+    ProviderError::Permanent(format!(
+        "taskserv `{}` on UpCloud server `{}`: this build creates UpCloud servers but does not \
+         yet install software on them (the SSH runner is not wired to cloud servers yet)",
+        spec.name, spec.server
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_read_in_both_shapes() {
+        assert_eq!(
+            api_error(
+                r#"{"error":{"error_code":"SERVER_INVALID","error_message":"The server UUID is invalid."}}"#
+            ),
+            (
+                "SERVER_INVALID".to_string(),
+                "The server UUID is invalid.".to_string()
+            )
+        );
+        assert_eq!(
+            api_error(r#"{"status":404,"title":"The resource you requested does not exist.","type":"https://developers.upcloud.com/1.3/errors#ERROR_RESOURCE_NOT_FOUND"}"#).0,
+            "ERROR_RESOURCE_NOT_FOUND"
+        );
+    }
+
+    #[test]
+    fn label_values_are_encoded_for_the_query() {
+        assert_eq!(encode("web-1"), "web-1");
+        assert_eq!(encode("a b&c=d"), "a%20b%26c%3Dd");
+    }
+
+    #[test]
+    fn a_server_is_recorded_with_its_addresses_and_numbers() {
+        let server = json!({
+            "uuid": "00abc", "zone": "fi-hel1", "plan": "1xCPU-1GB", "state": "started",
+            "core_number": "1", "memory_amount": "1024",
+            "ip_addresses": {"ip_address": [
+                {"access": "utility", "address": "10.6.6.191", "family": "IPv4"},
+                {"access": "public", "address": "2a04::1", "family": "IPv6"},
+                {"access": "public", "address": "94.237.106.241", "family": "IPv4"}]}
+        });
+        let o = observed(&server);
+        assert_eq!(o.provider_id, "00abc");
+        assert_eq!(o.attrs["address"], "94.237.106.241");
+        assert_eq!(o.attrs["private_address"], "10.6.6.191");
+        assert_eq!(o.attrs["memory_mb"], 1024);
+    }
+}

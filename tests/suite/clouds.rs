@@ -1,0 +1,297 @@
+//! Cloud providers against stand-ins of their APIs, started and stopped by each trial.
+//!
+//! UpCloud: no emulator exists in any registry, so `tests/fakes/upcloud.py` is a stateful FAKE
+//! that follows UpCloud's published API (see its header). What is checked is what a user sees
+//! and what the cloud's own API reports: servers created with our labels, a re-plan with no
+//! changes, drift when a server is deleted behind our back, `kill -9` + resume leaving exactly
+//! one server per config entry, destroy leaving none, bad credentials failing at once, and a
+//! canary credential in no output, state, audit entry or log.
+
+use std::io::BufRead;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use libtest_mimic::Trial;
+use serde_json::Value;
+use tests::{root, scratch};
+
+use crate::check;
+
+pub fn trials() -> Vec<Trial> {
+    vec![Trial::test(
+        "clouds::upcloud_servers_apply_drift_resume_and_destroy",
+        || check(upcloud_servers_apply_drift_resume_and_destroy),
+    )]
+}
+
+const USER: &str = "canary-upcloud-user";
+const PASSWORD: &str = "canary-upcloud-password-7f3a9c";
+
+/// The fake UpCloud API on a loopback port; killed when dropped.
+struct FakeUpCloud {
+    child: Child,
+    base: String,
+}
+
+impl FakeUpCloud {
+    fn start(log: &Path) -> FakeUpCloud {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fakes/upcloud.py"))
+            .args(["--username", USER, "--password", PASSWORD])
+            .args(["--boot-seconds", "1", "--stop-seconds", "1"])
+            .arg("--log")
+            .arg(log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        FakeUpCloud { child, base }
+    }
+
+    /// A call to the fake's API, as the cloud's own client would make it.
+    fn api(&self, method: &str, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-s", "-u", &format!("{USER}:{PASSWORD}"), "-X", method])
+            .arg(format!("{}/1.3/{path}", self.base))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Our servers of `workspace`, by their labels.
+    fn servers(&self, workspace: &str) -> Vec<Value> {
+        let listed = self.api(
+            "GET",
+            &format!("server/?label=managed-by%3Dprovisioning&label=prov-workspace%3D{workspace}"),
+        );
+        listed["servers"]["server"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FakeUpCloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(tests::binary())
+        .args(args)
+        .current_dir(dir)
+        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
+        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
+        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
+        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
+        .env("UPCLOUD_USERNAME", USER)
+        .env("UPCLOUD_PASSWORD", PASSWORD)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+fn config(dir: &Path, workspace: &str, names: &[&str]) -> String {
+    let servers: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                r#"{{ name = "{n}", provider = "upcloud", plan = "1xCPU-1GB", zone = "fi-hel1" }}"#
+            )
+        })
+        .collect();
+    let path = dir.join(format!("{workspace}.ncl"));
+    std::fs::write(
+        &path,
+        format!(
+            "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }}, servers = [{}] }}",
+            servers.join(", ")
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn upcloud_servers_apply_drift_resume_and_destroy() {
+    let dir = scratch("clouds-upcloud");
+    let fake = FakeUpCloud::start(&dir.join("fake.log"));
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[upcloud]\nendpoint = \"{}\"\n", fake.base),
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = cli(&dir, args, env);
+        seen.push_str(&text(&out));
+        out
+    };
+
+    // Apply: two servers, made with our labels, started, recorded with their addresses.
+    let web = config(&dir, "cloudy", &["web-1", "web-2"]);
+    let applied = run(&["apply", &web, "--yes"], &[]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let servers = fake.servers("cloudy");
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    for s in &servers {
+        assert_eq!(s["state"], "started", "{s}");
+        assert_eq!(s["zone"], "fi-hel1", "{s}");
+        assert_eq!(s["plan"], "1xCPU-1GB", "{s}");
+    }
+    let state = ok(run(&["state", "--json"], &[]));
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let recorded: Vec<&Value> = state.as_array().unwrap().iter().collect();
+    assert_eq!(recorded.len(), 2, "{state}");
+    let uuids: Vec<&str> = servers
+        .iter()
+        .map(|s| s["uuid"].as_str().unwrap())
+        .collect();
+    for r in &recorded {
+        assert!(
+            uuids.contains(&r["provider_id"].as_str().unwrap_or_default()),
+            "{r}"
+        );
+        assert_eq!(r["observed"]["address"], "127.0.0.1", "{r}");
+    }
+
+    // A re-plan shows no changes.
+    let replan = ok(run(&["plan", &web], &[]));
+    assert!(
+        String::from_utf8_lossy(&replan.stdout).contains("No changes"),
+        "{}",
+        text(&replan)
+    );
+
+    // Deleted behind our back (through the cloud's own API): drift says so.
+    let gone = servers
+        .iter()
+        .find(|s| {
+            s["labels"]["label"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["value"] == "web-2")
+        })
+        .unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fake.api("POST", &format!("server/{gone}/stop"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fake.api("DELETE", &format!("server/{gone}"));
+    assert_eq!(fake.servers("cloudy").len(), 1);
+    let drift = run(&["drift", "--workspace", "cloudy"], &[]);
+    let said = text(&drift);
+    assert!(
+        said.contains("web-2") && said.to_lowercase().contains("missing"),
+        "{said}"
+    );
+
+    // Destroy leaves nothing of ours.
+    ok(run(&["destroy", &web, "--yes"], &[]));
+    assert!(fake.servers("cloudy").is_empty());
+
+    // kill -9 right after the create, before it was recorded; resume finds the server by its
+    // labels instead of creating a second one.
+    let crash = config(&dir, "crashy", &["db-1"]);
+    // Fault points: 1 workflow started, then per step before-checkpoint, before-effect,
+    // after-effect (4: the create is done, nothing recorded), after-checkpoint.
+    let killed = run(
+        &["apply", &crash, "--yes"],
+        &[("PROVISIONING_FAULT_KILL_AT", "4")],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{}", text(&killed));
+    assert_eq!(
+        fake.servers("crashy").len(),
+        1,
+        "the create happened before the kill"
+    );
+    let status = ok(run(&["status", "--json"], &[]));
+    let wf = serde_json::from_slice::<Value>(&status.stdout).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resumed = ok(run(&["resume", &wf], &[]));
+    assert!(text(&resumed).contains("succeeded"), "{}", text(&resumed));
+    let after = fake.servers("crashy");
+    assert_eq!(
+        after.len(),
+        1,
+        "exactly one server per config entry: {after:?}"
+    );
+    let creates = std::fs::read_to_string(dir.join("fake.log"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""method": "POST", "path": "/1.3/server""#))
+        .count();
+    assert_eq!(
+        creates,
+        2 + 1,
+        "one create per server, none repeated by the resume"
+    );
+
+    // Wrong credentials: the step fails at once (no retry), naming where they came from.
+    let other = config(&dir, "denied", &["x-1"]);
+    let denied = run(
+        &["apply", &other, "--yes"],
+        &[("UPCLOUD_PASSWORD", "canary-wrong-password-0d1e")],
+    );
+    assert!(!denied.status.success(), "{}", text(&denied));
+    let said = text(&denied);
+    assert!(said.contains("AUTHENTICATION_FAILED"), "{said}");
+    assert!(said.contains("env:UPCLOUD_PASSWORD"), "{said}");
+    assert!(!said.contains("canary-wrong-password"), "{said}");
+    assert!(fake.servers("denied").is_empty());
+
+    // The credentials appear nowhere: outputs, state, the audit log, the server's logs.
+    ok(run(&["destroy", &crash, "--yes"], &[]));
+    // (`run` keeps every command's output in `seen`.)
+    ok(run(&["audit", "export"], &[]));
+    ok(run(&["status", "--json"], &[]));
+    ok(run(&["state", "--json"], &[]));
+    for entry in walk(&dir.join("data")) {
+        if let Ok(bytes) = std::fs::read(&entry) {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(!seen.contains(PASSWORD), "the password leaked");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
