@@ -84,9 +84,10 @@ pub fn trials() -> Vec<Trial> {
 /// two places that choose implementations and build the application (`engine_setup.rs` for the
 /// command line, `serve.rs` for the server). Everything else (REST handlers, the HTTP layers,
 /// the remote client, the other commands) goes through `service`.
-const COMPOSITION_ROOT: [&str; 5] = [
+const COMPOSITION_ROOT: [&str; 6] = [
     "server/src/main.rs",
     "server/src/settings.rs",
+    "server/src/settings/providers.rs",
     "server/src/cli.rs",
     "server/src/commands/engine_setup.rs",
     "server/src/commands/serve.rs",

@@ -1,0 +1,145 @@
+//! The providers' sections of the config file (`[ssh.hosts]`, `[upcloud]`), checked.
+
+use std::time::Duration;
+
+use engine::secrets::SecretRef;
+
+use super::{ConfigFile, var};
+
+/// The `[ssh.hosts]` inventory, checked: names are DNS labels, addresses and users cannot be
+/// taken for `ssh` options, every host says which workspaces may use it.
+pub(super) fn ssh_hosts(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<Vec<engine::provider::ssh::SshHost>> {
+    let word = |what: &str, text: &str| -> anyhow::Result<()> {
+        let ok = !text.is_empty()
+            && !text.starts_with('-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+        anyhow::ensure!(
+            ok,
+            "{what}: `{text}` is not a host name, an IP address or an account name"
+        );
+        Ok(())
+    };
+    let mut hosts = Vec::new();
+    for (name, h) in &file.ssh.hosts {
+        let at = format!("ssh.hosts.{name}");
+        anyhow::ensure!(
+            !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !name.starts_with('-'),
+            "{at}: a host name must be lowercase letters, digits and `-` (it is what configs write in `host`)"
+        );
+        word(&format!("{at}.address"), &h.address)?;
+        let user = h.user.clone().unwrap_or_else(|| "root".into());
+        word(&format!("{at}.user"), &user)?;
+        anyhow::ensure!(
+            !h.workspaces.is_empty(),
+            "{at}.workspaces is empty: list the workspaces that may use this host, or [\"*\"] for every one"
+        );
+        let key = match &h.key {
+            Some(text) => Some(reference(&format!("{at}.key"), text)?),
+            None => None,
+        };
+        hosts.push(engine::provider::ssh::SshHost {
+            name: name.clone(),
+            address: h.address.clone(),
+            port: h.port.unwrap_or(22),
+            user,
+            key,
+            root: h.root.clone(),
+            workspaces: h.workspaces.clone(),
+        });
+    }
+    Ok(hosts)
+}
+
+/// The references of UpCloud credentials (username or token, password).
+pub(super) fn upcloud_refs(
+    auth: &engine::provider::upcloud::UpCloudAuth,
+) -> (Option<&SecretRef>, Option<&SecretRef>) {
+    match auth {
+        engine::provider::upcloud::UpCloudAuth::Basic { username, password } => {
+            (Some(username), Some(password))
+        }
+        engine::provider::upcloud::UpCloudAuth::Token(t) => (Some(t), None),
+    }
+}
+
+/// `[upcloud]`, checked, with UpCloud's own environment variables as the defaults.
+pub(super) fn upcloud_settings(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<engine::provider::upcloud::UpCloudSettings> {
+    use engine::provider::upcloud::{UpCloudAuth, UpCloudSettings};
+    let u = &file.upcloud;
+    let auth = match (&u.token, &u.username, &u.password) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            anyhow::bail!("upcloud: give either `token` or `username` and `password`, not both")
+        }
+        (Some(t), None, None) => UpCloudAuth::Token(reference("upcloud.token", t)?),
+        (None, Some(user), Some(pass)) => UpCloudAuth::Basic {
+            username: reference("upcloud.username", user)?,
+            password: reference("upcloud.password", pass)?,
+        },
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            anyhow::bail!("upcloud: `username` and `password` go together")
+        }
+        (None, None, None)
+            if var("UPCLOUD_TOKEN").is_some() && var("UPCLOUD_USERNAME").is_none() =>
+        {
+            UpCloudAuth::Token(SecretRef::Env("UPCLOUD_TOKEN".into()))
+        }
+        (None, None, None) => UpCloudAuth::Basic {
+            username: SecretRef::Env("UPCLOUD_USERNAME".into()),
+            password: SecretRef::Env("UPCLOUD_PASSWORD".into()),
+        },
+    };
+    let (endpoint, from) = match (&u.endpoint, var("UPCLOUD_DEBUG_API_BASE_URL")) {
+        (Some(e), _) => (e.trim().to_string(), "upcloud.endpoint"),
+        (None, Some(e)) => (e.trim().to_string(), "UPCLOUD_DEBUG_API_BASE_URL"),
+        (None, None) => ("https://api.upcloud.com".to_string(), "the default"),
+    };
+    let endpoint = endpoint
+        .trim_end_matches('/')
+        .trim_end_matches("/1.3")
+        .to_string();
+    anyhow::ensure!(
+        (endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            && endpoint.len() > "https://".len()
+            && !endpoint.contains(char::is_whitespace)
+            && !endpoint.contains(['?', '#']),
+        "{from}: `{endpoint}` is not an http(s) base URL (e.g. https://api.upcloud.com, without /1.3)"
+    );
+    let ssh_public_key = match &u.ssh_public_key {
+        None => None,
+        Some(text) => {
+            let key = match text.strip_prefix("file:") {
+                Some(path) => std::fs::read_to_string(path.trim()).map_err(|e| {
+                    anyhow::anyhow!("upcloud.ssh_public_key: cannot read {path}: {e}")
+                })?,
+                None => text.clone(),
+            };
+            let key = key.trim().to_string();
+            anyhow::ensure!(
+                (key.starts_with("ssh-") || key.starts_with("ecdsa-"))
+                    && key.split_whitespace().count() >= 2
+                    && !key.contains('\n'),
+                "upcloud.ssh_public_key: expected one OpenSSH public key line (`ssh-ed25519 AAAA... comment`), not a private key or a path"
+            );
+            Some(key)
+        }
+    };
+    Ok(UpCloudSettings {
+        endpoint,
+        auth,
+        ssh_public_key,
+        state_wait: Duration::from_secs(u.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
+    })
+}
