@@ -17,6 +17,7 @@ use serde_json::Value;
 use tests::{root, scratch};
 
 use crate::check;
+use crate::ssh::{ok, text};
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
@@ -100,20 +101,6 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .envs(env.iter().copied())
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "{}", text(&out));
-    out
 }
 
 fn config(dir: &Path, workspace: &str, names: &[&str]) -> String {
@@ -274,24 +261,11 @@ fn upcloud_servers_apply_drift_resume_and_destroy() {
     ok(run(&["audit", "export"], &[]));
     ok(run(&["status", "--json"], &[]));
     ok(run(&["state", "--json"], &[]));
-    for entry in walk(&dir.join("data")) {
+    for entry in tests::walk(&dir.join("data")) {
         if let Ok(bytes) = std::fs::read(&entry) {
             seen.push_str(&String::from_utf8_lossy(&bytes));
         }
     }
     assert!(!seen.contains(PASSWORD), "the password leaked");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
 }

@@ -137,7 +137,7 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
@@ -146,7 +146,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn ok(out: Output) -> Output {
+pub(crate) fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", text(&out));
     out
 }

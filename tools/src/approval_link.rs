@@ -104,15 +104,14 @@ fn nonce() -> Option<String> {
 }
 
 /// The link in a gated apply's answer, with the request it names.
-fn gated(result: &CallToolResult) -> Option<(String, String, String)> {
+fn gated(result: &CallToolResult) -> Option<(String, String)> {
     let answer = result.structured_content.as_ref()?;
     if answer.get("status")?.as_str()? != "needs_approval" {
         return None;
     }
     let url = answer.get("approval_url")?.as_str()?;
     let id = answer.get("approval_request")?.get("id")?.as_str()?;
-    let message = answer.get("message")?.as_str().unwrap_or_default();
-    Some((url.to_string(), id.to_string(), message.to_string()))
+    Some((url.to_string(), id.to_string()))
 }
 
 fn plan_id(request: &CallToolRequestParams) -> String {
@@ -224,7 +223,7 @@ impl ProvisioningServer {
         request: &CallToolRequestParams,
         principal: &str,
     ) -> Option<InputRequiredResult> {
-        let (url, approval, _) = gated(result)?;
+        let (url, approval) = gated(result)?;
         let state = State {
             approval: approval.clone(),
             nonce: nonce()?,
@@ -261,7 +260,7 @@ impl ProvisioningServer {
         result: &CallToolResult,
         rc: &RequestContext<RoleServer>,
     ) -> bool {
-        let Some((url, approval, _)) = gated(result) else {
+        let Some((url, approval)) = gated(result) else {
             return false;
         };
         let asked = rc
