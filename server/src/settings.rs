@@ -136,9 +136,15 @@ pub struct UpCloudSection {
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
-    /// The OpenSSH public key put on each server for root (`ssh-ed25519 AAAA...`), or
+    /// The OpenSSH public key put on each server's login account (`ssh-ed25519 AAAA...`), or
     /// `file:PATH` of one.
     pub ssh_public_key: Option<String>,
+    /// A secret reference to the matching private key: taskservs on UpCloud servers are
+    /// installed over SSH with it. Without it servers are created, nothing is installed.
+    pub ssh_key: Option<String>,
+    /// The login account made on each server (default `root`) and the SSH port (default 22).
+    pub ssh_user: Option<String>,
+    pub ssh_port: Option<u16>,
     /// Longest wait for a server to start or stop, in seconds (default 600).
     pub state_wait_secs: Option<u64>,
 }

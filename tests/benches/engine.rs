@@ -242,6 +242,7 @@ fn ssh_install(rt: &tokio::runtime::Runtime, rounds: usize) -> (Duration, Durati
         key: Some(engine::secrets::SecretRef::File(key.clone())),
         root: Some(dir.join("root").display().to_string()),
         workspaces: vec!["*".into()],
+        configured_in: "[ssh.hosts.bench]".into(),
     };
     let secrets = engine::secrets::Secrets::new(Arc::new(FsSource), Default::default());
     let provider = SshProvider::new(vec![host], secrets, dir.join("data"));

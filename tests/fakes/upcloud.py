@@ -9,10 +9,13 @@ body `{"error": {"error_code", "error_message"}}` with the documented statuses (
 AUTHENTICATION_FAILED, 404 SERVER_NOT_FOUND, 400 for invalid input, 409 for illegal states).
 
 Servers get the public IPv4 address given with --public-ip (a loopback address in tests, where
-an OpenSSH server listens), so the provider's next step, software over SSH, reaches a real host.
+an OpenSSH server listens), so the provider's next step, software over SSH, reaches a real host;
+with --authorized-keys, the SSH keys of a server's login block are added to that sshd's
+authorized_keys file when the server is created (what cloud-init does on a real server), so the
+host accepts exactly the key the provider sent through the API.
 
     python upcloud_fake.py --username U --password P [--token T] [--public-ip 127.0.0.1]
-        [--boot-seconds 1] [--stop-seconds 1] [--log FILE]
+        [--boot-seconds 1] [--stop-seconds 1] [--log FILE] [--authorized-keys FILE]
 
 Prints `listening on http://127.0.0.1:PORT` (the base URL without /1.3) and serves until killed.
 Every request is appended to --log as one JSON line (method, path, status), without credentials.
@@ -154,7 +157,18 @@ class Cloud:
             "_firewall_rules": [],
         }
         self.servers[uid] = s
+        self.authorize(spec.get("login_user"))
         return s
+
+    def authorize(self, login_user):
+        """What cloud-init does on the first boot: the login block's keys become authorized."""
+        if not self.args.authorized_keys or not isinstance(login_user, dict):
+            return
+        keys = ((login_user.get("ssh_keys") or {}).get("ssh_key")) or []
+        with self.lock, open(self.args.authorized_keys, "a") as f:
+            for k in keys:
+                if isinstance(k, str) and "\n" not in k:
+                    f.write(k.strip() + "\n")
 
     def list(self, query):
         wanted = []
@@ -318,6 +332,8 @@ def main():
     p.add_argument("--boot-seconds", type=float, default=1.0)
     p.add_argument("--stop-seconds", type=float, default=1.0)
     p.add_argument("--log")
+    p.add_argument("--authorized-keys", help="the loopback sshd's authorized_keys: the login "
+                   "block's SSH keys of each created server are added to it, as cloud-init would")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
     cloud = Cloud(args)

@@ -17,13 +17,17 @@ use serde_json::Value;
 use tests::{root, scratch};
 
 use crate::check;
-use crate::ssh::{ok, text};
+use crate::ssh::{http_get, ok, processes_with, text, this_os};
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test(
-        "clouds::upcloud_servers_apply_drift_resume_and_destroy",
-        || check(upcloud_servers_apply_drift_resume_and_destroy),
-    )]
+    vec![
+        Trial::test("clouds::upcloud_servers_apply_drift_resume_and_destroy", || {
+            check(upcloud_servers_apply_drift_resume_and_destroy)
+        }),
+        Trial::test("clouds::upcloud_taskservs_install_over_ssh", || {
+            check(upcloud_taskservs_install_over_ssh)
+        }),
+    ]
 }
 
 const USER: &str = "canary-upcloud-user";
@@ -37,12 +41,17 @@ struct FakeUpCloud {
 
 impl FakeUpCloud {
     fn start(log: &Path) -> FakeUpCloud {
+        FakeUpCloud::start_with(log, &[])
+    }
+
+    fn start_with(log: &Path, args: &[&str]) -> FakeUpCloud {
         let mut child = Command::new("python3")
             .arg(root().join("tests/fakes/upcloud.py"))
             .args(["--username", USER, "--password", PASSWORD])
             .args(["--boot-seconds", "1", "--stop-seconds", "1"])
             .arg("--log")
             .arg(log)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -267,5 +276,174 @@ fn upcloud_servers_apply_drift_resume_and_destroy() {
         }
     }
     assert!(!seen.contains(PASSWORD), "the password leaked");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The whole path on UpCloud: servers through the API (the FAKE), then taskservs (nginx and
+/// postgres, Debian packages) over SSH at the address the API reports — a real OpenSSH server on
+/// loopback, which accepts exactly the public key the provider put in the servers' login block
+/// (the fake hands it to that sshd's authorized_keys, as cloud-init would). The services answer,
+/// drift finds nothing, a re-plan has nothing to do, destroy leaves no server, process, folder or
+/// recorded host key, and the private key is in no output or file of ours.
+fn upcloud_taskservs_install_over_ssh() {
+    let dir = scratch("clouds-upcloud-ssh");
+    let sshd = tests::sshd::Sshd::start(&dir.join("sshd"), None);
+    // Only what the API is given may open the door.
+    let authorized = sshd.dir.join("authorized_keys");
+    std::fs::write(&authorized, "").unwrap();
+    let fake = FakeUpCloud::start_with(
+        &dir.join("fake.log"),
+        &["--authorized-keys", authorized.to_str().unwrap()],
+    );
+    let client = sshd.dir.join("client");
+    let user = tests::sshd::whoami();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[upcloud]\nendpoint = \"{}\"\nssh_public_key = \"file:{}\"\nssh_key = \"file:{}\"\n\
+             ssh_user = \"{user}\"\nssh_port = {}\nstate_wait_secs = 60\n",
+            fake.base,
+            client.with_extension("pub").display(),
+            client.display(),
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut run = |args: &[&str]| {
+        let out = cli(&dir, args, &[]);
+        seen.push_str(&text(&out));
+        out
+    };
+    let os = this_os();
+    let postgres = knowledge::taskserv_scripts("postgres")
+        .unwrap()
+        .unwrap()
+        .meta
+        .packaged
+        .get(&os)
+        .cloned()
+        .unwrap_or_else(|| panic!("postgres has no packaged version for {os}"));
+    let nginx = knowledge::taskserv_scripts("nginx")
+        .unwrap()
+        .unwrap()
+        .meta
+        .packaged
+        .get(&os)
+        .cloned()
+        .unwrap_or_else(|| panic!("nginx has no packaged version for {os}"));
+    let (web_port, db_port) = (tests::sshd::free_port(), tests::sshd::free_port());
+    let ncl = dir.join("stack.ncl");
+    std::fs::write(
+        &ncl,
+        format!(
+            "{{ workspace = {{ name = \"upstack\", environment = \"dev\" }},\n  servers = [\n    \
+             {{ name = \"web-1\", provider = \"upcloud\", plan = \"1xCPU-1GB\", zone = \"fi-hel1\", \
+             taskservs = [{{ name = \"nginx\", version = \"{nginx}\", config = {{ port = {web_port} }} }}] }},\n    \
+             {{ name = \"db-1\", provider = \"upcloud\", plan = \"1xCPU-2GB\", zone = \"fi-hel1\", \
+             taskservs = [{{ name = \"postgres\", version = \"{postgres}\", config = {{ port = {db_port} }} }}] }},\n  ],\n}}\n"
+        ),
+    )
+    .unwrap();
+    let ncl = ncl.display().to_string();
+
+    let applied = run(&["apply", &ncl, "--yes"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert_eq!(fake.servers("upstack").len(), 2);
+    assert_eq!(http_get(web_port, "/"), "nginx for upstack/web-1\n");
+    let pg = Command::new("pg_isready")
+        .args(["-h", "127.0.0.1", "-p", &db_port.to_string()])
+        .output()
+        .unwrap();
+    assert!(pg.status.success(), "{pg:?}");
+    // The key went through the API: the login block the fake received is what let us in.
+    let public = std::fs::read_to_string(client.with_extension("pub")).unwrap();
+    assert!(
+        std::fs::read_to_string(&authorized)
+            .unwrap()
+            .contains(public.trim()),
+        "the public key reached the server through its login block"
+    );
+    // State: the server as the API sees it, plus what SSH read on the machine.
+    let state = ok(run(&["state", "--json"]));
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let server = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "server/web-1")
+        .unwrap_or_else(|| panic!("{state}"));
+    assert_eq!(server["observed"]["address"], "127.0.0.1", "{server}");
+    assert_eq!(server["observed"]["plan"], "1xCPU-1GB", "{server}");
+    assert_eq!(server["observed"]["os"], os.as_str(), "{server}");
+    assert!(
+        server["observed"]["host_key"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("SHA256:"),
+        "{server}"
+    );
+    let known = std::fs::read_to_string(dir.join("data/upcloud/known_hosts")).unwrap();
+    let uuid = server["provider_id"].as_str().unwrap();
+    assert!(known.contains(&format!("provisioning-upcloud-{uuid}")), "{known}");
+
+    let drift = ok(run(&["drift", "--workspace", "upstack"]));
+    assert!(
+        String::from_utf8_lossy(&drift.stdout).contains("no drift"),
+        "{}",
+        text(&drift)
+    );
+    let replan = ok(run(&["plan", &ncl]));
+    assert!(
+        String::from_utf8_lossy(&replan.stdout).contains("No changes"),
+        "{}",
+        text(&replan)
+    );
+
+    // Destroy: the taskservs' remove scripts, then the servers; nothing of ours is left.
+    let home = Command::new("sh")
+        .args(["-c", "getent passwd \"$(id -un)\" | cut -d: -f6"])
+        .output()
+        .unwrap();
+    let folders = Path::new(String::from_utf8_lossy(&home.stdout).trim())
+        .join(".provisioning/upstack");
+    assert!(folders.join("web-1/nginx").is_dir(), "{}", folders.display());
+    ok(run(&["destroy", &ncl, "--yes"]));
+    assert!(fake.servers("upstack").is_empty());
+    assert_eq!(http_get(web_port, "/"), "");
+    // The taskservs' remove scripts ran; the servers' own folders would go with their disks
+    // (the fake destroys no disk: the loopback machine outlives its "servers").
+    for left in ["web-1/nginx", "db-1/postgres"] {
+        assert!(!folders.join(left).exists(), "{left} is left");
+    }
+    let _ = std::fs::remove_dir_all(&folders);
+    let procs = processes_with(&folders.display().to_string());
+    assert!(procs.is_empty(), "still running: {procs:?}");
+    let known = std::fs::read_to_string(dir.join("data/upcloud/known_hosts")).unwrap_or_default();
+    assert!(!known.contains(uuid), "the host key of a deleted server is kept: {known}");
+
+    // Without the private key configured, a taskserv on UpCloud fails at once, saying what to set.
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[upcloud]\nendpoint = \"{}\"\n", fake.base),
+    )
+    .unwrap();
+    let nokey = run(&["apply", &ncl, "--yes"]);
+    assert!(!nokey.status.success(), "{}", text(&nokey));
+    assert!(text(&nokey).contains("ssh_key"), "{}", text(&nokey));
+    ok(run(&["destroy", &ncl, "--yes"]));
+    assert!(fake.servers("upstack").is_empty());
+
+    // The private key is in no output and no file of ours.
+    ok(run(&["audit", "export"]));
+    for entry in tests::walk(&dir.join("data")) {
+        if let Ok(bytes) = std::fs::read(&entry) {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    let private = std::fs::read_to_string(&client).unwrap();
+    let body = private.lines().nth(1).unwrap();
+    assert!(!seen.contains(body), "the private key leaked");
+    drop(sshd);
     let _ = std::fs::remove_dir_all(&dir);
 }

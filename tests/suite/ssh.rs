@@ -152,7 +152,7 @@ pub(crate) fn ok(out: Output) -> Output {
 }
 
 /// Processes whose command line or working directory mentions `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
+pub(crate) fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if !entry
@@ -185,7 +185,7 @@ fn redis_ping(port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn http_get(port: u16, path: &str) -> String {
+pub(crate) fn http_get(port: u16, path: &str) -> String {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "5"])
         .arg(format!("http://127.0.0.1:{port}{path}"))
@@ -541,7 +541,7 @@ fn two_hosts_pass_facts_across_namespaces() {
 }
 
 /// This machine's OS as the scripts name it (`debian-12`).
-fn this_os() -> String {
+pub(crate) fn this_os() -> String {
     let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let field = |name: &str| {
         text.lines()

@@ -8,6 +8,13 @@
 //! change stops the server, changes it and starts it again; a delete stops it and waits for
 //! `stopped` first (UpCloud refuses to delete a started server), and takes its disks with it.
 //!
+//! Software gets onto a server the way it gets onto any machine: over SSH, by the `ssh`
+//! provider's runner (see [`super::ssh`]). Once a server is `started`, its public address (as
+//! the API reports it) is attached to a runner of this provider's own, which waits for the SSH
+//! server to come up and the key to be accepted; taskservs are then installed, checked and
+//! removed by their scripts exactly as on an inventory host. With no `[upcloud] ssh_key`
+//! servers are created but nothing is installed on them (a clear error says what to set).
+//!
 //! Credentials are secret references resolved at the moment of each call (by default the
 //! variables UpCloud's own tools read: `UPCLOUD_USERNAME` and `UPCLOUD_PASSWORD`, or
 //! `UPCLOUD_TOKEN`), never from a config, a tool argument or the model; every value resolved
@@ -20,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::ssh::{SshHost, SshProvider};
 use super::{
     Health, IdempotencyKey, Observed, Provider, ProviderError, ProviderResult, ServerSpec,
     TaskservSpec,
@@ -40,9 +48,14 @@ pub struct UpCloudSettings {
     /// Base URL without `/1.3` (default `https://api.upcloud.com`).
     pub endpoint: String,
     pub auth: UpCloudAuth,
-    /// Public key put in every server's login block (root), for the SSH runner.
+    /// Public key put in every server's login block, for the SSH runner.
     pub ssh_public_key: Option<String>,
-    /// Longest wait for a server to reach the state a call needs.
+    /// The matching private key: without it no taskserv can be installed on UpCloud servers.
+    pub ssh_key: Option<SecretRef>,
+    /// The account of the login block (default `root`), and the SSH port (default 22).
+    pub ssh_user: String,
+    pub ssh_port: u16,
+    /// Longest wait for a server to reach the state a call needs (and for its SSH server).
     pub state_wait: Duration,
 }
 
@@ -75,19 +88,38 @@ pub struct UpCloudProvider {
     settings: UpCloudSettings,
     secrets: Secrets,
     http: reqwest::Client,
+    /// Installs taskservs on our servers (its records, known hosts and logs are in `dir`).
+    ssh: SshProvider,
 }
 
 impl UpCloudProvider {
-    pub fn new(settings: UpCloudSettings, secrets: Secrets) -> UpCloudProvider {
+    /// `dir`: the SSH runner's records (registrations, known hosts, taskserv logs, secrets).
+    pub fn new(
+        settings: UpCloudSettings,
+        secrets: Secrets,
+        dir: std::path::PathBuf,
+    ) -> UpCloudProvider {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("provisioning/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let account = SshHost {
+            name: "upcloud".into(),
+            address: String::new(),
+            port: settings.ssh_port,
+            user: settings.ssh_user.clone(),
+            key: settings.ssh_key.clone(),
+            root: None,
+            workspaces: vec!["*".into()],
+            configured_in: "[upcloud] ssh_key, ssh_user, ssh_port".into(),
+        };
+        let ssh = SshProvider::for_cloud(account, secrets.clone(), dir);
         UpCloudProvider {
             settings,
             secrets,
             http,
+            ssh,
         }
     }
 
@@ -174,10 +206,14 @@ impl UpCloudProvider {
 
     /// Our server for `spec`, found by its labels (full details), if UpCloud has it.
     async fn find(&self, spec: &ServerSpec) -> ProviderResult<Option<Value>> {
+        self.find_named(&spec.workspace, &spec.name).await
+    }
+
+    async fn find_named(&self, workspace: &str, name: &str) -> ProviderResult<Option<Value>> {
         let query = format!(
             "server/?label={MANAGED_BY}%3Dprovisioning&label={WORKSPACE}%3D{}&label={SERVER}%3D{}",
-            encode(&spec.workspace),
-            encode(&spec.name)
+            encode(workspace),
+            encode(name)
         );
         let listed = self.get(&query).await?.unwrap_or(Value::Null);
         let uuids: Vec<String> = listed["servers"]["server"]
@@ -190,11 +226,9 @@ impl UpCloudProvider {
             [] => Ok(None),
             [uuid] => self.details(uuid).await,
             many => Err(ProviderError::Permanent(format!(
-                "UpCloud has {} servers labelled as `{}` of workspace `{}` ({}); delete the extra \
-                 ones by hand, then apply again",
+                "UpCloud has {} servers labelled as `{name}` of workspace `{workspace}` ({}); \
+                 delete the extra ones by hand, then apply again",
                 many.len(),
-                spec.name,
-                spec.workspace,
                 many.join(", ")
             ))),
         }
@@ -292,7 +326,7 @@ impl UpCloudProvider {
         });
         if let Some(key) = &self.settings.ssh_public_key {
             server["login_user"] = json!({
-                "username": "root",
+                "username": self.settings.ssh_user,
                 "create_password": "no",
                 "ssh_keys": { "ssh_key": [key] },
             });
@@ -325,6 +359,64 @@ impl UpCloudProvider {
             .await?;
         }
         self.wait_for(uuid, "stopped").await.map(|_| ())
+    }
+
+    /// A started server, as state records it: the API's view, and when SSH is configured,
+    /// attached to the runner (waiting for SSH) with what SSH reports about the machine.
+    async fn ready(&self, spec: &ServerSpec, server: &Value) -> ProviderResult<Observed> {
+        let api = observed(server);
+        if self.settings.ssh_key.is_none() {
+            return Ok(api);
+        }
+        let address = api
+            .attrs
+            .get("address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ProviderError::Permanent(format!(
+                    "UpCloud server {} has no public IPv4 address to reach it over SSH",
+                    api.provider_id
+                ))
+            })?;
+        let id = format!("upcloud-{}", api.provider_id);
+        let mut seen = self
+            .ssh
+            .attach(spec, &id, address, self.settings.state_wait)
+            .await?;
+        // The API is the authority on what the server is; SSH adds what only the machine knows.
+        seen.attrs.extend(api.attrs);
+        seen.provider_id = api.provider_id;
+        Ok(seen)
+    }
+
+    /// The server a taskserv goes on, attached to the runner: `None` when UpCloud has no such
+    /// server of ours.
+    async fn server_for(&self, spec: &TaskservSpec) -> ProviderResult<Option<()>> {
+        if self.settings.ssh_key.is_none() {
+            return Err(ProviderError::Permanent(format!(
+                "taskserv `{}` on UpCloud server `{}`: taskservs are installed over SSH, and \
+                 `[upcloud] ssh_key` (the private key matching `ssh_public_key`) is not set in \
+                 the operator's config",
+                spec.name, spec.server
+            )));
+        }
+        if self.ssh.is_registered(&spec.workspace, &spec.server) {
+            return Ok(Some(()));
+        }
+        // Created before SSH was configured, or its record lost: attach it now.
+        let Some(server) = self.find_named(&spec.workspace, &spec.server).await? else {
+            return Ok(None);
+        };
+        let server_spec = ServerSpec {
+            workspace: spec.workspace.clone(),
+            name: spec.server.clone(),
+            provider: "upcloud".into(),
+            plan: String::new(),
+            zone: String::new(),
+            labels: BTreeMap::new(),
+            host: None,
+        };
+        self.ready(&server_spec, &server).await.map(|_| Some(()))
     }
 }
 
@@ -438,9 +530,10 @@ impl Provider for UpCloudProvider {
                 }
                 _ => self.wait_for(&uuid, "started").await?,
             };
-            return Ok(observed(&server));
+            return self.ready(spec, &server).await;
         }
-        Ok(observed(&self.create(spec).await?))
+        let server = self.create(spec).await?;
+        self.ready(spec, &server).await
     }
 
     async fn update_server(
@@ -474,7 +567,8 @@ impl Provider for UpCloudProvider {
             )
             .await?;
         }
-        Ok(observed(&self.wait_for(&uuid, "started").await?))
+        let server = self.wait_for(&uuid, "started").await?;
+        self.ready(spec, &server).await
     }
 
     async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>> {
@@ -482,48 +576,67 @@ impl Provider for UpCloudProvider {
     }
 
     async fn delete_server(&self, _key: &IdempotencyKey, spec: &ServerSpec) -> ProviderResult<()> {
-        let Some(server) = self.find(spec).await? else {
-            return Ok(());
-        };
-        let uuid = server["uuid"].as_str().unwrap_or_default().to_string();
-        self.stop(&uuid, server["state"].as_str().unwrap_or_default())
+        if let Some(server) = self.find(spec).await? {
+            let uuid = server["uuid"].as_str().unwrap_or_default().to_string();
+            self.stop(&uuid, server["state"].as_str().unwrap_or_default())
+                .await?;
+            self.call(
+                reqwest::Method::DELETE,
+                &format!("server/{uuid}/?storages=1&backups=delete"),
+                None,
+            )
             .await?;
-        self.call(
-            reqwest::Method::DELETE,
-            &format!("server/{uuid}/?storages=1&backups=delete"),
-            None,
-        )
-        .await?;
+        }
+        // The machine is gone with everything on it: forget how we reached it.
+        self.ssh.detach(&spec.workspace, &spec.name).await;
         Ok(())
     }
 
     async fn install_taskserv(
         &self,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
         spec: &TaskservSpec,
     ) -> ProviderResult<Observed> {
-        Err(no_taskservs(spec))
+        if self.server_for(spec).await?.is_none() {
+            return Err(ProviderError::Permanent(format!(
+                "UpCloud has no server `{}` of workspace `{}` to install taskserv `{}` on; apply \
+                 the server first",
+                spec.server, spec.workspace, spec.name
+            )));
+        }
+        self.ssh.install_taskserv(key, spec).await
     }
 
     async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
-        Err(no_taskservs(spec))
+        // A server deleted behind our back takes its taskservs with it.
+        let there = if self.ssh.is_registered(&spec.workspace, &spec.server) {
+            self.find_named(&spec.workspace, &spec.server)
+                .await?
+                .is_some()
+        } else {
+            self.server_for(spec).await?.is_some()
+        };
+        if !there {
+            return Ok(Health::Missing);
+        }
+        self.ssh.taskserv_health(spec).await
     }
 
     async fn remove_taskserv(
         &self,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
         spec: &TaskservSpec,
     ) -> ProviderResult<()> {
-        Err(no_taskservs(spec))
+        if self.find_named(&spec.workspace, &spec.server).await?.is_none() {
+            // The server is gone, and the taskserv with it.
+            return Ok(());
+        }
+        self.ssh.remove_taskserv(key, spec).await
     }
-}
 
-fn no_taskservs(spec: &TaskservSpec) -> ProviderError {
-    ProviderError::Permanent(format!(
-        "taskserv `{}` on UpCloud server `{}`: this build creates UpCloud servers but does not \
-         yet install software on them (the SSH runner is not wired to cloud servers yet)",
-        spec.name, spec.server
-    ))
+    fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {
+        self.ssh.read_secret(name)
+    }
 }
 
 #[cfg(test)]

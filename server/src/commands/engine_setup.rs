@@ -117,6 +117,7 @@ pub async fn open_engine_with(
     let upcloud = engine::provider::upcloud::UpCloudProvider::new(
         settings.upcloud.clone(),
         settings.secrets.clone(),
+        settings.data_dir.join("upcloud"),
     );
     let providers = Providers::new()
         .with(Arc::new(sim))

@@ -55,6 +55,7 @@ pub(super) fn ssh_hosts(
             key,
             root: h.root.clone(),
             workspaces: h.workspaces.clone(),
+            configured_in: format!("[{at}]"),
         });
     }
     Ok(hosts)
@@ -136,10 +137,32 @@ pub(super) fn upcloud_settings(
             Some(key)
         }
     };
+    let ssh_key = match &u.ssh_key {
+        Some(text) => Some(reference("upcloud.ssh_key", text)?),
+        None => None,
+    };
+    anyhow::ensure!(
+        ssh_key.is_none() || ssh_public_key.is_some(),
+        "upcloud.ssh_key is set without upcloud.ssh_public_key: servers get the public key in \
+         their login account, and the private key reaches them"
+    );
+    let ssh_user = u.ssh_user.clone().unwrap_or_else(|| "root".into());
+    anyhow::ensure!(
+        !ssh_user.is_empty()
+            && ssh_user.len() <= 32
+            && !ssh_user.starts_with('-')
+            && ssh_user
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')),
+        "upcloud.ssh_user: `{ssh_user}` is not an account name (lowercase letters, digits, `-`, `_`)"
+    );
     Ok(UpCloudSettings {
         endpoint,
         auth,
         ssh_public_key,
+        ssh_key,
+        ssh_user,
+        ssh_port: u.ssh_port.unwrap_or(22),
         state_wait: Duration::from_secs(u.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
     })
 }

@@ -291,9 +291,9 @@ impl Runner {
                 .as_ref()
                 .map_or("no key configured".to_string(), |k| k.describe());
             return ProviderError::Permanent(format!(
-                "host `{}` ({at}) refused the key ({key}): check `[ssh.hosts.{}]` in the \
-                 operator's config and the account's authorized_keys",
-                host.name, host.name
+                "host `{}` ({at}) refused the key ({key}): check `{}` in the operator's config \
+                 and the account's authorized_keys",
+                host.name, host.configured_in
             ));
         }
         ProviderError::Transient(format!(
