@@ -279,8 +279,8 @@ fn upcloud_servers_apply_drift_resume_and_destroy() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The whole path on UpCloud: servers through the API (the FAKE), then taskservs (nginx and
-/// postgres, Debian packages) over SSH at the address the API reports — a real OpenSSH server on
+/// The whole path on UpCloud, applied from an MCP client: servers through the API (the FAKE),
+/// then taskservs (nginx and postgres, Debian packages) over SSH at the address the API reports — a real OpenSSH server on
 /// loopback, which accepts exactly the public key the provider put in the servers' login block
 /// (the fake hands it to that sshd's authorized_keys, as cloud-init would). The services answer,
 /// drift finds nothing, a re-plan has nothing to do, destroy leaves no server, process, folder or
@@ -347,8 +347,20 @@ fn upcloud_taskservs_install_over_ssh() {
     .unwrap();
     let ncl = ncl.display().to_string();
 
-    let applied = run(&["apply", &ncl, "--yes"]);
-    assert!(applied.status.success(), "{}", text(&applied));
+    // Applied from an MCP client: the official Python SDK over stdio (tests/python/cloud_apply.py).
+    let applied = Command::new(crate::mcp::python())
+        .arg(root().join("tests/python/cloud_apply.py"))
+        .arg(tests::binary())
+        .arg(&dir)
+        .arg(&ncl)
+        .env("UPCLOUD_USERNAME", USER)
+        .env("UPCLOUD_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let mcp_said = text(&applied);
+    assert!(applied.status.success(), "{mcp_said}");
+    let result: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(fake.servers("upstack").len(), 2);
     assert_eq!(http_get(web_port, "/"), "nginx for upstack/web-1\n");
     let pg = Command::new("pg_isready")
@@ -436,6 +448,7 @@ fn upcloud_taskservs_install_over_ssh() {
 
     // The private key is in no output and no file of ours.
     ok(run(&["audit", "export"]));
+    seen.push_str(&mcp_said);
     for entry in tests::walk(&dir.join("data")) {
         if let Ok(bytes) = std::fs::read(&entry) {
             seen.push_str(&String::from_utf8_lossy(&bytes));
@@ -444,6 +457,7 @@ fn upcloud_taskservs_install_over_ssh() {
     let private = std::fs::read_to_string(&client).unwrap();
     let body = private.lines().nth(1).unwrap();
     assert!(!seen.contains(body), "the private key leaked");
+    assert!(!seen.contains(PASSWORD), "the API password leaked");
     drop(sshd);
     let _ = std::fs::remove_dir_all(&dir);
 }
