@@ -3,7 +3,7 @@
 //! when it exists), then built-in defaults.
 
 mod providers;
-use providers::{ssh_hosts, upcloud_refs, upcloud_settings};
+use providers::{hetzner_settings, ssh_hosts, upcloud_refs, upcloud_settings};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,8 @@ pub struct Settings {
     pub ssh_hosts: Vec<engine::provider::ssh::SshHost>,
     /// The `upcloud` provider: endpoint and credential references.
     pub upcloud: engine::provider::upcloud::UpCloudSettings,
+    /// The `hetzner` provider: endpoint and token reference.
+    pub hetzner: engine::provider::hetzner::HetznerSettings,
 }
 
 /// The config file. Every section is optional.
@@ -122,6 +124,27 @@ pub struct ConfigFile {
     pub ssh: SshSection,
     #[serde(default)]
     pub upcloud: UpCloudSection,
+    #[serde(default)]
+    pub hetzner: HetznerSection,
+}
+
+/// `[hetzner]`: where Hetzner Cloud's API is and the project token. Without it: the variables
+/// Hetzner's own tools read (`HCLOUD_TOKEN`; `HCLOUD_ENDPOINT` for another endpoint).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HetznerSection {
+    /// Base URL with `/v1` (default `https://api.hetzner.cloud/v1`).
+    pub endpoint: Option<String>,
+    /// A secret reference (`env:NAME`, `file:PATH`, `age:PATH`) to a project API token.
+    pub token: Option<String>,
+    /// The OpenSSH public key registered in the project for our servers, or `file:PATH`.
+    pub ssh_public_key: Option<String>,
+    /// The API's names for catalog plans and zones where they differ (`cx22 = "small"`): for a
+    /// Hetzner-compatible API that names them otherwise.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
+    /// Longest wait for an action or a server status, in seconds (default 600).
+    pub state_wait_secs: Option<u64>,
 }
 
 /// `[upcloud]`: where UpCloud's API is and who we are there. Without it: the variables
@@ -360,6 +383,7 @@ impl Settings {
             "UPCLOUD_USERNAME",
             "UPCLOUD_PASSWORD",
             "UPCLOUD_TOKEN",
+            "HCLOUD_TOKEN",
         ] {
             if let Some(value) = var(name) {
                 redactor.register(value.trim());
@@ -407,9 +431,15 @@ impl Settings {
                 secrets.redactor().register(s.expose());
             }
         }
+        let hetzner = hetzner_settings(&file, &reference)
+            .map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
+        if let SecretRef::Plain(s) = &hetzner.token {
+            secrets.redactor().register(s.expose());
+        }
         let mut settings = Settings {
             ssh_hosts,
             upcloud,
+            hetzner,
             secrets,
             openai,
             state_user,

@@ -1,5 +1,10 @@
 //! Cloud providers against stand-ins of their APIs, started and stopped by each trial.
 //!
+//! Hetzner Cloud: cloudalone (PyPI, a third-party emulator of the Hetzner Cloud API) with its
+//! `stub` backend, installed by scripts/test. Its servers run no machine and have no IPv4, so
+//! nothing is installed on them over SSH; it stores no labels (so finding a server again rests on
+//! the id recorded at create, checked by name) and has no firewalls, networks or rate limits.
+//!
 //! UpCloud: no emulator exists in any registry, so `tests/fakes/upcloud.py` is a stateful FAKE
 //! that follows UpCloud's published API (see its header). What is checked is what a user sees
 //! and what the cloud's own API reports: servers created with our labels, a re-plan with no
@@ -21,11 +26,15 @@ use crate::ssh::{http_get, ok, processes_with, text, this_os};
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        Trial::test("clouds::upcloud_servers_apply_drift_resume_and_destroy", || {
-            check(upcloud_servers_apply_drift_resume_and_destroy)
-        }),
+        Trial::test(
+            "clouds::upcloud_servers_apply_drift_resume_and_destroy",
+            || check(upcloud_servers_apply_drift_resume_and_destroy),
+        ),
         Trial::test("clouds::upcloud_taskservs_install_over_ssh", || {
             check(upcloud_taskservs_install_over_ssh)
+        }),
+        Trial::test("clouds::hetzner_servers_on_cloudalone", || {
+            check(hetzner_servers_on_cloudalone)
         }),
     ]
 }
@@ -397,7 +406,10 @@ fn upcloud_taskservs_install_over_ssh() {
     );
     let known = std::fs::read_to_string(dir.join("data/upcloud/known_hosts")).unwrap();
     let uuid = server["provider_id"].as_str().unwrap();
-    assert!(known.contains(&format!("provisioning-upcloud-{uuid}")), "{known}");
+    assert!(
+        known.contains(&format!("provisioning-upcloud-{uuid}")),
+        "{known}"
+    );
 
     let drift = ok(run(&["drift", "--workspace", "upstack"]));
     assert!(
@@ -417,9 +429,13 @@ fn upcloud_taskservs_install_over_ssh() {
         .args(["-c", "getent passwd \"$(id -un)\" | cut -d: -f6"])
         .output()
         .unwrap();
-    let folders = Path::new(String::from_utf8_lossy(&home.stdout).trim())
-        .join(".provisioning/upstack");
-    assert!(folders.join("web-1/nginx").is_dir(), "{}", folders.display());
+    let folders =
+        Path::new(String::from_utf8_lossy(&home.stdout).trim()).join(".provisioning/upstack");
+    assert!(
+        folders.join("web-1/nginx").is_dir(),
+        "{}",
+        folders.display()
+    );
     ok(run(&["destroy", &ncl, "--yes"]));
     assert!(fake.servers("upstack").is_empty());
     assert_eq!(http_get(web_port, "/"), "");
@@ -432,7 +448,10 @@ fn upcloud_taskservs_install_over_ssh() {
     let procs = processes_with(&folders.display().to_string());
     assert!(procs.is_empty(), "still running: {procs:?}");
     let known = std::fs::read_to_string(dir.join("data/upcloud/known_hosts")).unwrap_or_default();
-    assert!(!known.contains(uuid), "the host key of a deleted server is kept: {known}");
+    assert!(
+        !known.contains(uuid),
+        "the host key of a deleted server is kept: {known}"
+    );
 
     // Without the private key configured, a taskserv on UpCloud fails at once, saying what to set.
     std::fs::write(
@@ -459,5 +478,271 @@ fn upcloud_taskservs_install_over_ssh() {
     assert!(!seen.contains(body), "the private key leaked");
     assert!(!seen.contains(PASSWORD), "the API password leaked");
     drop(sshd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const HCLOUD_TOKEN: &str = "canary-hcloud-token-5b7e21";
+
+/// cloudalone (the stub backend) on a loopback port, with its own database; killed when dropped.
+struct Cloudalone {
+    child: Child,
+    base: String,
+}
+
+impl Cloudalone {
+    fn start(dir: &Path) -> Cloudalone {
+        let venv = std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(".cache/provisioning-cloudalone");
+        let program = venv.join("bin/cloudalone");
+        assert!(
+            program.exists(),
+            "cloudalone is not installed at {}: run scripts/test (it installs it)",
+            program.display()
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let port = tests::sshd::free_port();
+        let child = Command::new(&program)
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .current_dir(dir)
+            .env("CLOUDALONE_CONFIG", dir.join("none.toml"))
+            .env("CLOUDALONE_BACKEND", "stub")
+            .env("CLOUDALONE_TOKEN", HCLOUD_TOKEN)
+            .env("CLOUDALONE_DB", dir.join("cloudalone.sqlite"))
+            .env("CLOUDALONE_HOME", dir.join("home"))
+            .stdout(std::fs::File::create(dir.join("serve.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let emulator = Cloudalone {
+            child,
+            base: format!("http://127.0.0.1:{port}/v1"),
+        };
+        let started = std::time::Instant::now();
+        while emulator.api("GET", "locations")["locations"].is_null() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "cloudalone did not answer: {}",
+                std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        emulator
+    }
+
+    /// A call to the emulator's API, as Hetzner's own client would make it.
+    fn api(&self, method: &str, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-s", "-X", method, "-H"])
+            .arg(format!("Authorization: Bearer {HCLOUD_TOKEN}"))
+            .arg(format!("{}/{path}", self.base))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// The servers whose name starts with `<workspace>-` (cloudalone keeps no labels).
+    fn servers(&self, workspace: &str) -> Vec<Value> {
+        self.api("GET", "servers?per_page=50")["servers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| {
+                s["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&format!("{workspace}-")))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cloudalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hetzner_config(dir: &Path, workspace: &str, servers: &[(&str, &str)]) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|(n, plan)| {
+            format!(r#"{{ name = "{n}", provider = "hetzner", plan = "{plan}", zone = "hel1" }}"#)
+        })
+        .collect();
+    let path = dir.join(format!("{workspace}.ncl"));
+    std::fs::write(
+        &path,
+        format!(
+            "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }}, servers = [{}] }}",
+            servers.join(", ")
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// Hetzner Cloud servers against cloudalone: applied from an MCP client and from the CLI, one
+/// server per config entry as the emulator's own API lists them, a re-plan with no changes, drift
+/// when a server is deleted behind our back, `kill -9` + resume leaving exactly one server,
+/// destroy leaving none, a wrong token failing at once, and the canary token in no output, state,
+/// audit entry or file. cloudalone's server types (`small`, `medium`) and its one location stand
+/// for the catalog's through `[hetzner] names`.
+fn hetzner_servers_on_cloudalone() {
+    let dir = scratch("clouds-hetzner");
+    let cloud = Cloudalone::start(&dir.join("cloudalone"));
+    tests::sshd::keygen(&dir.join("key"));
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[hetzner]\nendpoint = \"{}\"\nssh_public_key = \"file:{}\"\nstate_wait_secs = 60\n\
+             names = {{ cx22 = \"small\", cx32 = \"medium\", hel1 = \"abilian\" }}\n",
+            cloud.base,
+            dir.join("key.pub").display()
+        ),
+    )
+    .unwrap();
+    let env = [("HCLOUD_TOKEN", HCLOUD_TOKEN)];
+    let mut seen = String::new();
+
+    // From an MCP client (the official Python SDK over stdio).
+    let web = hetzner_config(
+        &dir,
+        "hz",
+        &[("web-1", "cx22"), ("web-2", "cx22"), ("db-1", "cx32")],
+    );
+    let applied = Command::new(crate::mcp::python())
+        .arg(root().join("tests/python/cloud_apply.py"))
+        .arg(tests::binary())
+        .arg(&dir)
+        .arg(&web)
+        .env("HCLOUD_TOKEN", HCLOUD_TOKEN)
+        .output()
+        .unwrap();
+    let mcp_said = text(&applied);
+    assert!(applied.status.success(), "{mcp_said}");
+    let result: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let servers = cloud.servers("hz");
+    assert_eq!(servers.len(), 3, "{servers:?}");
+    for s in &servers {
+        assert_eq!(s["status"], "running", "{s}");
+        assert_eq!(s["image"]["name"], "debian-13", "{s}");
+    }
+    let db = servers.iter().find(|s| s["name"] == "hz-db-1").unwrap();
+    assert_eq!(db["server_type"]["name"], "medium", "{db}");
+    // The project's SSH key is ours, registered once.
+    let keys = cloud.api("GET", "ssh_keys")["ssh_keys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let public = std::fs::read_to_string(dir.join("key.pub")).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        public.starts_with(keys[0]["public_key"].as_str().unwrap().trim()),
+        "{keys:?}"
+    );
+
+    let mut run = |args: &[&str], more: &[(&str, &str)]| {
+        let mut all: Vec<(&str, &str)> = env.to_vec();
+        all.extend_from_slice(more);
+        let out = cli(&dir, args, &all);
+        seen.push_str(&text(&out));
+        out
+    };
+    let state = ok(run(&["state", "--json"], &[]));
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    let db_state = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "server/db-1")
+        .unwrap_or_else(|| panic!("{state}"));
+    assert_eq!(
+        db_state["provider_id"],
+        db["id"].to_string().as_str(),
+        "{db_state}"
+    );
+    assert_eq!(db_state["observed"]["plan"], "cx32", "{db_state}");
+    assert_eq!(db_state["observed"]["zone"], "hel1", "{db_state}");
+
+    let replan = ok(run(&["plan", &web], &[]));
+    assert!(
+        String::from_utf8_lossy(&replan.stdout).contains("No changes"),
+        "{}",
+        text(&replan)
+    );
+    let drift = ok(run(&["drift", "--workspace", "hz"], &[]));
+    assert!(
+        String::from_utf8_lossy(&drift.stdout).contains("no drift"),
+        "{}",
+        text(&drift)
+    );
+
+    // Deleted behind our back, through the emulator's API.
+    let gone = servers.iter().find(|s| s["name"] == "hz-web-2").unwrap()["id"].clone();
+    cloud.api("DELETE", &format!("servers/{gone}"));
+    let started = std::time::Instant::now();
+    while cloud.servers("hz").len() != 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let drift = run(&["drift", "--workspace", "hz"], &[]);
+    let said = text(&drift);
+    assert!(
+        said.contains("web-2") && said.to_lowercase().contains("missing"),
+        "{said}"
+    );
+
+    ok(run(&["destroy", &web, "--yes"], &[]));
+    assert!(cloud.servers("hz").is_empty(), "{:?}", cloud.servers("hz"));
+
+    // kill -9 after the create, before it is recorded in state; resume finds the server.
+    let crash = hetzner_config(&dir, "hzcrash", &[("db-1", "cx22")]);
+    let killed = run(
+        &["apply", &crash, "--yes"],
+        &[("PROVISIONING_FAULT_KILL_AT", "4")],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{}", text(&killed));
+    assert_eq!(cloud.servers("hzcrash").len(), 1);
+    let status = ok(run(&["status", "--json"], &[]));
+    let wf = serde_json::from_slice::<Value>(&status.stdout).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resumed = ok(run(&["resume", &wf], &[]));
+    assert!(text(&resumed).contains("succeeded"), "{}", text(&resumed));
+    assert_eq!(
+        cloud.servers("hzcrash").len(),
+        1,
+        "exactly one server per config entry"
+    );
+    ok(run(&["destroy", &crash, "--yes"], &[]));
+    assert!(cloud.servers("hzcrash").is_empty());
+
+    // A wrong token fails at once, naming where the token was looked for.
+    let denied = run(
+        &["apply", &crash, "--yes"],
+        &[("HCLOUD_TOKEN", "canary-wrong-hcloud-token-9c")],
+    );
+    assert!(!denied.status.success(), "{}", text(&denied));
+    let said = text(&denied);
+    assert!(
+        said.contains("unauthorized") && said.contains("env:HCLOUD_TOKEN"),
+        "{said}"
+    );
+    assert!(!said.contains("canary-wrong-hcloud-token"), "{said}");
+    assert!(cloud.servers("hzcrash").is_empty());
+
+    ok(run(&["audit", "export"], &[]));
+    seen.push_str(&mcp_said);
+    for entry in tests::walk(&dir.join("data")) {
+        if let Ok(bytes) = std::fs::read(&entry) {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(!seen.contains(HCLOUD_TOKEN), "the token leaked");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod hetzner;
 pub mod local;
 pub mod output;
 pub mod sim;
 pub mod ssh;
 pub mod upcloud;
+mod web;
 
 /// A stable key for one side effect: the same step of the same workflow always presents the
 /// same key, on every attempt and after every restart.

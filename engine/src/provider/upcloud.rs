@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::ssh::{SshHost, SshProvider};
+use super::web::{encode, without_url};
 use super::{
     Health, IdempotencyKey, Observed, Provider, ProviderError, ProviderResult, ServerSpec,
     TaskservSpec,
@@ -482,27 +483,6 @@ fn api_error(text: &str) -> (String, String) {
     (String::new(), text.chars().take(300).collect())
 }
 
-/// Percent-encodes a label value for a query string.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A reqwest error without its URL (which may carry a query we do not want to repeat).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "");
-    }
-    text
-}
-
 #[async_trait]
 impl Provider for UpCloudProvider {
     fn name(&self) -> &str {
@@ -627,7 +607,11 @@ impl Provider for UpCloudProvider {
         key: &IdempotencyKey,
         spec: &TaskservSpec,
     ) -> ProviderResult<()> {
-        if self.find_named(&spec.workspace, &spec.server).await?.is_none() {
+        if self
+            .find_named(&spec.workspace, &spec.server)
+            .await?
+            .is_none()
+        {
             // The server is gone, and the taskserv with it.
             return Ok(());
         }
@@ -658,12 +642,6 @@ mod tests {
             api_error(r#"{"status":404,"title":"The resource you requested does not exist.","type":"https://developers.upcloud.com/1.3/errors#ERROR_RESOURCE_NOT_FOUND"}"#).0,
             "ERROR_RESOURCE_NOT_FOUND"
         );
-    }
-
-    #[test]
-    fn label_values_are_encoded_for_the_query() {
-        assert_eq!(encode("web-1"), "web-1");
-        assert_eq!(encode("a b&c=d"), "a%20b%26c%3Dd");
     }
 
     #[test]

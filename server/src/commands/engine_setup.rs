@@ -119,11 +119,17 @@ pub async fn open_engine_with(
         settings.secrets.clone(),
         settings.data_dir.join("upcloud"),
     );
+    let hetzner = engine::provider::hetzner::HetznerProvider::new(
+        settings.hetzner.clone(),
+        settings.secrets.clone(),
+        settings.data_dir.join("hetzner"),
+    );
     let providers = Providers::new()
         .with(Arc::new(sim))
         .with(Arc::new(local))
         .with(Arc::new(ssh))
-        .with(Arc::new(upcloud));
+        .with(Arc::new(upcloud))
+        .with(Arc::new(hetzner));
     let mut engine = Engine::new(Arc::new(store), providers)
         .with_authorizer(authz)
         .with_redactor(settings.secrets.redactor().clone());

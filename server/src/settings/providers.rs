@@ -1,4 +1,4 @@
-//! The providers' sections of the config file (`[ssh.hosts]`, `[upcloud]`), checked.
+//! The providers' sections of the config file (`[ssh.hosts]`, `[upcloud]`, `[hetzner]`), checked.
 
 use std::time::Duration;
 
@@ -111,32 +111,8 @@ pub(super) fn upcloud_settings(
         .trim_end_matches('/')
         .trim_end_matches("/1.3")
         .to_string();
-    anyhow::ensure!(
-        (endpoint.starts_with("https://") || endpoint.starts_with("http://"))
-            && endpoint.len() > "https://".len()
-            && !endpoint.contains(char::is_whitespace)
-            && !endpoint.contains(['?', '#']),
-        "{from}: `{endpoint}` is not an http(s) base URL (e.g. https://api.upcloud.com, without /1.3)"
-    );
-    let ssh_public_key = match &u.ssh_public_key {
-        None => None,
-        Some(text) => {
-            let key = match text.strip_prefix("file:") {
-                Some(path) => std::fs::read_to_string(path.trim()).map_err(|e| {
-                    anyhow::anyhow!("upcloud.ssh_public_key: cannot read {path}: {e}")
-                })?,
-                None => text.clone(),
-            };
-            let key = key.trim().to_string();
-            anyhow::ensure!(
-                (key.starts_with("ssh-") || key.starts_with("ecdsa-"))
-                    && key.split_whitespace().count() >= 2
-                    && !key.contains('\n'),
-                "upcloud.ssh_public_key: expected one OpenSSH public key line (`ssh-ed25519 AAAA... comment`), not a private key or a path"
-            );
-            Some(key)
-        }
-    };
+    base_url(from, &endpoint, "https://api.upcloud.com, without /1.3")?;
+    let ssh_public_key = public_key("upcloud.ssh_public_key", u.ssh_public_key.as_deref())?;
     let ssh_key = match &u.ssh_key {
         Some(text) => Some(reference("upcloud.ssh_key", text)?),
         None => None,
@@ -164,5 +140,75 @@ pub(super) fn upcloud_settings(
         ssh_user,
         ssh_port: u.ssh_port.unwrap_or(22),
         state_wait: Duration::from_secs(u.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
+    })
+}
+
+/// An OpenSSH public key line, or `file:PATH` of one.
+fn public_key(what: &str, text: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let key = match text.strip_prefix("file:") {
+        Some(path) => std::fs::read_to_string(path.trim())
+            .map_err(|e| anyhow::anyhow!("{what}: cannot read {path}: {e}"))?,
+        None => text.to_string(),
+    };
+    let key = key.trim().to_string();
+    anyhow::ensure!(
+        (key.starts_with("ssh-") || key.starts_with("ecdsa-"))
+            && key.split_whitespace().count() >= 2
+            && !key.contains('\n'),
+        "{what}: expected one OpenSSH public key line (`ssh-ed25519 AAAA... comment`), not a private key or a path"
+    );
+    Ok(Some(key))
+}
+
+/// An http(s) base URL without query or fragment.
+fn base_url(from: &str, url: &str, example: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() > "https://".len()
+            && !url.contains(char::is_whitespace)
+            && !url.contains(['?', '#']),
+        "{from}: `{url}` is not an http(s) base URL (e.g. {example})"
+    );
+    Ok(())
+}
+
+/// `[hetzner]`, checked, with Hetzner's own environment variables as the defaults.
+pub(super) fn hetzner_settings(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<engine::provider::hetzner::HetznerSettings> {
+    let h = &file.hetzner;
+    let token = match &h.token {
+        Some(t) => reference("hetzner.token", t)?,
+        None => SecretRef::Env("HCLOUD_TOKEN".into()),
+    };
+    let (endpoint, from) = match (&h.endpoint, var("HCLOUD_ENDPOINT")) {
+        (Some(e), _) => (e.trim().to_string(), "hetzner.endpoint"),
+        (None, Some(e)) => (e.trim().to_string(), "HCLOUD_ENDPOINT"),
+        (None, None) => ("https://api.hetzner.cloud/v1".to_string(), "the default"),
+    };
+    let endpoint = endpoint.trim_end_matches('/').to_string();
+    base_url(from, &endpoint, "https://api.hetzner.cloud/v1")?;
+    for (k, v) in &h.names {
+        let plain = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 63
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        anyhow::ensure!(
+            plain(k) && plain(v),
+            "hetzner.names: `{k} = \"{v}\"` must map a catalog name to an API name (letters, digits, `-`, `_`, `.`)"
+        );
+    }
+    Ok(engine::provider::hetzner::HetznerSettings {
+        endpoint,
+        token,
+        ssh_public_key: public_key("hetzner.ssh_public_key", h.ssh_public_key.as_deref())?,
+        names: h.names.clone(),
+        state_wait: Duration::from_secs(h.state_wait_secs.unwrap_or(600).clamp(5, 3600)),
     })
 }

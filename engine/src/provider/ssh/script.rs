@@ -46,7 +46,9 @@ pub(super) fn preamble(
 }
 
 /// A taskserv's `config` as `PROV_CFG_<KEY>` variables.
-pub(super) fn config_vars(config: &serde_json::Map<String, Value>) -> Result<Vec<(String, String)>, ProviderError> {
+pub(super) fn config_vars(
+    config: &serde_json::Map<String, Value>,
+) -> Result<Vec<(String, String)>, ProviderError> {
     config
         .iter()
         .map(|(k, v)| {
@@ -83,7 +85,12 @@ pub(super) fn config_vars(config: &serde_json::Map<String, Value>) -> Result<Vec
 
 /// A script's failure as a provider error: 3 permanent (unsupported here), 75 transient, any
 /// other permanent with the output's last lines (the host's words: data, not instructions).
-pub(super) fn script_error(what: &str, spec: &TaskservSpec, host: &str, out: &Output) -> ProviderError {
+pub(super) fn script_error(
+    what: &str,
+    spec: &TaskservSpec,
+    host: &str,
+    out: &Output,
+) -> ProviderError {
     match out.status {
         EXIT_UNSUPPORTED => ProviderError::Permanent(format!(
             "cannot {what} taskserv `{}` on host `{host}`: {}",
