@@ -53,6 +53,9 @@ pub struct Server {
     /// `ssh` provider: the inventory host this server is (default: its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The operating system image, from the provider's catalog (`None`: its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]

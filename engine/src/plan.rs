@@ -250,6 +250,7 @@ pub fn desired_resources(config: &Config) -> Vec<ResourceSpec> {
             zone: server.zone.clone(),
             labels: server.labels.clone(),
             host: server.host.clone(),
+            image: server.image.clone(),
         }));
     }
     for server in &config.servers {
@@ -322,6 +323,23 @@ fn diff(before: &ResourceSpec, after: &ResourceSpec) -> (Vec<Change>, bool) {
                     changes.push(field(name, x.clone().into(), y.clone().into()));
                     replace |= forces;
                 }
+            }
+            // A new image is a new machine. Named or by default, the same image is no change.
+            let image = |s: &ServerSpec| {
+                knowledge::Catalog::embedded()
+                    .ok()
+                    .and_then(|c| c.provider(&s.provider))
+                    .and_then(|p| p.image_name(s.image.as_deref()).map(str::to_string))
+                    .or_else(|| s.image.clone())
+            };
+            let (from, to) = (image(a), image(b));
+            if a.provider == b.provider && from != to {
+                changes.push(field(
+                    "image",
+                    serde_json::to_value(&from).unwrap_or_default(),
+                    serde_json::to_value(&to).unwrap_or_default(),
+                ));
+                replace = true;
             }
             if a.labels != b.labels {
                 changes.push(field(
@@ -675,5 +693,39 @@ fn wire_dependencies(actions: &mut [Action]) {
     }
     for (a, d) in actions.iter_mut().zip(deps) {
         a.depends_on = d.into_iter().filter(|i| *i != a.index).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(provider: &str, image: Option<&str>) -> ResourceSpec {
+        ResourceSpec::Server(ServerSpec {
+            workspace: "w".into(),
+            name: "a".into(),
+            provider: provider.into(),
+            plan: "cx22".into(),
+            zone: "hel1".into(),
+            labels: BTreeMap::new(),
+            host: None,
+            image: image.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn a_new_image_replaces_the_server_and_the_default_by_name_changes_nothing() {
+        let (changes, replace) = diff(
+            &server("hetzner", None),
+            &server("hetzner", Some("ubuntu-24.04")),
+        );
+        assert!(replace, "{changes:?}");
+        assert_eq!(changes[0].field, "image");
+        assert_eq!(changes[0].from, "debian-13");
+        let (changes, replace) = diff(
+            &server("hetzner", None),
+            &server("hetzner", Some("debian-13")),
+        );
+        assert!(!replace && changes.is_empty(), "{changes:?}");
     }
 }

@@ -66,6 +66,28 @@ pub struct Provider {
     pub credentials: Vec<String>,
     pub zones: BTreeMap<String, Zone>,
     pub plans: BTreeMap<String, Plan>,
+    /// The images (operating systems) a config may name for this provider's servers.
+    #[serde(default)]
+    pub images: BTreeMap<String, Image>,
+    /// The image of a server whose config names none (a current Debian).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_image: Option<String>,
+}
+
+/// An operating system image of a provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Image {
+    pub title: String,
+    /// What the provider's API takes: an image name (Hetzner), a storage template UUID
+    /// (UpCloud).
+    pub api: String,
+}
+
+impl Provider {
+    /// The catalog name of the image a server gets: `image`, else the provider's default.
+    pub fn image_name<'a>(&'a self, image: Option<&'a str>) -> Option<&'a str> {
+        image.or(self.default_image.as_deref())
+    }
 }
 
 /// A task service: software installed on a server.
@@ -173,6 +195,16 @@ impl Catalog {
                         ));
                     }
                 }
+            }
+            if p.images.is_empty() != p.default_image.is_none()
+                || p.default_image
+                    .as_ref()
+                    .is_some_and(|d| !p.images.contains_key(d))
+            {
+                return Err(bad(
+                    name,
+                    "`default_image` must name one of `images` (and goes with them)".into(),
+                ));
             }
         }
         for (name, t) in &self.taskservs {

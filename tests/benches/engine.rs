@@ -82,6 +82,7 @@ fn config(steps: usize, parallel: u32) -> Config {
                 zone: "sim-1".into(),
                 labels: BTreeMap::new(),
                 host: None,
+                image: None,
                 taskservs: Vec::new(),
             })
             .collect(),
@@ -254,6 +255,7 @@ fn ssh_install(rt: &tokio::runtime::Runtime, rounds: usize) -> (Duration, Durati
         zone: "inventory".into(),
         labels: BTreeMap::new(),
         host: Some("bench".into()),
+        image: None,
     };
     let spec = TaskservSpec {
         workspace: "bench".into(),

@@ -565,11 +565,19 @@ impl Drop for Cloudalone {
     }
 }
 
-fn hetzner_config(dir: &Path, workspace: &str, servers: &[(&str, &str)]) -> String {
+/// A config of Hetzner servers `(name, plan, image)` in `hel1` (an empty image: the default).
+fn hetzner_config(dir: &Path, workspace: &str, servers: &[(&str, &str, &str)]) -> String {
     let servers: Vec<String> = servers
         .iter()
-        .map(|(n, plan)| {
-            format!(r#"{{ name = "{n}", provider = "hetzner", plan = "{plan}", zone = "hel1" }}"#)
+        .map(|(n, plan, image)| {
+            let image = if image.is_empty() {
+                String::new()
+            } else {
+                format!(r#", image = "{image}""#)
+            };
+            format!(
+                r#"{{ name = "{n}", provider = "hetzner", plan = "{plan}", zone = "hel1"{image} }}"#
+            )
         })
         .collect();
     let path = dir.join(format!("{workspace}.ncl"));
@@ -611,7 +619,11 @@ fn hetzner_servers_on_cloudalone() {
     let web = hetzner_config(
         &dir,
         "hz",
-        &[("web-1", "cx22"), ("web-2", "cx22"), ("db-1", "cx32")],
+        &[
+            ("web-1", "cx22", ""),
+            ("web-2", "cx22", ""),
+            ("db-1", "cx32", "ubuntu-24.04"),
+        ],
     );
     let applied = Command::new(crate::mcp::python())
         .arg(root().join("tests/python/cloud_apply.py"))
@@ -629,10 +641,13 @@ fn hetzner_servers_on_cloudalone() {
     assert_eq!(servers.len(), 3, "{servers:?}");
     for s in &servers {
         assert_eq!(s["status"], "running", "{s}");
-        assert_eq!(s["image"]["name"], "debian-13", "{s}");
     }
+    // The image: the catalog's default (a current Debian) unless the config names one.
+    let web1 = servers.iter().find(|s| s["name"] == "hz-web-1").unwrap();
+    assert_eq!(web1["image"]["name"], "debian-13", "{web1}");
     let db = servers.iter().find(|s| s["name"] == "hz-db-1").unwrap();
     assert_eq!(db["server_type"]["name"], "medium", "{db}");
+    assert_eq!(db["image"]["name"], "ubuntu-24.04", "{db}");
     // The project's SSH key is ours, registered once.
     let keys = cloud.api("GET", "ssh_keys")["ssh_keys"]
         .as_array()
@@ -667,6 +682,7 @@ fn hetzner_servers_on_cloudalone() {
     );
     assert_eq!(db_state["observed"]["plan"], "cx32", "{db_state}");
     assert_eq!(db_state["observed"]["zone"], "hel1", "{db_state}");
+    assert_eq!(db_state["observed"]["image"], "ubuntu-24.04", "{db_state}");
 
     let replan = ok(run(&["plan", &web], &[]));
     assert!(
@@ -700,7 +716,7 @@ fn hetzner_servers_on_cloudalone() {
     assert!(cloud.servers("hz").is_empty(), "{:?}", cloud.servers("hz"));
 
     // kill -9 after the create, before it is recorded in state; resume finds the server.
-    let crash = hetzner_config(&dir, "hzcrash", &[("db-1", "cx22")]);
+    let crash = hetzner_config(&dir, "hzcrash", &[("db-1", "cx22", "")]);
     let killed = run(
         &["apply", &crash, "--yes"],
         &[("PROVISIONING_FAULT_KILL_AT", "4")],

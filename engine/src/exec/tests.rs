@@ -30,6 +30,7 @@ fn config(workspace: &str, servers: usize, taskservs: &[&str]) -> Config {
                 zone: "sim-1".into(),
                 labels: BTreeMap::new(),
                 host: None,
+                image: None,
                 taskservs: taskservs
                     .iter()
                     .map(|t| TaskservRef {
@@ -646,6 +647,7 @@ async fn drift_reports_what_the_provider_lost_without_changing_state() {
         zone: "sim-1".into(),
         labels: BTreeMap::new(),
         host: None,
+        image: None,
     };
     sim.delete_server(&IdempotencyKey("out-of-band".into()), &gone)
         .await

@@ -33,9 +33,6 @@ use super::{
 };
 use crate::secrets::{SecretRef, Secrets};
 
-/// The image servers get when a config names none: Debian 13 (Trixie), the current Debian.
-pub const DEFAULT_IMAGE: &str = "debian-13";
-
 const MANAGED_BY: &str = "managed-by";
 const WORKSPACE: &str = "prov-workspace";
 const SERVER: &str = "prov-server";
@@ -380,6 +377,7 @@ impl HetznerProvider {
 
     async fn create(&self, spec: &ServerSpec) -> ProviderResult<Value> {
         let name = Self::server_name(spec)?;
+        let (_, image) = spec.image_entry()?;
         let mut labels = serde_json::Map::new();
         for (k, v) in &spec.labels {
             labels.insert(k.clone(), Value::from(v.clone()));
@@ -391,7 +389,7 @@ impl HetznerProvider {
             "name": name,
             "server_type": self.api_name(&spec.plan),
             "location": self.api_name(&spec.zone),
-            "image": DEFAULT_IMAGE,
+            "image": self.api_name(&image.api),
             "labels": labels,
             "start_after_create": true,
             "public_net": { "enable_ipv4": true, "enable_ipv6": true },
@@ -459,7 +457,14 @@ impl HetznerProvider {
             attrs.insert("state".into(), Value::from(s));
         }
         if let Some(i) = server["image"]["name"].as_str() {
-            attrs.insert("image".into(), Value::from(i));
+            // The catalog's name for the API's image.
+            let api = self.catalog_name(i);
+            let name = knowledge::Catalog::embedded()
+                .ok()
+                .and_then(|c| c.provider("hetzner"))
+                .and_then(|p| p.images.iter().find(|(_, img)| img.api == api))
+                .map_or(api, |(n, _)| n.as_str());
+            attrs.insert("image".into(), Value::from(name));
         }
         for (key, field) in [("cores", "cores"), ("memory_gb", "memory")] {
             if let Some(n) = server["server_type"][field].as_f64() {

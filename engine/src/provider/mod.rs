@@ -41,6 +41,44 @@ pub struct ServerSpec {
     /// `ssh` provider: the inventory host (default: the server's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The image, a name of the provider's catalog (`None`: the provider's default image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl ServerSpec {
+    /// The catalog entry of the image this server gets (the config's, else the provider's
+    /// default): its name and what the provider's API takes. A permanent error when the
+    /// catalog has no such image (validation rejects it first).
+    pub fn image_entry(&self) -> ProviderResult<(String, knowledge::Image)> {
+        let catalog = knowledge::Catalog::embedded()
+            .map_err(|e| ProviderError::Permanent(format!("the catalog cannot be read: {e}")))?;
+        let provider = catalog.provider(&self.provider).ok_or_else(|| {
+            ProviderError::Permanent(format!("the catalog has no provider `{}`", self.provider))
+        })?;
+        let name = provider
+            .image_name(self.image.as_deref())
+            .ok_or_else(|| {
+                ProviderError::Permanent(format!(
+                    "provider `{}` has no images in its catalog",
+                    self.provider
+                ))
+            })?
+            .to_string();
+        let image = provider.images.get(&name).cloned().ok_or_else(|| {
+            ProviderError::Permanent(format!(
+                "unknown image `{name}` for provider `{}` (images: {})",
+                self.provider,
+                provider
+                    .images
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Ok((name, image))
+    }
 }
 
 /// What a taskserv on a server should be.

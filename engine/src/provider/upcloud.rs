@@ -35,9 +35,6 @@ use super::{
 };
 use crate::secrets::{SecretRef, Secrets};
 
-/// The template servers are cloned from when a config names no image: Debian 12 (Bookworm).
-pub const DEBIAN_12: &str = "01000000-0000-4000-8000-000020070100";
-
 /// Label keys of ownership (UpCloud label keys: 2–32 printable characters, not starting with `_`).
 const MANAGED_BY: &str = "managed-by";
 const WORKSPACE: &str = "prov-workspace";
@@ -303,6 +300,7 @@ impl UpCloudProvider {
     }
 
     async fn create(&self, spec: &ServerSpec) -> ProviderResult<Value> {
+        let (_, image) = spec.image_entry()?;
         let disk = self.plan_disk(&spec.plan).await?;
         let mut server = json!({
             "zone": spec.zone,
@@ -319,7 +317,7 @@ impl UpCloudProvider {
             ]}},
             "storage_devices": { "storage_device": [{
                 "action": "clone",
-                "storage": DEBIAN_12,
+                "storage": image.api,
                 "title": format!("{}-{}-os", spec.workspace, spec.name),
                 "size": disk,
                 "tier": "maxiops",
@@ -416,6 +414,7 @@ impl UpCloudProvider {
             zone: String::new(),
             labels: BTreeMap::new(),
             host: None,
+            image: None,
         };
         self.ready(&server_spec, &server).await.map(|_| Some(()))
     }

@@ -53,6 +53,7 @@ fn server(workspace: &str, name: &str) -> ServerSpec {
         zone: "local".into(),
         labels: BTreeMap::from([("role".to_string(), "test".to_string())]),
         host: None,
+        image: None,
     }
 }
 
