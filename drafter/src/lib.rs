@@ -181,6 +181,25 @@ pub fn draft_with_answers(
     };
     let mut notes = Notes::default();
     let config = assemble::assemble(&intent, &ctx, &mut notes)?;
+    // Say what this build cannot do with the draft, before anyone tries.
+    for server in &config.servers {
+        let Some(p) = ctx.catalog.provider(&server.provider) else {
+            continue;
+        };
+        if !p.apply {
+            notes.warn(format!(
+                "provider `{}`: this build validates, plans and prices it but cannot apply it yet; \
+                 `upcloud` and `hetzner` can",
+                server.provider
+            ));
+        } else if !p.taskservs && !server.taskservs.is_empty() {
+            notes.warn(format!(
+                "provider `{}`: this build creates its servers but does not install taskservs on \
+                 them yet; `upcloud` servers and `ssh` hosts get taskservs",
+                server.provider
+            ));
+        }
+    }
     let value = render::to_json(&config);
     let nickel = render::to_nickel(&config, &notes);
     Ok(Draft {
@@ -411,6 +430,22 @@ mod tests {
         assert!(d.questions.is_empty(), "{:?}", d.questions);
         assert_eq!(servers(&d)[0].1, "aws");
         assert_eq!(servers(&d)[0].2, "eu-west-1");
+        // What this build cannot do with it is said up front.
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("`aws`") && w.contains("cannot apply")),
+            "{:?}",
+            d.warnings
+        );
+        let h = draft("a redis server on hetzner in Helsinki", catalog()).unwrap();
+        assert!(
+            h.warnings
+                .iter()
+                .any(|w| w.contains("`hetzner`") && w.contains("taskservs")),
+            "{:?}",
+            h.warnings
+        );
         assert_eq!(d.value["workspace"]["environment"], "staging");
         assert_eq!(d.value["workspace"]["owner"], "sre@example.com");
     }

@@ -72,6 +72,16 @@ pub struct Provider {
     /// The image of a server whose config names none (a current Debian).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_image: Option<String>,
+    /// Whether this build can apply configs on this provider (else: validate and plan only).
+    #[serde(default = "yes")]
+    pub apply: bool,
+    /// Whether this build installs taskservs on this provider's servers.
+    #[serde(default = "yes")]
+    pub taskservs: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An operating system image of a provider.
