@@ -21,6 +21,7 @@ mod first_run;
 mod fixtures;
 mod fuzz;
 mod hostile;
+mod live;
 mod local;
 mod mcp;
 mod policies;
@@ -52,6 +53,7 @@ fn main() {
     trials.extend(secrets::trials());
     trials.extend(ssh::trials());
     trials.extend(clouds::trials());
+    trials.extend(live::trials());
     trials.extend(local::trials());
     trials.extend(first_run::trials());
     trials.extend(tidy::trials());
