@@ -139,6 +139,11 @@ pub struct HetznerSection {
     pub token: Option<String>,
     /// The OpenSSH public key registered in the project for our servers, or `file:PATH`.
     pub ssh_public_key: Option<String>,
+    /// A secret reference to the matching private key: taskservs are installed over SSH with it.
+    pub ssh_key: Option<String>,
+    /// The account (default `root`) and port (default 22) SSH reaches servers with.
+    pub ssh_user: Option<String>,
+    pub ssh_port: Option<u16>,
     /// The API's names for catalog plans and zones where they differ (`cx22 = "small"`): for a
     /// Hetzner-compatible API that names them otherwise.
     #[serde(default)]

@@ -5,6 +5,9 @@
 //! nothing is installed on them over SSH; it stores no labels (so finding a server again rests on
 //! the id recorded at create, checked by name) and has no firewalls, networks or rate limits.
 //!
+//! What cloudalone lacks (labels, IPv4 for SSH, rate limits) is tried against
+//! `tests/fakes/hetzner.py`, a stateful FAKE following Hetzner's published API.
+//!
 //! UpCloud: no emulator exists in any registry, so `tests/fakes/upcloud.py` is a stateful FAKE
 //! that follows UpCloud's published API (see its header). What is checked is what a user sees
 //! and what the cloud's own API reports: servers created with our labels, a re-plan with no
@@ -35,6 +38,9 @@ pub fn trials() -> Vec<Trial> {
         }),
         Trial::test("clouds::hetzner_servers_on_cloudalone", || {
             check(hetzner_servers_on_cloudalone)
+        }),
+        Trial::test("clouds::hetzner_labels_rate_limits_and_taskservs", || {
+            check(hetzner_labels_rate_limits_and_taskservs)
         }),
     ]
 }
@@ -760,5 +766,176 @@ fn hetzner_servers_on_cloudalone() {
         }
     }
     assert!(!seen.contains(HCLOUD_TOKEN), "the token leaked");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The FAKE Hetzner API (tests/fakes/hetzner.py) on a loopback port; killed when dropped.
+struct FakeHetzner {
+    child: Child,
+    base: String,
+}
+
+impl FakeHetzner {
+    fn start(args: &[&str]) -> FakeHetzner {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fakes/hetzner.py"))
+            .args(["--token", HCLOUD_TOKEN])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        FakeHetzner { child, base }
+    }
+
+    /// Our servers of `workspace`, by label, as Hetzner's own client would ask (waiting out the
+    /// fake's 429s like it).
+    fn servers(&self, workspace: &str) -> Vec<Value> {
+        loop {
+            let out = Command::new("curl")
+                .args(["-s", "-H"])
+                .arg(format!("Authorization: Bearer {HCLOUD_TOKEN}"))
+                .arg(format!(
+                    "{}/servers?label_selector=managed-by%3D%3Dprovisioning,prov-workspace%3D%3D{workspace}",
+                    self.base
+                ))
+                .output()
+                .unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if v["error"]["code"] == "rate_limit_exceeded" {
+                std::thread::sleep(std::time::Duration::from_millis(1100));
+                continue;
+            }
+            return v["servers"].as_array().cloned().unwrap_or_default();
+        }
+    }
+}
+
+impl Drop for FakeHetzner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Against the FAKE Hetzner API: every 4th request is answered `429` (the apply waits them out
+/// and succeeds), a server whose record we lost is found again by its labels after `kill -9`
+/// (one server, one create), and taskservs go onto Hetzner servers over SSH (a loopback sshd
+/// that authorizes only the key registered through the API).
+fn hetzner_labels_rate_limits_and_taskservs() {
+    let dir = scratch("clouds-hetzner-fake");
+    let sshd = tests::sshd::Sshd::start(&dir.join("sshd"), None);
+    let authorized = sshd.dir.join("authorized_keys");
+    std::fs::write(&authorized, "").unwrap();
+    let log = dir.join("fake.log");
+    let fake = FakeHetzner::start(&[
+        "--rate-limit-every",
+        "4",
+        "--authorized-keys",
+        authorized.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    let client = sshd.dir.join("client");
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[hetzner]\nendpoint = \"{}\"\nssh_public_key = \"file:{}\"\nssh_key = \"file:{}\"\n\
+             ssh_user = \"{}\"\nssh_port = {}\nstate_wait_secs = 60\n",
+            fake.base,
+            client.with_extension("pub").display(),
+            client.display(),
+            tests::sshd::whoami(),
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let env = [("HCLOUD_TOKEN", HCLOUD_TOKEN)];
+    let os = this_os();
+    let nginx = knowledge::taskserv_scripts("nginx")
+        .unwrap()
+        .unwrap()
+        .meta
+        .packaged
+        .get(&os)
+        .cloned()
+        .unwrap_or_else(|| panic!("nginx has no packaged version for {os}"));
+    let port = tests::sshd::free_port();
+    let ncl = dir.join("web.ncl");
+    std::fs::write(
+        &ncl,
+        format!(
+            "{{ workspace = {{ name = \"hzweb\", environment = \"dev\" }}, servers = [{{ name = \
+             \"web-1\", provider = \"hetzner\", plan = \"cx22\", zone = \"hel1\", taskservs = [{{ \
+             name = \"nginx\", version = \"{nginx}\", config = {{ port = {port} }} }}] }}] }}"
+        ),
+    )
+    .unwrap();
+    let ncl = ncl.display().to_string();
+    let applied = cli(&dir, &["apply", &ncl, "--yes"], &env);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert_eq!(http_get(port, "/"), "nginx for hzweb/web-1\n");
+    let limited = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""status": 429"#))
+        .count();
+    assert!(
+        limited >= 1,
+        "the fake answered no 429: the trial proves nothing"
+    );
+    let drift = ok(cli(&dir, &["drift", "--workspace", "hzweb"], &env));
+    assert!(
+        String::from_utf8_lossy(&drift.stdout).contains("no drift"),
+        "{}",
+        text(&drift)
+    );
+    ok(cli(&dir, &["destroy", &ncl, "--yes"], &env));
+    assert!(fake.servers("hzweb").is_empty());
+    assert_eq!(http_get(port, "/"), "");
+
+    // kill -9 after the create; the record of its id is lost too (another machine, a wiped
+    // data dir): resume finds the server by its labels, and creates nothing.
+    let crash = hetzner_config(&dir, "hzlabel", &[("db-1", "cx22", "")]);
+    let killed = cli(
+        &dir,
+        &["apply", &crash, "--yes"],
+        &[
+            ("HCLOUD_TOKEN", HCLOUD_TOKEN),
+            ("PROVISIONING_FAULT_KILL_AT", "4"),
+        ],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{}", text(&killed));
+    std::fs::remove_dir_all(dir.join("data/hetzner/servers/hzlabel")).unwrap();
+    let status = ok(cli(&dir, &["status", "--json"], &env));
+    let wf = serde_json::from_slice::<Value>(&status.stdout).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resumed = ok(cli(&dir, &["resume", &wf], &env));
+    assert!(text(&resumed).contains("succeeded"), "{}", text(&resumed));
+    assert_eq!(fake.servers("hzlabel").len(), 1, "exactly one server");
+    let creates = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""method": "POST", "path": "/v1/servers""#))
+        .filter(|l| !l.contains(r#""status": 429"#))
+        .count();
+    // Not even one that meets the taken name (409): the labels found it first.
+    assert_eq!(
+        creates, 2,
+        "one create per server, none tried by the resume"
+    );
+    ok(cli(&dir, &["destroy", &crash, "--yes"], &env));
+    assert!(fake.servers("hzlabel").is_empty());
+    drop(sshd);
     let _ = std::fs::remove_dir_all(&dir);
 }

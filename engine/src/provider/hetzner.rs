@@ -15,6 +15,10 @@
 //! Rate limits: a `429` is waited out (until `RateLimit-Reset`, within bounds) and the call
 //! repeated; `423 locked` (another action runs) and 5xx are transient for the step's retries.
 //!
+//! Taskservs are installed over SSH exactly as on UpCloud (see [`super::upcloud`]): once a
+//! server runs, its public IPv4 address is attached to this provider's own SSH runner, which
+//! waits for sshd and the key, when `[hetzner] ssh_key` is set.
+//!
 //! Credentials: `HCLOUD_TOKEN` (or `[hetzner] token`, a secret reference), resolved at each
 //! call and redacted; the endpoint `HCLOUD_ENDPOINT` (or `[hetzner] endpoint`), as Hetzner's own
 //! tools take them.
@@ -26,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::ssh::{SshHost, SshProvider};
 use super::web::{encode, without_url};
 use super::{
     Health, IdempotencyKey, Observed, Provider, ProviderError, ProviderResult, ServerSpec,
@@ -48,7 +53,12 @@ pub struct HetznerSettings {
     /// The API's names for catalog plans and zones where they differ (a Hetzner-compatible API
     /// with other names); both ways, so state and drift speak the catalog's names.
     pub names: BTreeMap<String, String>,
-    /// Longest wait for an action or a server status.
+    /// The private key matching `ssh_public_key`: without it nothing is installed on servers.
+    pub ssh_key: Option<SecretRef>,
+    /// The account and port SSH reaches servers with (default `root`, 22).
+    pub ssh_user: String,
+    pub ssh_port: u16,
+    /// Longest wait for an action or a server status (and for SSH).
     pub state_wait: Duration,
 }
 
@@ -60,6 +70,8 @@ pub struct HetznerProvider {
     http: reqwest::Client,
     /// Our records: the id of each server we created.
     dir: PathBuf,
+    /// Installs taskservs on our servers (records under `dir/ssh`).
+    ssh: SshProvider,
 }
 
 impl HetznerProvider {
@@ -69,11 +81,23 @@ impl HetznerProvider {
             .user_agent(concat!("provisioning/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let account = SshHost {
+            name: "hetzner".into(),
+            address: String::new(),
+            port: settings.ssh_port,
+            user: settings.ssh_user.clone(),
+            key: settings.ssh_key.clone(),
+            root: None,
+            workspaces: vec!["*".into()],
+            configured_in: "[hetzner] ssh_key, ssh_user, ssh_port".into(),
+        };
+        let ssh = SshProvider::for_cloud(account, secrets.clone(), dir.join("ssh"));
         HetznerProvider {
             settings,
             secrets,
             http,
             dir,
+            ssh,
         }
     }
 
@@ -436,6 +460,42 @@ impl HetznerProvider {
         self.wait_for(id, "running").await
     }
 
+    async fn attached(&self, spec: &TaskservSpec) -> ProviderResult<bool> {
+        if self.settings.ssh_key.is_none() {
+            return Err(ProviderError::Permanent(format!(
+                "taskserv `{}` on Hetzner server `{}`: taskservs are installed over SSH, and \
+                 `[hetzner] ssh_key` (the private key matching `ssh_public_key`) is not set in \
+                 the operator's config",
+                spec.name, spec.server
+            )));
+        }
+        if self.ssh.is_registered(&spec.workspace, &spec.server) {
+            return Ok(true);
+        }
+        // Created before SSH was configured, or its record lost: attach it now.
+        let server_spec = ServerSpec {
+            workspace: spec.workspace.clone(),
+            name: spec.server.clone(),
+            provider: "hetzner".into(),
+            plan: String::new(),
+            zone: String::new(),
+            labels: BTreeMap::new(),
+            host: None,
+            image: None,
+        };
+        let Some(server) = self.find(&server_spec).await? else {
+            return Ok(false);
+        };
+        self.ssh
+            .attach_observed(
+                &server_spec,
+                self.observed(&server),
+                self.settings.state_wait,
+            )
+            .await
+            .map(|_| true)
+    }
+
     fn observed(&self, server: &Value) -> Observed {
         let mut attrs = BTreeMap::new();
         if let Some(ip) = server["public_net"]["ipv4"]["ip"].as_str() {
@@ -533,7 +593,13 @@ impl Provider for HetznerProvider {
             }
             _ => self.wait_for(id, "running").await?,
         };
-        Ok(self.observed(&server))
+        let api = self.observed(&server);
+        if self.settings.ssh_key.is_none() {
+            return Ok(api);
+        }
+        self.ssh
+            .attach_observed(spec, api, self.settings.state_wait)
+            .await
     }
 
     async fn update_server(
@@ -591,44 +657,60 @@ impl Provider for HetznerProvider {
             }
         }
         self.forget(&spec.workspace, &spec.name);
+        // The machine is gone with everything on it: forget how we reached it.
+        self.ssh.detach(&spec.workspace, &spec.name).await;
         Ok(())
     }
 
     async fn install_taskserv(
         &self,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
         spec: &TaskservSpec,
     ) -> ProviderResult<Observed> {
-        Err(no_taskservs(spec))
+        if !self.attached(spec).await? {
+            return Err(ProviderError::Permanent(format!(
+                "Hetzner has no server `{}` of workspace `{}` to install taskserv `{}` on; apply \
+                 the server first",
+                spec.server, spec.workspace, spec.name
+            )));
+        }
+        self.ssh.install_taskserv(key, spec).await
     }
 
     async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
+        // A server deleted behind our back takes its taskservs with it.
+        let there = if self.ssh.is_registered(&spec.workspace, &spec.server) {
+            self.find_named(&spec.workspace, &spec.server)
+                .await?
+                .is_some()
+        } else {
+            self.attached(spec).await?
+        };
+        if !there {
+            return Ok(Health::Missing);
+        }
+        self.ssh.taskserv_health(spec).await
+    }
+
+    async fn remove_taskserv(
+        &self,
+        key: &IdempotencyKey,
+        spec: &TaskservSpec,
+    ) -> ProviderResult<()> {
         if self
             .find_named(&spec.workspace, &spec.server)
             .await?
             .is_none()
         {
-            return Ok(Health::Missing);
+            // The server is gone, and the taskserv with it.
+            return Ok(());
         }
-        Err(no_taskservs(spec))
+        self.ssh.remove_taskserv(key, spec).await
     }
 
-    async fn remove_taskserv(
-        &self,
-        _key: &IdempotencyKey,
-        _spec: &TaskservSpec,
-    ) -> ProviderResult<()> {
-        // Nothing can have been installed (see install_taskserv).
-        Ok(())
+    fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {
+        self.ssh.read_secret(name)
     }
-}
-
-fn no_taskservs(spec: &TaskservSpec) -> ProviderError {
-    ProviderError::Permanent(format!(
-        "taskserv `{}` on Hetzner server `{}`: this build creates Hetzner servers but does not \
-         yet install software on them (UpCloud servers and `ssh` hosts get taskservs over SSH)",
-        spec.name, spec.server
-    ))
 }
 
 #[cfg(test)]

@@ -275,6 +275,32 @@ impl SshProvider {
         }
     }
 
+    /// A cloud server as state records it: `api` (the cloud's view, whose `address` is the public
+    /// IPv4 address) attached as host `<cloud>-<provider id>`, with what SSH reads on the machine
+    /// added; the API stays the authority on what the server is.
+    pub async fn attach_observed(
+        &self,
+        spec: &ServerSpec,
+        api: Observed,
+        wait: Duration,
+    ) -> ProviderResult<Observed> {
+        let address = api
+            .attrs
+            .get("address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ProviderError::Permanent(format!(
+                    "{} server {} has no public IPv4 address to reach it over SSH",
+                    spec.provider, api.provider_id
+                ))
+            })?;
+        let id = format!("{}-{}", spec.provider, api.provider_id);
+        let mut seen = self.attach(spec, &id, address, wait).await?;
+        seen.attrs.extend(api.attrs);
+        seen.provider_id = api.provider_id;
+        Ok(seen)
+    }
+
     /// Forgets an attached server (its cloud server is gone): the registration, the secrets
     /// kept for its taskservs and its recorded host key.
     pub async fn detach(&self, workspace: &str, server: &str) {

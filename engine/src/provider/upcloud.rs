@@ -367,25 +367,9 @@ impl UpCloudProvider {
         if self.settings.ssh_key.is_none() {
             return Ok(api);
         }
-        let address = api
-            .attrs
-            .get("address")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                ProviderError::Permanent(format!(
-                    "UpCloud server {} has no public IPv4 address to reach it over SSH",
-                    api.provider_id
-                ))
-            })?;
-        let id = format!("upcloud-{}", api.provider_id);
-        let mut seen = self
-            .ssh
-            .attach(spec, &id, address, self.settings.state_wait)
-            .await?;
-        // The API is the authority on what the server is; SSH adds what only the machine knows.
-        seen.attrs.extend(api.attrs);
-        seen.provider_id = api.provider_id;
-        Ok(seen)
+        self.ssh
+            .attach_observed(spec, api, self.settings.state_wait)
+            .await
     }
 
     /// The server a taskserv goes on, attached to the runner: `None` when UpCloud has no such

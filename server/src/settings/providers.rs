@@ -113,25 +113,13 @@ pub(super) fn upcloud_settings(
         .to_string();
     base_url(from, &endpoint, "https://api.upcloud.com, without /1.3")?;
     let ssh_public_key = public_key("upcloud.ssh_public_key", u.ssh_public_key.as_deref())?;
-    let ssh_key = match &u.ssh_key {
-        Some(text) => Some(reference("upcloud.ssh_key", text)?),
-        None => None,
-    };
-    anyhow::ensure!(
-        ssh_key.is_none() || ssh_public_key.is_some(),
-        "upcloud.ssh_key is set without upcloud.ssh_public_key: servers get the public key in \
-         their login account, and the private key reaches them"
-    );
-    let ssh_user = u.ssh_user.clone().unwrap_or_else(|| "root".into());
-    anyhow::ensure!(
-        !ssh_user.is_empty()
-            && ssh_user.len() <= 32
-            && !ssh_user.starts_with('-')
-            && ssh_user
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')),
-        "upcloud.ssh_user: `{ssh_user}` is not an account name (lowercase letters, digits, `-`, `_`)"
-    );
+    let (ssh_key, ssh_user) = ssh_account(
+        "upcloud",
+        u.ssh_key.as_deref(),
+        u.ssh_user.as_deref(),
+        ssh_public_key.is_some(),
+        reference,
+    )?;
     Ok(UpCloudSettings {
         endpoint,
         auth,
@@ -141,6 +129,36 @@ pub(super) fn upcloud_settings(
         ssh_port: u.ssh_port.unwrap_or(22),
         state_wait: Duration::from_secs(u.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
     })
+}
+
+/// A cloud's `ssh_key` (a reference; it needs `ssh_public_key`) and `ssh_user` (default root).
+fn ssh_account(
+    section: &str,
+    key: Option<&str>,
+    user: Option<&str>,
+    has_public_key: bool,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<(Option<SecretRef>, String)> {
+    let key = match key {
+        Some(text) => Some(reference(&format!("{section}.ssh_key"), text)?),
+        None => None,
+    };
+    anyhow::ensure!(
+        key.is_none() || has_public_key,
+        "{section}.ssh_key is set without {section}.ssh_public_key: servers get the public key, \
+         and the private key reaches them"
+    );
+    let user = user.unwrap_or("root").to_string();
+    anyhow::ensure!(
+        !user.is_empty()
+            && user.len() <= 32
+            && !user.starts_with('-')
+            && user
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')),
+        "{section}.ssh_user: `{user}` is not an account name (lowercase letters, digits, `-`, `_`)"
+    );
+    Ok((key, user))
 }
 
 /// An OpenSSH public key line, or `file:PATH` of one.
@@ -204,10 +222,21 @@ pub(super) fn hetzner_settings(
             "hetzner.names: `{k} = \"{v}\"` must map a catalog name to an API name (letters, digits, `-`, `_`, `.`)"
         );
     }
+    let ssh_public_key = public_key("hetzner.ssh_public_key", h.ssh_public_key.as_deref())?;
+    let (ssh_key, ssh_user) = ssh_account(
+        "hetzner",
+        h.ssh_key.as_deref(),
+        h.ssh_user.as_deref(),
+        ssh_public_key.is_some(),
+        reference,
+    )?;
     Ok(engine::provider::hetzner::HetznerSettings {
         endpoint,
         token,
-        ssh_public_key: public_key("hetzner.ssh_public_key", h.ssh_public_key.as_deref())?,
+        ssh_public_key,
+        ssh_key,
+        ssh_user,
+        ssh_port: h.ssh_port.unwrap_or(22),
         names: h.names.clone(),
         state_wait: Duration::from_secs(h.state_wait_secs.unwrap_or(600).clamp(5, 3600)),
     })
