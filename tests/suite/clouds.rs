@@ -114,19 +114,12 @@ impl Drop for FakeUpCloud {
     }
 }
 
+/// [`crate::ssh::cli`] with the fake's UpCloud credentials (`env` comes after, so it can
+/// replace them).
 fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(tests::binary())
-        .args(args)
-        .current_dir(dir)
-        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
-        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
-        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
-        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
-        .env("UPCLOUD_USERNAME", USER)
-        .env("UPCLOUD_PASSWORD", PASSWORD)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    let mut all = vec![("UPCLOUD_USERNAME", USER), ("UPCLOUD_PASSWORD", PASSWORD)];
+    all.extend_from_slice(env);
+    crate::ssh::cli(dir, args, &all)
 }
 
 fn config(dir: &Path, workspace: &str, names: &[&str]) -> String {

@@ -36,15 +36,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(tests::binary())
-        .args(args)
-        .current_dir(dir)
-        .env("PROVISIONING_PATHS_DATA_DIR", dir.join("data"))
-        .env("PROVISIONING_CONFIG", dir.join("config.toml"))
-        .env("PROVISIONING_PATHS_MODELS_DIR", dir.join("no-models"))
-        .env("XDG_CONFIG_HOME", "/nonexistent/provisioning-tests")
-        .output()
-        .unwrap()
+    crate::ssh::cli(dir, args, &[])
 }
 
 /// Destroys the config when dropped: a failed assertion still takes the servers down.

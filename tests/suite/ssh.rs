@@ -124,7 +124,8 @@ fn the_inventory_decides_which_hosts_a_config_reaches() {
     }
 }
 
-fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The CLI on the installation in `dir` (data, config file), with `env` added.
+pub(crate) fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(tests::binary())
         .args(args)
         .current_dir(dir)
