@@ -434,7 +434,7 @@ mod tests {
         assert!(
             d.warnings
                 .iter()
-                .any(|w| w.contains("`aws`") && w.contains("cannot apply")),
+                .any(|w| w.contains("`aws`") && w.contains("does not install taskservs")),
             "{:?}",
             d.warnings
         );

@@ -3,7 +3,9 @@
 //! when it exists), then built-in defaults.
 
 mod providers;
-use providers::{hetzner_settings, ssh_hosts, upcloud_refs, upcloud_settings};
+use providers::{
+    AwsSection, aws_settings, hetzner_settings, ssh_hosts, upcloud_refs, upcloud_settings,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,8 @@ pub struct Settings {
     pub upcloud: engine::provider::upcloud::UpCloudSettings,
     /// The `hetzner` provider: endpoint and token reference.
     pub hetzner: engine::provider::hetzner::HetznerSettings,
+    /// The `aws` provider: endpoint, profile and credential references.
+    pub aws: engine::provider::aws::AwsSettings,
 }
 
 /// The config file. Every section is optional.
@@ -126,6 +130,8 @@ pub struct ConfigFile {
     pub upcloud: UpCloudSection,
     #[serde(default)]
     pub hetzner: HetznerSection,
+    #[serde(default)]
+    pub aws: AwsSection,
 }
 
 /// `[hetzner]`: where Hetzner Cloud's API is and the project token. Without it: the variables
@@ -441,10 +447,18 @@ impl Settings {
         if let SecretRef::Plain(s) = &hetzner.token {
             secrets.redactor().register(s.expose());
         }
+        let aws = aws_settings(&file, &reference)
+            .map_err(|e| anyhow::anyhow!("config file {origin}: {e}"))?;
+        for r in aws.keys.iter().flat_map(|(a, b)| [a, b]) {
+            if let SecretRef::Plain(s) = r {
+                secrets.redactor().register(s.expose());
+            }
+        }
         let mut settings = Settings {
             ssh_hosts,
             upcloud,
             hetzner,
+            aws,
             secrets,
             openai,
             state_user,

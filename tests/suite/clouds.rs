@@ -8,6 +8,9 @@
 //! What cloudalone lacks (labels, IPv4 for SSH, rate limits) is tried against
 //! `tests/fakes/hetzner.py`, a stateful FAKE following Hetzner's published API.
 //!
+//! AWS EC2: moto (PyPI, a third-party emulator of AWS's APIs), installed by scripts/test; its
+//! instances run no machine, so nothing is installed on them (neither does this build on EC2).
+//!
 //! UpCloud: no emulator exists in any registry, so `tests/fakes/upcloud.py` is a stateful FAKE
 //! that follows UpCloud's published API (see its header). What is checked is what a user sees
 //! and what the cloud's own API reports: servers created with our labels, a re-plan with no
@@ -24,6 +27,7 @@ use libtest_mimic::Trial;
 use serde_json::Value;
 use tests::{root, scratch};
 
+mod aws;
 mod hetzner;
 
 use crate::check;
@@ -43,6 +47,9 @@ pub fn trials() -> Vec<Trial> {
         }),
         Trial::test("clouds::hetzner_labels_rate_limits_and_taskservs", || {
             check(hetzner::labels_rate_limits_and_taskservs)
+        }),
+        Trial::test("clouds::aws_servers_on_moto", || {
+            check(aws::servers_on_moto)
         }),
     ]
 }

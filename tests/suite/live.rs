@@ -6,7 +6,10 @@
 //!   server in `PROVISIONING_LIVE_UPCLOUD_ZONE` (default `fi-hel1`) with nginx installed over
 //!   SSH (a key pair made for the run);
 //! - Hetzner: `HCLOUD_TOKEN`; one server of `PROVISIONING_LIVE_HETZNER_PLAN` (default `cx22`) in
-//!   `PROVISIONING_LIVE_HETZNER_ZONE` (default `hel1`).
+//!   `PROVISIONING_LIVE_HETZNER_ZONE` (default `hel1`);
+//! - AWS: `AWS_ACCESS_KEY_ID` or `AWS_PROFILE` (the SDK's credential chain), without
+//!   `AWS_ENDPOINT_URL`; one `PROVISIONING_LIVE_AWS_PLAN` (default `t3.micro`) instance in
+//!   `PROVISIONING_LIVE_AWS_ZONE` (default `eu-central-1`), with its key pair and security group.
 //!
 //! Each applies, re-plans (no changes), checks drift (none) and destroys; the destroy also runs
 //! when a step in between fails, so a failed run leaves no server billing (check the console if
@@ -32,6 +35,9 @@ pub fn trials() -> Vec<Trial> {
         .with_ignored_flag(!upcloud),
         Trial::test("live::hetzner_server", || check(hetzner_server))
             .with_ignored_flag(!has("HCLOUD_TOKEN")),
+        Trial::test("live::aws_instance", || check(aws_instance)).with_ignored_flag(
+            !(has("AWS_ACCESS_KEY_ID") || has("AWS_PROFILE")) || has("AWS_ENDPOINT_URL"),
+        ),
     ]
 }
 
@@ -216,5 +222,46 @@ fn hetzner_server() {
         .unwrap_or_else(|| panic!("{state}"));
     assert!(server["observed"]["address"].is_string(), "{server}");
     assert_eq!(server["observed"]["image"], "debian-13", "{server}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn aws_instance() {
+    let dir = scratch("live-aws");
+    tests::sshd::keygen(&dir.join("key"));
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[aws]\nssh_public_key = \"file:{}\"\nssh_from = [\"192.0.2.0/24\"]\n",
+            dir.join("key.pub").display()
+        ),
+    )
+    .unwrap();
+    let ws = workspace("live-aws");
+    let plan = var_or("PROVISIONING_LIVE_AWS_PLAN", "t3.micro");
+    let zone = var_or("PROVISIONING_LIVE_AWS_ZONE", "eu-central-1");
+    let ncl = dir.join("live.ncl");
+    std::fs::write(
+        &ncl,
+        format!(
+            "{{ workspace = {{ name = \"{ws}\", environment = \"dev\" }}, servers = [{{ name = \
+             \"web-1\", provider = \"aws\", plan = \"{plan}\", zone = \"{zone}\" }}] }}"
+        ),
+    )
+    .unwrap();
+    let state = round_trip(&dir, &ncl.display().to_string(), &ws);
+    let server = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "server/web-1")
+        .unwrap_or_else(|| panic!("{state}"));
+    assert!(
+        server["provider_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("i-")),
+        "{server}"
+    );
+    assert_eq!(server["observed"]["image"], "debian-13", "{server}");
+    assert_eq!(server["observed"]["zone"], zone.as_str(), "{server}");
     let _ = std::fs::remove_dir_all(&dir);
 }

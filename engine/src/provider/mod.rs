@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod aws;
 pub mod hetzner;
 pub mod local;
 pub mod output;

@@ -124,12 +124,15 @@ pub async fn open_engine_with(
         settings.secrets.clone(),
         settings.data_dir.join("hetzner"),
     );
+    let aws =
+        engine::provider::aws::AwsProvider::new(settings.aws.clone(), settings.secrets.clone());
     let providers = Providers::new()
         .with(Arc::new(sim))
         .with(Arc::new(local))
         .with(Arc::new(ssh))
         .with(Arc::new(upcloud))
-        .with(Arc::new(hetzner));
+        .with(Arc::new(hetzner))
+        .with(Arc::new(aws));
     let mut engine = Engine::new(Arc::new(store), providers)
         .with_authorizer(authz)
         .with_redactor(settings.secrets.redactor().clone());

@@ -1,8 +1,10 @@
-//! The providers' sections of the config file (`[ssh.hosts]`, `[upcloud]`, `[hetzner]`), checked.
+//! The providers' sections of the config file (`[ssh.hosts]`, `[upcloud]`, `[hetzner]`, `[aws]`),
+//! checked.
 
 use std::time::Duration;
 
 use engine::secrets::SecretRef;
+use serde::Deserialize;
 
 use super::{ConfigFile, var};
 
@@ -240,4 +242,93 @@ pub(super) fn hetzner_settings(
         names: h.names.clone(),
         state_wait: Duration::from_secs(h.state_wait_secs.unwrap_or(600).clamp(5, 3600)),
     })
+}
+
+/// `[aws]`: how EC2 is reached. Without it: what the AWS CLI and SDKs read (`AWS_ACCESS_KEY_ID`
+/// and `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` and the shared files, SSO, instance roles;
+/// `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_EC2` for another endpoint). The region is each
+/// server's `zone`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    /// The EC2 endpoint for every region (an emulator, a VPC endpoint).
+    pub endpoint: Option<String>,
+    /// A profile of the shared config files (`~/.aws/config`).
+    pub profile: Option<String>,
+    /// Secret references (`env:NAME`, `file:PATH`, `age:PATH`), both or neither; without them
+    /// the standard credential chain is used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// The OpenSSH public key imported as the workspace's key pair, or `file:PATH` of one.
+    pub ssh_public_key: Option<String>,
+    /// CIDRs the workspace's security group admits to SSH (default with a public key:
+    /// `["0.0.0.0/0", "::/0"]`; `[]` admits nobody).
+    pub ssh_from: Option<Vec<String>>,
+    /// Longest wait for an instance state, in seconds (default 600).
+    pub state_wait_secs: Option<u64>,
+}
+
+/// `[aws]`, checked.
+pub(super) fn aws_settings(
+    file: &ConfigFile,
+    reference: &dyn Fn(&str, &str) -> anyhow::Result<SecretRef>,
+) -> anyhow::Result<engine::provider::aws::AwsSettings> {
+    let a = &file.aws;
+    let keys = match (&a.access_key_id, &a.secret_access_key) {
+        (Some(id), Some(secret)) => Some((
+            reference("aws.access_key_id", id)?,
+            reference("aws.secret_access_key", secret)?,
+        )),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "aws: `access_key_id` and `secret_access_key` go together (or leave both out for the \
+             AWS credential chain: AWS_ACCESS_KEY_ID, profiles, SSO, instance roles)"
+        ),
+    };
+    if let Some(e) = &a.endpoint {
+        base_url("aws.endpoint", e.trim(), "http://127.0.0.1:5000")?;
+    }
+    if let Some(p) = &a.profile {
+        anyhow::ensure!(
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')),
+            "aws.profile: `{p}` is not a profile name of the shared config files"
+        );
+    }
+    let ssh_public_key = public_key("aws.ssh_public_key", a.ssh_public_key.as_deref())?;
+    let ssh_from = match &a.ssh_from {
+        Some(list) => list.clone(),
+        None if ssh_public_key.is_some() => vec!["0.0.0.0/0".into(), "::/0".into()],
+        None => Vec::new(),
+    };
+    for cidr in &ssh_from {
+        anyhow::ensure!(
+            is_cidr(cidr),
+            "aws.ssh_from: `{cidr}` is not a CIDR block (e.g. \"203.0.113.0/24\" or \"2001:db8::/32\")"
+        );
+    }
+    Ok(engine::provider::aws::AwsSettings {
+        endpoint: a
+            .endpoint
+            .as_ref()
+            .map(|e| e.trim().trim_end_matches('/').to_string()),
+        profile: a.profile.clone().or_else(|| var("AWS_PROFILE")),
+        keys,
+        ssh_public_key,
+        ssh_from,
+        state_wait: Duration::from_secs(a.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
+    })
+}
+
+/// `ADDRESS/PREFIX`, IPv4 or IPv6.
+fn is_cidr(text: &str) -> bool {
+    let Some((ip, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    match (ip.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(p)) => p <= 32,
+        (Ok(std::net::IpAddr::V6(_)), Ok(p)) => p <= 128,
+        _ => false,
+    }
 }
