@@ -38,10 +38,8 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::config::{Credentials, ProvideCredentials, Region};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    AttributeValue, Filter, Instance, InstanceType, IpPermission, IpRange, Ipv6Range, ResourceType,
-    Tag, TagSpecification,
+    AttributeValue, Filter, Instance, InstanceType, ResourceType, Tag, TagSpecification,
 };
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -51,6 +49,8 @@ use super::{
     TaskservSpec,
 };
 use crate::secrets::{SecretRef, Secrets};
+
+mod workspace;
 
 const MANAGED_BY: &str = "managed-by";
 const WORKSPACE: &str = "prov-workspace";
@@ -387,132 +387,6 @@ impl AwsProvider {
         Ok(())
     }
 
-    /// The workspace's key pair with our public key: found, replaced when its key differs, or
-    /// imported. `None` without `[aws] ssh_public_key`.
-    async fn key_pair(
-        &self,
-        client: &Client,
-        region: &str,
-        workspace: &str,
-    ) -> ProviderResult<Option<String>> {
-        let Some(public) = &self.settings.ssh_public_key else {
-            return Ok(None);
-        };
-        let name = format!("provisioning-{workspace}");
-        let bare = |k: &str| k.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        let listed = client
-            .describe_key_pairs()
-            .filters(filter("key-name", &[&name]))
-            .include_public_key(true)
-            .send()
-            .await
-            .map_err(|e| self.fail("DescribeKeyPairs", region, e))?;
-        if let Some(found) = listed.key_pairs().first() {
-            match found.public_key() {
-                Some(key) if bare(key) != bare(public) => {
-                    client
-                        .delete_key_pair()
-                        .key_name(&name)
-                        .send()
-                        .await
-                        .map_err(|e| self.fail("DeleteKeyPair", region, e))?;
-                }
-                _ => return Ok(Some(name)),
-            }
-        }
-        let imported = client
-            .import_key_pair()
-            .key_name(&name)
-            .public_key_material(Blob::new(public.as_bytes()))
-            .tag_specifications(tags(ResourceType::KeyPair, workspace, None, &[]))
-            .send()
-            .await;
-        match imported {
-            Ok(_) => Ok(Some(name)),
-            // Another step of this workspace imported it meanwhile.
-            Err(e) if e.code() == Some("InvalidKeyPair.Duplicate") => Ok(Some(name)),
-            Err(e) => Err(self.fail("ImportKeyPair", region, e)),
-        }
-    }
-
-    /// The workspace's security group, made if missing, with SSH admitted from `ssh_from`.
-    async fn security_group(
-        &self,
-        client: &Client,
-        region: &str,
-        workspace: &str,
-    ) -> ProviderResult<String> {
-        let name = format!("provisioning-{workspace}");
-        let mut created = false;
-        let group = loop {
-            let listed = client
-                .describe_security_groups()
-                .filters(filter("group-name", &[&name]))
-                .send()
-                .await
-                .map_err(|e| self.fail("DescribeSecurityGroups", region, e))?;
-            if let Some(g) = listed.security_groups().first() {
-                break g.clone();
-            }
-            if created {
-                return Err(ProviderError::Transient(format!(
-                    "EC2 ({region}) does not list security group `{name}` yet"
-                )));
-            }
-            let made = client
-                .create_security_group()
-                .group_name(&name)
-                .description(format!(
-                    "provisioning: instances of workspace {workspace} (SSH in)"
-                ))
-                .tag_specifications(tags(ResourceType::SecurityGroup, workspace, None, &[]))
-                .send()
-                .await;
-            match made {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidGroup.Duplicate") => {}
-                Err(e) => return Err(self.fail("CreateSecurityGroup", region, e)),
-            }
-            created = true;
-        };
-        let id = group.group_id().unwrap_or_default().to_string();
-        // Rules a crash may have left unmade are added now.
-        let has = |cidr: &str| {
-            group.ip_permissions().iter().any(|p| {
-                p.from_port() == Some(22)
-                    && p.to_port() == Some(22)
-                    && (p.ip_ranges().iter().any(|r| r.cidr_ip() == Some(cidr))
-                        || p.ipv6_ranges().iter().any(|r| r.cidr_ipv6() == Some(cidr)))
-            })
-        };
-        let missing: Vec<&String> = self.settings.ssh_from.iter().filter(|c| !has(c)).collect();
-        if !missing.is_empty() {
-            let mut rule = IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22);
-            for cidr in missing {
-                rule = if cidr.contains(':') {
-                    rule.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(cidr).build())
-                } else {
-                    rule.ip_ranges(IpRange::builder().cidr_ip(cidr).build())
-                };
-            }
-            let added = client
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(rule.build())
-                .send()
-                .await;
-            match added {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
-                Err(e) => return Err(self.fail("AuthorizeSecurityGroupIngress", region, e)),
-            }
-        }
-        Ok(id)
-    }
-
     /// The newest available AMI for the server's image in its region.
     async fn ami(&self, client: &Client, spec: &ServerSpec) -> ProviderResult<(String, String)> {
         let region = spec.zone.as_str();
@@ -632,59 +506,6 @@ impl AwsProvider {
             }
             _ => self.wait_running(client, region, &id).await,
         }
-    }
-
-    /// Removes the workspace's key pair and security group when none of its instances is left.
-    async fn tidy(&self, client: &Client, region: &str, workspace: &str) -> ProviderResult<()> {
-        let out = client
-            .describe_instances()
-            .filters(filter(&format!("tag:{MANAGED_BY}"), &["provisioning"]))
-            .filters(filter(&format!("tag:{WORKSPACE}"), &[workspace]))
-            .filters(filter(
-                "instance-state-name",
-                &["pending", "running", "stopping", "stopped", "shutting-down"],
-            ))
-            .send()
-            .await
-            .map_err(|e| self.fail("DescribeInstances", region, e))?;
-        let left = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .any(|i| state(i) != "terminated");
-        if left {
-            return Ok(());
-        }
-        let name = format!("provisioning-{workspace}");
-        let groups = client
-            .describe_security_groups()
-            .filters(filter("group-name", &[&name]))
-            .filters(filter(&format!("tag:{MANAGED_BY}"), &["provisioning"]))
-            .send()
-            .await
-            .map_err(|e| self.fail("DescribeSecurityGroups", region, e))?;
-        for g in groups.security_groups() {
-            let deleted = client
-                .delete_security_group()
-                .set_group_id(g.group_id().map(str::to_string))
-                .send()
-                .await;
-            match deleted {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidGroup.NotFound") => {}
-                // DependencyViolation while the terminated instance lets go: transient.
-                Err(e) => return Err(self.fail("DeleteSecurityGroup", region, e)),
-            }
-        }
-        if self.settings.ssh_public_key.is_some() {
-            client
-                .delete_key_pair()
-                .key_name(&name)
-                .send()
-                .await
-                .map_err(|e| self.fail("DeleteKeyPair", region, e))?;
-        }
-        Ok(())
     }
 
     fn observed(region: &str, instance: &Instance) -> Observed {
