@@ -395,6 +395,9 @@ impl Settings {
             "UPCLOUD_PASSWORD",
             "UPCLOUD_TOKEN",
             "HCLOUD_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
         ] {
             if let Some(value) = var(name) {
                 redactor.register(value.trim());

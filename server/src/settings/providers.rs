@@ -332,3 +332,105 @@ fn is_cidr(text: &str) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> ConfigFile {
+        toml::from_str(text).unwrap()
+    }
+
+    fn reference(what: &str, text: &str) -> anyhow::Result<SecretRef> {
+        SecretRef::parse(text).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    }
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8yM1lKx0aWJ0 ops@example";
+
+    #[test]
+    fn a_cloud_ssh_account_is_checked() {
+        let e = hetzner_settings(&file("[hetzner]\nssh_key = \"env:K\"\n"), &reference)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hetzner.ssh_key is set without hetzner.ssh_public_key"),
+            "{e}"
+        );
+        let bad_user = format!(
+            "[upcloud]\nssh_public_key = \"{KEY}\"\nssh_key = \"env:K\"\nssh_user = \"-oProxyCommand=x\"\n"
+        );
+        let e = upcloud_settings(&file(&bad_user), &reference)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("upcloud.ssh_user") && e.contains("not an account name"),
+            "{e}"
+        );
+        let private = "[hetzner]\nssh_public_key = \"-----BEGIN OPENSSH PRIVATE KEY-----\"\n";
+        let e = hetzner_settings(&file(private), &reference)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a private key"), "{e}");
+    }
+
+    #[test]
+    fn hetzner_names_map_plain_names_only() {
+        let ok =
+            hetzner_settings(&file("[hetzner.names]\ncx22 = \"small\"\n"), &reference).unwrap();
+        assert_eq!(ok.names.get("cx22").map(String::as_str), Some("small"));
+        let e = hetzner_settings(
+            &file("[hetzner.names]\ncx22 = \"../servers\"\n"),
+            &reference,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("hetzner.names") && e.contains("../servers"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn aws_settings_are_checked() {
+        let e = aws_settings(&file("[aws]\naccess_key_id = \"env:A\"\n"), &reference)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("go together"), "{e}");
+        let e = aws_settings(
+            &file("[aws]\nssh_from = [\"203.0.113.0/24\", \"everyone\"]\n"),
+            &reference,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("aws.ssh_from") && e.contains("`everyone`"),
+            "{e}"
+        );
+        let e = aws_settings(&file("[aws]\nendpoint = \"localhost:5000\"\n"), &reference)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("aws.endpoint"), "{e}");
+        // With a public key, SSH is admitted from anywhere unless `ssh_from` says otherwise.
+        let open = aws_settings(
+            &file(&format!("[aws]\nssh_public_key = \"{KEY}\"\n")),
+            &reference,
+        )
+        .unwrap();
+        assert_eq!(open.ssh_from, ["0.0.0.0/0", "::/0"]);
+        let closed = aws_settings(
+            &file(&format!(
+                "[aws]\nssh_public_key = \"{KEY}\"\nssh_from = []\n"
+            )),
+            &reference,
+        )
+        .unwrap();
+        assert!(closed.ssh_from.is_empty());
+        let keys = aws_settings(
+            &file("[aws]\naccess_key_id = \"env:A\"\nsecret_access_key = \"file:/s\"\n"),
+            &reference,
+        )
+        .unwrap();
+        assert!(keys.keys.is_some());
+        assert!(is_cidr("2001:db8::/32") && !is_cidr("10.0.0.0/33") && !is_cidr("10.0.0.0"));
+    }
+}
