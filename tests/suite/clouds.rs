@@ -129,6 +129,38 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     crate::ssh::cli(dir, args, &all)
 }
 
+/// A config of `provider` servers `(name, plan, zone, image)` (an empty image: the default).
+fn cloud_config(
+    dir: &Path,
+    workspace: &str,
+    provider: &str,
+    servers: &[(&str, &str, &str, &str)],
+) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|(n, plan, zone, image)| {
+            let image = if image.is_empty() {
+                String::new()
+            } else {
+                format!(r#", image = "{image}""#)
+            };
+            format!(
+                r#"{{ name = "{n}", provider = "{provider}", plan = "{plan}", zone = "{zone}"{image} }}"#
+            )
+        })
+        .collect();
+    let path = dir.join(format!("{workspace}.ncl"));
+    std::fs::write(
+        &path,
+        format!(
+            "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }}, servers = [{}] }}",
+            servers.join(", ")
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 fn config(dir: &Path, workspace: &str, names: &[&str]) -> String {
     let servers: Vec<String> = names
         .iter()

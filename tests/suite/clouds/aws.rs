@@ -101,29 +101,7 @@ impl Drop for Moto {
 
 /// A config of EC2 servers `(name, plan, region, image)` (an empty image: the default).
 fn aws_config(dir: &Path, workspace: &str, servers: &[(&str, &str, &str, &str)]) -> String {
-    let servers: Vec<String> = servers
-        .iter()
-        .map(|(n, plan, zone, image)| {
-            let image = if image.is_empty() {
-                String::new()
-            } else {
-                format!(r#", image = "{image}""#)
-            };
-            format!(
-                r#"{{ name = "{n}", provider = "aws", plan = "{plan}", zone = "{zone}"{image} }}"#
-            )
-        })
-        .collect();
-    let path = dir.join(format!("{workspace}.ncl"));
-    std::fs::write(
-        &path,
-        format!(
-            "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }}, servers = [{}] }}",
-            servers.join(", ")
-        ),
-    )
-    .unwrap();
-    path.display().to_string()
+    super::cloud_config(dir, workspace, "aws", servers)
 }
 
 /// EC2 instances against moto, applied from an MCP client and from the CLI: one tagged instance

@@ -98,29 +98,11 @@ impl Drop for Cloudalone {
 
 /// A config of Hetzner servers `(name, plan, image)` in `hel1` (an empty image: the default).
 fn hetzner_config(dir: &Path, workspace: &str, servers: &[(&str, &str, &str)]) -> String {
-    let servers: Vec<String> = servers
+    let servers: Vec<(&str, &str, &str, &str)> = servers
         .iter()
-        .map(|(n, plan, image)| {
-            let image = if image.is_empty() {
-                String::new()
-            } else {
-                format!(r#", image = "{image}""#)
-            };
-            format!(
-                r#"{{ name = "{n}", provider = "hetzner", plan = "{plan}", zone = "hel1"{image} }}"#
-            )
-        })
+        .map(|(n, p, i)| (*n, *p, "hel1", *i))
         .collect();
-    let path = dir.join(format!("{workspace}.ncl"));
-    std::fs::write(
-        &path,
-        format!(
-            "{{ workspace = {{ name = \"{workspace}\", environment = \"dev\" }}, servers = [{}] }}",
-            servers.join(", ")
-        ),
-    )
-    .unwrap();
-    path.display().to_string()
+    super::cloud_config(dir, workspace, "hetzner", &servers)
 }
 
 /// Hetzner Cloud servers against cloudalone: applied from an MCP client and from the CLI, one
