@@ -195,7 +195,7 @@ pub fn draft_with_answers(
         } else if !p.taskservs && !server.taskservs.is_empty() {
             notes.warn(format!(
                 "provider `{}`: this build creates its servers but does not install taskservs on \
-                 them yet; `upcloud` and `hetzner` servers and `ssh` hosts get taskservs",
+                 them yet; `upcloud`, `hetzner` and `aws` servers and `ssh` hosts get taskservs",
                 server.provider
             ));
         }
@@ -430,12 +430,10 @@ mod tests {
         assert!(d.questions.is_empty(), "{:?}", d.questions);
         assert_eq!(servers(&d)[0].1, "aws");
         assert_eq!(servers(&d)[0].2, "eu-west-1");
-        // What this build cannot do with it is said up front.
+        // EC2 instances get taskservs too: nothing to warn about.
         assert!(
-            d.warnings
-                .iter()
-                .any(|w| w.contains("`aws`") && w.contains("does not install taskservs")),
-            "{:?}",
+            !d.warnings.iter().any(|w| w.contains("this build")),
+            "aws applies with taskservs: {:?}",
             d.warnings
         );
         let h = draft("a redis server on hetzner in Helsinki", catalog()).unwrap();

@@ -91,6 +91,10 @@ pub struct Image {
     /// What the provider's API takes: an image name (Hetzner), a storage template UUID
     /// (UpCloud).
     pub api: String,
+    /// The account the image lets in with the SSH key, where it is not the provider's
+    /// `ssh_user` setting (`admin` on Debian's AMIs, `ubuntu` on Ubuntu's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl Provider {

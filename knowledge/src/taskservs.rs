@@ -26,6 +26,11 @@ pub struct TaskservMeta {
     /// Default ports by config key.
     #[serde(default)]
     pub ports: BTreeMap<String, u16>,
+    /// Keys of `ports` that serve clients outside the workspace (a web server's port): the
+    /// cloud providers' firewalls open them to everyone. The other ports are reached from the
+    /// workspace's own servers only (over the provider's private network).
+    #[serde(default)]
+    pub public: Vec<String>,
     pub memory_mb: u32,
     /// The `config` keys the scripts read.
     #[serde(default)]
@@ -111,6 +116,12 @@ mod tests {
                 catalog.taskservs.contains_key(name),
                 "taskservs/{name} is not in the catalog"
             );
+            for key in &scripts.meta.public {
+                assert!(
+                    scripts.meta.ports.contains_key(key),
+                    "{name}: public port `{key}` is not in `ports`"
+                );
+            }
             for (os, version) in &scripts.meta.packaged {
                 assert!(scripts.meta.os.contains(os), "{name}: {os} is not in `os`");
                 assert!(

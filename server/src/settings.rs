@@ -154,6 +154,13 @@ pub struct HetznerSection {
     /// Hetzner-compatible API that names them otherwise.
     #[serde(default)]
     pub names: BTreeMap<String, String>,
+    /// CIDRs each server's firewall admits to SSH (default `["0.0.0.0/0", "::/0"]`; `[]` admits
+    /// nobody).
+    pub ssh_from: Option<Vec<String>>,
+    /// Whether each server gets a firewall of its own (default true; false: the operator's).
+    pub firewall: Option<bool>,
+    /// Whether the workspace's servers join a private network (default true).
+    pub private_network: Option<bool>,
     /// Longest wait for an action or a server status, in seconds (default 600).
     pub state_wait_secs: Option<u64>,
 }
@@ -179,6 +186,12 @@ pub struct UpCloudSection {
     /// The login account made on each server (default `root`) and the SSH port (default 22).
     pub ssh_user: Option<String>,
     pub ssh_port: Option<u16>,
+    /// CIDRs each server's firewall admits to SSH (default `["0.0.0.0/0", "::/0"]`; `[]` admits
+    /// nobody).
+    pub ssh_from: Option<Vec<String>>,
+    /// Whether each server's firewall is set and switched on (default true; false: the
+    /// operator's).
+    pub firewall: Option<bool>,
     /// Longest wait for a server to start or stop, in seconds (default 600).
     pub state_wait_secs: Option<u64>,
 }

@@ -2,8 +2,11 @@
 third-party emulator the other trial uses) does not do: it stores labels and filters by
 `label_selector` (`k==v`, `k=v`, `k!=v`, `k`, `!k`, comma = AND), gives servers a public IPv4
 address (a loopback address in tests, where an OpenSSH server listens), answers `429
-rate_limit_exceeded` with `RateLimit-*` headers when asked to, and keeps names unique (409
-`uniqueness_error`). It follows the published API: `{"server": ...}` / `{"servers": [...],
+rate_limit_exceeded` with `RateLimit-*` headers when asked to, keeps names unique (409
+`uniqueness_error`), and has firewalls (rules, `apply_to` at server create and by
+`apply_to_resources`, `set_rules`, refused deletion while applied) and private networks (a cloud
+subnet per network zone, servers attached at create or by `attach_to_network`, detached when
+deleted), which cloudalone lacks. It follows the published API: `{"server": ...}` / `{"servers": [...],
 "meta": {"pagination": ...}}` envelopes, actions that run for a while and then succeed (polled at
 /v1/actions/ID), the server statuses `initializing`, `running`, `stopping`, `off`, and the error
 body `{"error": {"code", "message", "details"}}`.
@@ -26,6 +29,8 @@ from urllib.parse import parse_qs, urlsplit
 TYPES = {"cx22": (2, 4, 40), "cx32": (4, 8, 80), "cx42": (8, 16, 160), "cpx11": (2, 2, 40),
          "cpx21": (3, 4, 80), "cax11": (2, 4, 40), "ccx13": (2, 8, 80)}
 LOCATIONS = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"]
+NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central", "ash": "us-east",
+                 "hil": "us-west", "sin": "ap-southeast"}
 IMAGES = ["debian-12", "debian-13", "ubuntu-22.04", "ubuntu-24.04"]
 
 
@@ -40,6 +45,7 @@ class Cloud:
         self.args = args
         self.lock = threading.RLock()
         self.servers, self.actions, self.keys = {}, {}, {}
+        self.firewalls, self.networks = {}, {}
         self.next_id, self.requests = 1, 0
 
     def new_id(self):
@@ -110,6 +116,19 @@ class Cloud:
             if not found:
                 raise ApiError(400, "invalid_input", f"ssh key {k} not found")
             keys.append(found[0])
+        firewalls = []
+        for f in body.get("firewalls") or []:
+            fw = self.firewalls.get(f.get("firewall"))
+            if fw is None:
+                raise ApiError(400, "invalid_input", f"firewall {f.get('firewall')} not found")
+            firewalls.append(fw)
+        networks = []
+        for n in body.get("networks") or []:
+            net = self.networks.get(n)
+            if net is None:
+                raise ApiError(400, "invalid_input", f"network {n} not found")
+            self.subnet_for(net, loc)
+            networks.append(net)
         cores, memory, disk = TYPES[st]
         sid = self.new_id()
         s = {"id": sid, "name": name, "status": "initializing", "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
@@ -124,6 +143,10 @@ class Cloud:
              "labels": labels, "locked": False, "protection": {"delete": False, "rebuild": False},
              "included_traffic": 21990232555520, "primary_disk_size": disk, "volumes": [], "load_balancers": []}
         self.servers[sid] = s
+        for fw in firewalls:
+            self.apply_firewall(fw, s)
+        for net in networks:
+            self.attach(net, s)
         if self.args.authorized_keys and keys:
             with open(self.args.authorized_keys, "a") as f:
                 for k in keys:
@@ -135,6 +158,40 @@ class Cloud:
         start = self.action("start_server", sid)
         start["status"], start["progress"] = "success", 100
         return {"server": self.server_json(s), "action": self.public(create), "next_actions": [self.public(start)], "root_password": None}
+
+    def subnet_for(self, net, location):
+        zone = NETWORK_ZONES[location]
+        if not any(sub["network_zone"] == zone for sub in net["subnets"]):
+            raise ApiError(422, "invalid_input", f"network {net['id']} has no subnet in network zone {zone}")
+
+    def apply_firewall(self, fw, s):
+        fw["applied_to"].append({"type": "server", "server": {"id": s["id"]}})
+        s["public_net"]["firewalls"].append({"id": fw["id"], "status": "applied"})
+
+    def attach(self, net, s):
+        ip = f"10.0.0.{len(net['servers']) + 2}"
+        net["servers"].append(s["id"])
+        s["private_net"].append({"network": net["id"], "ip": ip, "alias_ips": [], "mac_address": "86:00:00:00:00:01"})
+
+    def forget_server(self, s):
+        for fw in self.firewalls.values():
+            fw["applied_to"] = [a for a in fw["applied_to"] if a["server"]["id"] != s["id"]]
+        for net in self.networks.values():
+            net["servers"] = [i for i in net["servers"] if i != s["id"]]
+        self.servers.pop(s["id"], None)
+
+    @staticmethod
+    def check_rules(rules):
+        for r in rules or []:
+            if r.get("direction") not in ("in", "out") or r.get("protocol") not in ("tcp", "udp", "icmp", "esp", "gre"):
+                raise ApiError(400, "invalid_input", "invalid input in field 'rules'")
+            if (r["protocol"] in ("tcp", "udp")) != bool(r.get("port")):
+                raise ApiError(400, "invalid_input", "port is required for tcp and udp rules only")
+            if r["direction"] == "in" and not r.get("source_ips"):
+                raise ApiError(400, "invalid_input", "source_ips are required for inbound rules")
+        return [{"direction": r["direction"], "protocol": r["protocol"], "port": r.get("port"),
+                 "source_ips": r.get("source_ips") or [], "destination_ips": r.get("destination_ips") or [],
+                 "description": r.get("description")} for r in rules or []]
 
     def server_action(self, s, name, body):
         def to(status):
@@ -157,6 +214,15 @@ class Cloud:
                 cores, memory, disk = TYPES[st]
                 s["server_type"].update({"name": st, "cores": cores, "memory": float(memory), "disk": disk})
             return self.action("change_server_type", s["id"], change)
+        if name == "attach_to_network":
+            net = self.networks.get(body.get("network"))
+            if net is None:
+                raise ApiError(404, "not_found", f"network {body.get('network')} not found")
+            if s["id"] in net["servers"]:
+                raise ApiError(422, "server_already_attached", "server is already attached to the network")
+            self.subnet_for(net, s["datacenter"]["location"]["name"])
+            self.attach(net, s)
+            return self.action("attach_to_network", s["id"])
         raise ApiError(404, "not_found", f"unknown action: {name}")
 
 
@@ -215,7 +281,63 @@ def handler_for(cloud):
 
         def route(self, method, parts, query, body):
             if parts == ["locations"] and method == "GET":
-                return 200, {"locations": [{"id": i + 1, "name": n} for i, n in enumerate(LOCATIONS)]}
+                return 200, {"locations": [{"id": i + 1, "name": n, "network_zone": NETWORK_ZONES[n]}
+                                           for i, n in enumerate(LOCATIONS)
+                                           if "name" not in query or query["name"][0] == n]}
+            if parts in (["firewalls"], ["networks"]):
+                kind = parts[0]
+                store = cloud.firewalls if kind == "firewalls" else cloud.networks
+                one = kind[:-1]
+                if method == "GET":
+                    items = [x for x in store.values()
+                             if cloud.matches(x, (query.get("label_selector") or [""])[0])
+                             and ("name" not in query or x["name"] == query["name"][0])]
+                    return 200, page(items, query, kind)
+                if method == "POST":
+                    name = body.get("name") or ""
+                    if not name:
+                        raise ApiError(400, "invalid_input", "invalid input in field 'name'")
+                    if any(x["name"] == name for x in store.values()):
+                        raise ApiError(409, "uniqueness_error", f"{one} name is already used")
+                    x = {"id": cloud.new_id(), "name": name, "labels": body.get("labels") or {},
+                         "created": "2026-01-01T00:00:00+00:00"}
+                    if kind == "firewalls":
+                        x.update(rules=cloud.check_rules(body.get("rules")), applied_to=[])
+                        store[x["id"]] = x
+                        return 201, {"firewall": x, "actions": []}
+                    subnets = body.get("subnets") or []
+                    if any(sub.get("network_zone") not in NETWORK_ZONES.values() for sub in subnets):
+                        raise ApiError(400, "invalid_input", "invalid input in field 'network_zone'")
+                    x.update(ip_range=body.get("ip_range"), servers=[], routes=[], load_balancers=[],
+                             subnets=[{"type": sub.get("type"), "ip_range": sub.get("ip_range"),
+                                       "network_zone": sub["network_zone"], "gateway": "10.0.0.1"} for sub in subnets])
+                    store[x["id"]] = x
+                    return 201, {"network": x}
+            if len(parts) >= 2 and parts[0] in ("firewalls", "networks"):
+                store = cloud.firewalls if parts[0] == "firewalls" else cloud.networks
+                one = parts[0][:-1]
+                x = store.get(int(parts[1])) if parts[1].isdigit() else None
+                if x is None:
+                    raise ApiError(404, "not_found", f"{one} with ID '{parts[1]}' not found")
+                if len(parts) == 2 and method == "GET":
+                    return 200, {one: x}
+                if len(parts) == 2 and method == "DELETE":
+                    if x.get("applied_to") or x.get("servers"):
+                        raise ApiError(422, "resource_in_use", f"{one} is still in use")
+                    store.pop(x["id"])
+                    return 204, None
+                if parts[2:] == ["actions", "set_rules"] and method == "POST":
+                    x["rules"] = cloud.check_rules(body.get("rules"))
+                    return 201, {"actions": [cloud.public(cloud.action("set_firewall_rules", x["id"]))]}
+                if parts[2:] == ["actions", "apply_to_resources"] and method == "POST":
+                    for target in body.get("apply_to") or []:
+                        s = cloud.servers.get((target.get("server") or {}).get("id"))
+                        if s is None:
+                            raise ApiError(404, "not_found", "server not found")
+                        if any(a["server"]["id"] == s["id"] for a in x["applied_to"]):
+                            raise ApiError(422, "firewall_already_applied", "firewall is already applied")
+                        cloud.apply_firewall(x, s)
+                    return 201, {"actions": [cloud.public(cloud.action("apply_firewall", x["id"]))]}
             if parts == ["ssh_keys"]:
                 if method == "GET":
                     return 200, page([cloud.public(k) for k in cloud.keys.values()], query, "ssh_keys")
@@ -254,7 +376,7 @@ def handler_for(cloud):
                     return 200, {"server": cloud.server_json(s)}
                 if len(parts) == 2 and method == "DELETE":
                     def gone():
-                        cloud.servers.pop(s["id"], None)
+                        cloud.forget_server(s)
                     s["status"] = "deleting"
                     return 200, {"action": cloud.public(cloud.action("delete_server", s["id"], gone))}
                 if len(parts) == 4 and parts[2] == "actions" and method == "POST":

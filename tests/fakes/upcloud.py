@@ -195,6 +195,8 @@ class Cloud:
             s.update(plan=spec["plan"], core_number=str(cores), memory_amount=str(memory))
         if "labels" in spec:
             s["labels"] = {"label": (spec["labels"] or {}).get("label") or []}
+        if spec.get("firewall", "on") not in ("on", "off"):
+            raise ApiError(400, "FIREWALL_INVALID", "The firewall value is invalid.")
         for k in ("title", "hostname", "firewall"):
             if k in spec:
                 s[k] = spec[k]
@@ -217,6 +219,45 @@ class Cloud:
             raise ApiError(409, "SERVER_STATE_ILLEGAL",
                            f"The operation is not allowed while the server {s['uuid']} is in state '{s['state']}'.")
         del self.servers[s["uuid"]]
+
+
+RULE_KEYS = ["action", "comment", "destination_address_end", "destination_address_start",
+             "destination_port_end", "destination_port_start", "direction", "family", "icmp_type",
+             "position", "protocol", "source_address_end", "source_address_start", "source_port_end",
+             "source_port_start"]
+
+
+def check_rule(r):
+    """A firewall rule as UpCloud checks it (error codes of upcloud-go-api's error_codes.go);
+    returned with every key, unset ones as "" (as the recorded exchanges show)."""
+    if not r.get("direction"):
+        raise ApiError(400, "DIRECTION_MISSING", "The direction is missing.")
+    if r["direction"] not in ("in", "out"):
+        raise ApiError(400, "DIRECTION_INVALID", "The direction is invalid.")
+    if not r.get("action"):
+        raise ApiError(400, "ACTION_MISSING", "The action is missing.")
+    if r["action"] not in ("accept", "drop"):
+        raise ApiError(400, "ACTION_INVALID", "The action is invalid.")
+    if r.get("protocol", "") not in ("", "tcp", "udp", "icmp"):
+        raise ApiError(400, "PROTOCOL_INVALID", "The protocol is invalid.")
+    if r.get("family", "") not in ("", "IPv4", "IPv6"):
+        raise ApiError(400, "FAMILY_INVALID", "The family is invalid.")
+    for side in ("source", "destination"):
+        start, end = r.get(f"{side}_port_start", ""), r.get(f"{side}_port_end", "")
+        if (start == "") != (end == ""):
+            raise ApiError(400, f"{side.upper()}_PORT_END_INVALID", f"The {side} port range is incomplete.")
+        if start != "":
+            if r.get("protocol") not in ("tcp", "udp"):
+                raise ApiError(400, "PORT_PROTOCOL_MISMATCH", "Ports need protocol tcp or udp.")
+            if not (isinstance(start, str) and isinstance(end, str) and start.isdigit() and end.isdigit()
+                    and 1 <= int(start) <= int(end) <= 65535):
+                raise ApiError(400, f"{side.upper()}_PORT_START_INVALID", f"The {side} port range is invalid.")
+        a, b = r.get(f"{side}_address_start", ""), r.get(f"{side}_address_end", "")
+        if (a == "") != (b == ""):
+            raise ApiError(400, f"{side.upper()}_ADDRESS_END_INVALID", f"The {side} address range is incomplete.")
+        if a != "" and not r.get("family"):
+            raise ApiError(400, "FAMILY_INVALID", "An address range needs its family.")
+    return {k: str(r.get(k, "")) for k in RULE_KEYS}
 
 
 def make_handler(cloud, args):
@@ -314,7 +355,7 @@ def make_handler(cloud, args):
                     return 201, {"firewall_rule": rule}
                 if rest == ["firewall_rule"] and method == "PUT":
                     rules = ((body.get("firewall_rules") or {}).get("firewall_rule")) or []
-                    s["_firewall_rules"] = [dict(r, position=str(i + 1)) for i, r in enumerate(rules)]
+                    s["_firewall_rules"] = [dict(check_rule(r), position=str(i + 1)) for i, r in enumerate(rules)]
                     return 204, None
             raise ApiError(404, "RESOURCE_NOT_FOUND", f"No such resource: {method} {path}")
 

@@ -46,6 +46,12 @@ elif ACTION == "extras":
                 if p.get("FromPort") == 22
                 for r in p.get("IpRanges", [])
             ],
+            # Every protocol from the group's own members.
+            "members": any(
+                p.get("IpProtocol") == "-1"
+                and any(pair.get("GroupId") == g["GroupId"] for pair in p.get("UserIdGroupPairs", []))
+                for p in g.get("IpPermissions", [])
+            ),
         }
         for g in ec2.describe_security_groups()["SecurityGroups"]
         if g["GroupName"] != "default"

@@ -9,7 +9,7 @@
 //! `tests/fakes/hetzner.py`, a stateful FAKE following Hetzner's published API.
 //!
 //! AWS EC2: moto (PyPI, a third-party emulator of AWS's APIs), installed by scripts/test; its
-//! instances run no machine, so nothing is installed on them (neither does this build on EC2).
+//! instances run no machine, so nothing is installed on them over SSH here (the live tier does).
 //!
 //! UpCloud: no emulator exists in any registry, so `tests/fakes/upcloud.py` is a stateful FAKE
 //! that follows UpCloud's published API (see its header). What is checked is what a user sees
@@ -417,6 +417,63 @@ fn upcloud_taskservs_install_over_ssh() {
         .output()
         .unwrap();
     assert!(pg.status.success(), "{pg:?}");
+    // Each server's firewall is on: SSH, the public port of its taskservs (nginx's, not
+    // postgres's: that one is for the workspace, over the utility network), the replies to its
+    // own connections (UpCloud's firewall is stateless), then everything else dropped.
+    let firewall = |name: &str| -> (Value, Vec<Value>) {
+        let servers = fake.servers("upstack");
+        let uuid = servers
+            .iter()
+            .find(|s| s["title"] == format!("upstack-{name}").as_str())
+            .and_then(|s| s["uuid"].as_str())
+            .unwrap_or_else(|| panic!("{servers:?}"))
+            .to_string();
+        let rules = fake.api("GET", &format!("server/{uuid}/firewall_rule"));
+        (
+            fake.api("GET", &format!("server/{uuid}"))["server"]["firewall"].clone(),
+            rules["firewall_rules"]["firewall_rule"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        )
+    };
+    let tcp_in = |rules: &[Value]| -> Vec<String> {
+        let mut ports: Vec<String> = rules
+            .iter()
+            .filter(|r| r["direction"] == "in" && r["action"] == "accept" && r["protocol"] == "tcp")
+            .map(|r| r["destination_port_start"].as_str().unwrap().to_string())
+            .collect();
+        ports.dedup();
+        ports
+    };
+    let (on, web_rules) = firewall("web-1");
+    assert_eq!(on, "on");
+    assert_eq!(
+        tcp_in(&web_rules),
+        [
+            sshd.port.to_string(),
+            web_port.to_string(),
+            "32768".to_string()
+        ],
+        "{web_rules:?}"
+    );
+    let last_in = web_rules.iter().rev().find(|r| r["direction"] == "in");
+    assert_eq!(last_in.unwrap()["action"], "drop", "{web_rules:?}");
+    let (on, db_rules) = firewall("db-1");
+    assert_eq!(on, "on");
+    assert_eq!(
+        tcp_in(&db_rules),
+        [sshd.port.to_string(), "32768".to_string()],
+        "{db_rules:?}"
+    );
+    assert!(
+        db_rules
+            .iter()
+            .any(|r| r["source_address_start"] == "10.0.0.0"
+                && r["source_address_end"] == "10.255.255.255"
+                && r["action"] == "accept"),
+        "the utility network reaches postgres: {db_rules:?}"
+    );
     // The key went through the API: the login block the fake received is what let us in.
     let public = std::fs::read_to_string(client.with_extension("pub")).unwrap();
     assert!(

@@ -4,12 +4,14 @@
 //!
 //! - UpCloud: `UPCLOUD_USERNAME` + `UPCLOUD_PASSWORD` (or `UPCLOUD_TOKEN`); one `1xCPU-1GB`
 //!   server in `PROVISIONING_LIVE_UPCLOUD_ZONE` (default `fi-hel1`) with nginx installed over
-//!   SSH (a key pair made for the run);
+//!   SSH (a key pair made for the run) and reached from here on port 80 through its firewall;
 //! - Hetzner: `HCLOUD_TOKEN`; one server of `PROVISIONING_LIVE_HETZNER_PLAN` (default `cx22`) in
-//!   `PROVISIONING_LIVE_HETZNER_ZONE` (default `hel1`);
+//!   `PROVISIONING_LIVE_HETZNER_ZONE` (default `hel1`), its firewall and private network, and
+//!   nginx on port 80 reached from here through the firewall;
 //! - AWS: `AWS_ACCESS_KEY_ID` or `AWS_PROFILE` (the SDK's credential chain), without
 //!   `AWS_ENDPOINT_URL`; one `PROVISIONING_LIVE_AWS_PLAN` (default `t3.micro`) instance in
-//!   `PROVISIONING_LIVE_AWS_ZONE` (default `eu-central-1`), with its key pair and security group.
+//!   `PROVISIONING_LIVE_AWS_ZONE` (default `eu-central-1`), with its key pair and security group,
+//!   and nginx on port 8080 (as `admin`, no privileged port) reached from here through the group.
 //!
 //! Each applies, re-plans (no changes), checks drift (none) and destroys; the destroy also runs
 //! when a step in between fails, so a failed run leaves no server billing (check the console if
@@ -79,8 +81,9 @@ fn workspace(prefix: &str) -> String {
     format!("{prefix}-{}", stamp % 1_000_000)
 }
 
-/// Apply, re-plan, drift, destroy (by the guard); returns the applied state.
-fn round_trip(dir: &Path, ncl: &str, workspace: &str) -> Value {
+/// Apply, re-plan, drift, `during` (with the applied state), destroy (by the guard); returns
+/// the applied state.
+fn round_trip(dir: &Path, ncl: &str, workspace: &str, during: &dyn Fn(&Value)) -> Value {
     let _teardown = Teardown {
         dir,
         config: ncl.to_string(),
@@ -100,7 +103,31 @@ fn round_trip(dir: &Path, ncl: &str, workspace: &str) -> Value {
         text(&drift)
     );
     let state = ok(cli(dir, &["state", "--json"]));
-    serde_json::from_slice(&state.stdout).unwrap()
+    let state = serde_json::from_slice(&state.stdout).unwrap();
+    during(&state);
+    state
+}
+
+/// What nginx on `server` answers at `port` of its public address, asked from here (through
+/// the cloud's firewall).
+fn nginx_answers(state: &Value, workspace: &str, port: u16) {
+    let server = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "server/web-1")
+        .unwrap_or_else(|| panic!("{state}"));
+    let address = server["observed"]["address"].as_str().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-m", "10", "--retry", "6", "--retry-all-errors"])
+        .arg(format!("http://{address}:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("nginx for {workspace}/web-1\n"),
+        "nginx at {address}:{port}"
+    );
 }
 
 fn upcloud_server_with_nginx() {
@@ -123,11 +150,14 @@ fn upcloud_server_with_nginx() {
         format!(
             "{{ workspace = {{ name = \"{ws}\", environment = \"dev\" }}, servers = [{{ name = \
              \"web-1\", provider = \"upcloud\", plan = \"1xCPU-1GB\", zone = \"{zone}\", \
-             taskservs = [\"nginx\"] }}] }}"
+             taskservs = [{{ name = \"nginx\", version = \"1.22\", config = {{ bind = \"0.0.0.0\" }} }}] }}] \
+             }}"
         ),
     )
     .unwrap();
-    let state = round_trip(&dir, &ncl.display().to_string(), &ws);
+    let state = round_trip(&dir, &ncl.display().to_string(), &ws, &|state| {
+        nginx_answers(state, &ws, 80)
+    });
     let server = state
         .as_array()
         .unwrap()
@@ -195,8 +225,9 @@ fn hetzner_server() {
     std::fs::write(
         dir.join("config.toml"),
         format!(
-            "[hetzner]\nssh_public_key = \"file:{}\"\n",
-            dir.join("key.pub").display()
+            "[hetzner]\nssh_public_key = \"file:{}\"\nssh_key = \"file:{}\"\n",
+            dir.join("key.pub").display(),
+            dir.join("key").display()
         ),
     )
     .unwrap();
@@ -208,12 +239,16 @@ fn hetzner_server() {
         &ncl,
         format!(
             "{{ workspace = {{ name = \"{ws}\", environment = \"dev\" }}, servers = [{{ name = \
-             \"web-1\", provider = \"hetzner\", plan = \"{plan}\", zone = \"{zone}\" }}] }}"
+             \"web-1\", provider = \"hetzner\", plan = \"{plan}\", zone = \"{zone}\", image = \
+             \"debian-12\", taskservs = [{{ name = \"nginx\", version = \"1.22\", config = {{ bind = \"0.0.0.0\" }} }}] \
+             }}] }}"
         ),
     )
     .unwrap();
     let _key = HetznerKeyCleanup { dir: &dir };
-    let state = round_trip(&dir, &ncl.display().to_string(), &ws);
+    let state = round_trip(&dir, &ncl.display().to_string(), &ws, &|state| {
+        nginx_answers(state, &ws, 80)
+    });
     let server = state
         .as_array()
         .unwrap()
@@ -221,7 +256,11 @@ fn hetzner_server() {
         .find(|r| r["key"] == "server/web-1")
         .unwrap_or_else(|| panic!("{state}"));
     assert!(server["observed"]["address"].is_string(), "{server}");
-    assert_eq!(server["observed"]["image"], "debian-13", "{server}");
+    assert_eq!(server["observed"]["image"], "debian-12", "{server}");
+    assert!(
+        server["observed"]["private_address"].is_string(),
+        "{server}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -231,8 +270,9 @@ fn aws_instance() {
     std::fs::write(
         dir.join("config.toml"),
         format!(
-            "[aws]\nssh_public_key = \"file:{}\"\nssh_from = [\"192.0.2.0/24\"]\n",
-            dir.join("key.pub").display()
+            "[aws]\nssh_public_key = \"file:{}\"\nssh_key = \"file:{}\"\n",
+            dir.join("key.pub").display(),
+            dir.join("key").display()
         ),
     )
     .unwrap();
@@ -244,11 +284,15 @@ fn aws_instance() {
         &ncl,
         format!(
             "{{ workspace = {{ name = \"{ws}\", environment = \"dev\" }}, servers = [{{ name = \
-             \"web-1\", provider = \"aws\", plan = \"{plan}\", zone = \"{zone}\" }}] }}"
+             \"web-1\", provider = \"aws\", plan = \"{plan}\", zone = \"{zone}\", image = \
+             \"debian-12\", taskservs = [{{ name = \"nginx\", version = \"1.22\", config = {{ bind = \
+             \"0.0.0.0\", port = 8080 }} }}] }}] }}"
         ),
     )
     .unwrap();
-    let state = round_trip(&dir, &ncl.display().to_string(), &ws);
+    let state = round_trip(&dir, &ncl.display().to_string(), &ws, &|state| {
+        nginx_answers(state, &ws, 8080)
+    });
     let server = state
         .as_array()
         .unwrap()
@@ -261,7 +305,7 @@ fn aws_instance() {
             .is_some_and(|id| id.starts_with("i-")),
         "{server}"
     );
-    assert_eq!(server["observed"]["image"], "debian-13", "{server}");
+    assert_eq!(server["observed"]["image"], "debian-12", "{server}");
     assert_eq!(server["observed"]["zone"], zone.as_str(), "{server}");
     let _ = std::fs::remove_dir_all(&dir);
 }

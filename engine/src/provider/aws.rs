@@ -5,7 +5,8 @@
 //! availability zones (the default VPC's default subnet). What the workspace gets around its
 //! instances, per region: a key pair `provisioning-<workspace>` with the operator's public key
 //! (`[aws] ssh_public_key`) and a security group `provisioning-<workspace>` that admits SSH from
-//! `[aws] ssh_from`. Both are removed with the workspace's last instance.
+//! `[aws] ssh_from` and all traffic between its members. Both are removed with the
+//! workspace's last instance.
 //!
 //! Every instance is tagged `Name=<workspace>-<server>`, `managed-by=provisioning`,
 //! `prov-workspace`, `prov-server`, `prov-image` (plus the config's labels). Finding an
@@ -27,8 +28,8 @@
 //! instance roles. Whatever is found is registered with the redactor before it is used. The
 //! endpoint: `[aws] endpoint`, else `AWS_ENDPOINT_URL_EC2`/`AWS_ENDPOINT_URL` (read by the SDK).
 //!
-//! Taskservs are not installed on EC2 instances by this build (the catalog says
-//! `taskservs = false`; a taskserv step fails with that reason).
+//! Taskservs are installed over SSH once an instance runs ([`taskservs`]); the security group
+//! then admits their public ports.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,12 +45,14 @@ use aws_sdk_ec2::types::{
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use super::ssh::{SshHost, SshProvider};
 use super::{
     Health, IdempotencyKey, Observed, Provider, ProviderError, ProviderResult, ServerSpec,
     TaskservSpec,
 };
 use crate::secrets::{SecretRef, Secrets};
 
+mod taskservs;
 mod workspace;
 
 const MANAGED_BY: &str = "managed-by";
@@ -73,6 +76,10 @@ pub struct AwsSettings {
     pub ssh_public_key: Option<String>,
     /// CIDRs the security group admits to port 22.
     pub ssh_from: Vec<String>,
+    /// The private key matching `ssh_public_key`: without it nothing is installed on instances.
+    pub ssh_key: Option<SecretRef>,
+    /// The account SSH reaches instances as (`None`: the image's, e.g. `admin` on Debian).
+    pub ssh_user: Option<String>,
     /// Longest wait for an instance state.
     pub state_wait: Duration,
 }
@@ -103,6 +110,14 @@ pub struct AwsProvider {
     secrets: Secrets,
     /// The SDK's shared configuration (credential chain, endpoint variables), loaded once.
     sdk: OnceCell<aws_config::SdkConfig>,
+    /// Our records (each server's region and public ports) and the SSH runner's (`dir/ssh`).
+    dir: std::path::PathBuf,
+    /// Installs taskservs on our instances.
+    ssh: SshProvider,
+    /// One change at a time to the records of ports and the security groups' public rules.
+    ports_lock: tokio::sync::Mutex<()>,
+    /// The public ports of each server's taskservs, for the security group.
+    ports: super::ports::PortRecords,
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -150,11 +165,26 @@ fn image_query(api: &str, arch: &str) -> ProviderResult<(String, String, &'stati
 }
 
 impl AwsProvider {
-    pub fn new(settings: AwsSettings, secrets: Secrets) -> AwsProvider {
+    pub fn new(settings: AwsSettings, secrets: Secrets, dir: std::path::PathBuf) -> AwsProvider {
+        let account = SshHost {
+            name: "aws".into(),
+            address: String::new(),
+            port: 22,
+            user: settings.ssh_user.clone().unwrap_or_else(|| "admin".into()),
+            key: settings.ssh_key.clone(),
+            root: None,
+            workspaces: vec!["*".into()],
+            configured_in: "[aws] ssh_key, ssh_user".into(),
+        };
+        let ssh = SshProvider::for_cloud(account, secrets.clone(), dir.join("ssh"));
         AwsProvider {
             settings,
             secrets,
             sdk: OnceCell::new(),
+            ports: super::ports::PortRecords::new(&dir),
+            dir,
+            ssh,
+            ports_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -582,7 +612,7 @@ impl Provider for AwsProvider {
             Some(found) => self.started(&client, region, found).await?,
             None => self.launch(&client, key, spec).await?,
         };
-        Ok(Self::observed(region, &instance))
+        self.attach(spec, Self::observed(region, &instance)).await
     }
 
     async fn update_server(
@@ -631,7 +661,7 @@ impl Provider for AwsProvider {
         }
         let now = self.instance(&client, region, &id).await?;
         let running = self.started(&client, region, now).await?;
-        Ok(Self::observed(region, &running))
+        self.attach(spec, Self::observed(region, &running)).await
     }
 
     async fn inspect_server(&self, spec: &ServerSpec) -> ProviderResult<Option<Observed>> {
@@ -667,32 +697,47 @@ impl Provider for AwsProvider {
                 return Err(self.waited(&client, region, &id, "terminated", why).await);
             }
         }
+        // The machine is gone with everything on it.
+        self.forget(&client, region, spec).await?;
         self.tidy(&client, region, &spec.workspace).await
     }
 
     async fn install_taskserv(
         &self,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
         spec: &TaskservSpec,
     ) -> ProviderResult<Observed> {
-        Err(ProviderError::Permanent(format!(
-            "taskserv `{}` on server `{}`: this build creates EC2 instances but does not install \
-             software on them (the aws catalog says taskservs = false); install it yourself or use \
-             an upcloud or hetzner server",
-            spec.name, spec.server
-        )))
+        self.ready_for(spec).await?;
+        let observed = self.ssh.install_taskserv(key, spec).await?;
+        self.taskserv_ports(spec, true).await?;
+        Ok(observed)
     }
 
-    async fn taskserv_health(&self, _spec: &TaskservSpec) -> ProviderResult<Health> {
-        Ok(Health::Missing)
+    async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
+        // A terminated instance takes its taskservs with it.
+        if !self.ssh.is_registered(&spec.workspace, &spec.server)
+            || !self.instance_there(spec).await?
+        {
+            return Ok(Health::Missing);
+        }
+        self.ssh.taskserv_health(spec).await
     }
 
     async fn remove_taskserv(
         &self,
-        _key: &IdempotencyKey,
-        _spec: &TaskservSpec,
+        key: &IdempotencyKey,
+        spec: &TaskservSpec,
     ) -> ProviderResult<()> {
-        Ok(())
+        if self.ssh.is_registered(&spec.workspace, &spec.server)
+            && self.instance_there(spec).await?
+        {
+            self.ssh.remove_taskserv(key, spec).await?;
+        }
+        self.taskserv_ports(spec, false).await
+    }
+
+    fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {
+        self.ssh.read_secret(name)
     }
 }
 

@@ -15,6 +15,9 @@
 //! Rate limits: a `429` is waited out (until `RateLimit-Reset`, within bounds) and the call
 //! repeated; `423 locked` (another action runs) and 5xx are transient for the step's retries.
 //!
+//! Around each server ([`guard`]): a firewall of its own (SSH from `ssh_from`, ICMP, and the
+//! public ports of its taskservs) and the workspace's private network in its network zone.
+//!
 //! Taskservs are installed over SSH exactly as on UpCloud (see [`super::upcloud`]): once a
 //! server runs, its public IPv4 address is attached to this provider's own SSH runner, which
 //! waits for sshd and the key, when `[hetzner] ssh_key` is set.
@@ -38,6 +41,8 @@ use super::{
 };
 use crate::secrets::{SecretRef, Secrets};
 
+mod guard;
+
 const MANAGED_BY: &str = "managed-by";
 const WORKSPACE: &str = "prov-workspace";
 const SERVER: &str = "prov-server";
@@ -58,6 +63,12 @@ pub struct HetznerSettings {
     /// The account and port SSH reaches servers with (default `root`, 22).
     pub ssh_user: String,
     pub ssh_port: u16,
+    /// CIDRs each server's firewall admits to SSH (`[]`: nobody).
+    pub ssh_from: Vec<String>,
+    /// Whether each server gets a firewall of its own (default true).
+    pub firewall: bool,
+    /// Whether the workspace's servers join a private network (default true).
+    pub private_network: bool,
     /// Longest wait for an action or a server status (and for SSH).
     pub state_wait: Duration,
 }
@@ -72,6 +83,10 @@ pub struct HetznerProvider {
     dir: PathBuf,
     /// Installs taskservs on our servers (records under `dir/ssh`).
     ssh: SshProvider,
+    /// One change at a time to the records of ports and to the workspace's networks.
+    guard_lock: tokio::sync::Mutex<()>,
+    /// The public ports of each server's taskservs, for its firewall.
+    ports: super::ports::PortRecords,
 }
 
 impl HetznerProvider {
@@ -96,8 +111,10 @@ impl HetznerProvider {
             settings,
             secrets,
             http,
+            ports: super::ports::PortRecords::new(&dir),
             dir,
             ssh,
+            guard_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -421,6 +438,12 @@ impl HetznerProvider {
         if let Some(key) = self.ssh_key_id().await? {
             body["ssh_keys"] = json!([key]);
         }
+        if let Some(firewall) = self.firewall_for(spec).await? {
+            body["firewalls"] = json!([{ "firewall": firewall }]);
+        }
+        if let Some(network) = self.network_for(spec).await? {
+            body["networks"] = json!([network]);
+        }
         let made = match self.post("servers", &body).await {
             Ok(made) => made,
             Err(ProviderError::Permanent(why)) if why.contains("uniqueness_error") => {
@@ -593,6 +616,9 @@ impl Provider for HetznerProvider {
             }
             _ => self.wait_for(id, "running").await?,
         };
+        // Made by an earlier attempt, or before the firewall or network existed.
+        self.guard(spec, &server).await?;
+        let server = self.wait_for(id, "running").await?;
         let api = self.observed(&server);
         if self.settings.ssh_key.is_none() {
             return Ok(api);
@@ -659,7 +685,7 @@ impl Provider for HetznerProvider {
         self.forget(&spec.workspace, &spec.name);
         // The machine is gone with everything on it: forget how we reached it.
         self.ssh.detach(&spec.workspace, &spec.name).await;
-        Ok(())
+        self.unguard(spec).await
     }
 
     async fn install_taskserv(
@@ -674,7 +700,9 @@ impl Provider for HetznerProvider {
                 spec.server, spec.workspace, spec.name
             )));
         }
-        self.ssh.install_taskserv(key, spec).await
+        let observed = self.ssh.install_taskserv(key, spec).await?;
+        self.taskserv_ports(spec, true).await?;
+        Ok(observed)
     }
 
     async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
@@ -705,7 +733,8 @@ impl Provider for HetznerProvider {
             // The server is gone, and the taskserv with it.
             return Ok(());
         }
-        self.ssh.remove_taskserv(key, spec).await
+        self.ssh.remove_taskserv(key, spec).await?;
+        self.taskserv_ports(spec, false).await
     }
 
     fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {

@@ -13,6 +13,7 @@ pub mod aws;
 pub mod hetzner;
 pub mod local;
 pub mod output;
+mod ports;
 pub mod sim;
 pub mod ssh;
 pub mod upcloud;
@@ -91,6 +92,31 @@ pub struct TaskservSpec {
     pub version: String,
     #[serde(default)]
     pub config: serde_json::Map<String, Value>,
+}
+
+impl TaskservSpec {
+    /// The ports this taskserv serves to clients outside the workspace (its definition's
+    /// `public` ports, as the config sets them), which a cloud firewall opens to everyone.
+    pub fn public_ports(&self) -> Vec<u16> {
+        let Ok(Some(scripts)) = knowledge::taskserv_scripts(&self.name) else {
+            return Vec::new();
+        };
+        let mut ports: Vec<u16> = scripts
+            .meta
+            .public
+            .iter()
+            .filter_map(|key| {
+                match self.config.get(key).and_then(Value::as_u64) {
+                    Some(port) => u16::try_from(port).ok(),
+                    None => scripts.meta.ports.get(key).copied(),
+                }
+                .filter(|p| *p != 0)
+            })
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
 }
 
 /// What the provider reports about a resource it holds.

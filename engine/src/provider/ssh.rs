@@ -79,6 +79,9 @@ struct Registration {
     /// A cloud server's address (the host is not in the inventory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     address: Option<String>,
+    /// A cloud server's account where it is not the cloud's (the image's default user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -183,6 +186,7 @@ impl SshProvider {
             (Some(address), Some(account)) => Some(SshHost {
                 name: reg.host,
                 address,
+                user: reg.user.unwrap_or_else(|| account.user.clone()),
                 ..account.clone()
             }),
             (None, None) => self.hosts.get(&reg.host).cloned(),
@@ -218,6 +222,7 @@ impl SshProvider {
         spec: &ServerSpec,
         id: &str,
         address: &str,
+        user: Option<&str>,
         wait: Duration,
     ) -> ProviderResult<Observed> {
         let Some(account) = &self.cloud else {
@@ -241,9 +246,23 @@ impl SshProvider {
                 id.chars().take(64).collect::<String>()
             )));
         }
+        let account_name = |u: &str| {
+            !u.is_empty()
+                && !u.starts_with('-')
+                && u.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
+        };
+        if let Some(u) = user.filter(|u| !account_name(u)) {
+            return Err(ProviderError::Permanent(format!(
+                "`{}` is not an account name to reach server `{}` as",
+                u.chars().take(32).collect::<String>(),
+                spec.name
+            )));
+        }
         let host = SshHost {
             name: id.to_string(),
             address: ip.to_string(),
+            user: user.unwrap_or(&account.user).to_string(),
             ..account.clone()
         };
         self.register(
@@ -252,6 +271,7 @@ impl SshProvider {
             &Registration {
                 host: host.name.clone(),
                 address: Some(host.address.clone()),
+                user: user.map(str::to_string),
             },
         )?;
         let started = tokio::time::Instant::now();
@@ -284,6 +304,17 @@ impl SshProvider {
         api: Observed,
         wait: Duration,
     ) -> ProviderResult<Observed> {
+        self.attach_observed_as(spec, api, None, wait).await
+    }
+
+    /// [`Self::attach_observed`] as `user` (the image's account) instead of the cloud's.
+    pub async fn attach_observed_as(
+        &self,
+        spec: &ServerSpec,
+        api: Observed,
+        user: Option<&str>,
+        wait: Duration,
+    ) -> ProviderResult<Observed> {
         let address = api
             .attrs
             .get("address")
@@ -295,7 +326,7 @@ impl SshProvider {
                 ))
             })?;
         let id = format!("{}-{}", spec.provider, api.provider_id);
-        let mut seen = self.attach(spec, &id, address, wait).await?;
+        let mut seen = self.attach(spec, &id, address, user, wait).await?;
         seen.attrs.extend(api.attrs);
         seen.provider_id = api.provider_id;
         Ok(seen)
@@ -589,6 +620,7 @@ impl Provider for SshProvider {
             &Registration {
                 host: host.name.clone(),
                 address: None,
+                user: None,
             },
         )?;
         let (_, observed) = self.facts(host, spec, true).await?;

@@ -15,6 +15,10 @@
 //! removed by their scripts exactly as on an inventory host. With no `[upcloud] ssh_key`
 //! servers are created but nothing is installed on them (a clear error says what to set).
 //!
+//! Each server has its own firewall ([`firewall`]): SSH from `ssh_from`, its taskservs' public
+//! ports, the utility network and the replies to its own connections (UpCloud's firewall is
+//! stateless); everything else inbound is dropped.
+//!
 //! Credentials are secret references resolved at the moment of each call (by default the
 //! variables UpCloud's own tools read: `UPCLOUD_USERNAME` and `UPCLOUD_PASSWORD`, or
 //! `UPCLOUD_TOKEN`), never from a config, a tool argument or the model; every value resolved
@@ -35,6 +39,8 @@ use super::{
 };
 use crate::secrets::{SecretRef, Secrets};
 
+mod firewall;
+
 /// Label keys of ownership (UpCloud label keys: 2–32 printable characters, not starting with `_`).
 const MANAGED_BY: &str = "managed-by";
 const WORKSPACE: &str = "prov-workspace";
@@ -53,6 +59,10 @@ pub struct UpCloudSettings {
     /// The account of the login block (default `root`), and the SSH port (default 22).
     pub ssh_user: String,
     pub ssh_port: u16,
+    /// CIDRs each server's firewall admits to SSH (`[]`: nobody).
+    pub ssh_from: Vec<String>,
+    /// Whether each server's firewall is set and switched on (default true).
+    pub firewall: bool,
     /// Longest wait for a server to reach the state a call needs (and for its SSH server).
     pub state_wait: Duration,
 }
@@ -88,6 +98,10 @@ pub struct UpCloudProvider {
     http: reqwest::Client,
     /// Installs taskservs on our servers (its records, known hosts and logs are in `dir`).
     ssh: SshProvider,
+    /// The public ports of each server's taskservs, for its firewall.
+    ports: super::ports::PortRecords,
+    /// One change at a time to the records of ports.
+    ports_lock: tokio::sync::Mutex<()>,
 }
 
 impl UpCloudProvider {
@@ -112,12 +126,15 @@ impl UpCloudProvider {
             workspaces: vec!["*".into()],
             configured_in: "[upcloud] ssh_key, ssh_user, ssh_port".into(),
         };
+        let ports = super::ports::PortRecords::new(&dir);
         let ssh = SshProvider::for_cloud(account, secrets.clone(), dir);
         UpCloudProvider {
             settings,
             secrets,
             http,
             ssh,
+            ports,
+            ports_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -363,6 +380,7 @@ impl UpCloudProvider {
     /// A started server, as state records it: the API's view, and when SSH is configured,
     /// attached to the runner (waiting for SSH) with what SSH reports about the machine.
     async fn ready(&self, spec: &ServerSpec, server: &Value) -> ProviderResult<Observed> {
+        self.fortify(&spec.workspace, &spec.name, server).await?;
         let api = observed(server);
         if self.settings.ssh_key.is_none() {
             return Ok(api);
@@ -552,6 +570,7 @@ impl Provider for UpCloudProvider {
         }
         // The machine is gone with everything on it: forget how we reached it.
         self.ssh.detach(&spec.workspace, &spec.name).await;
+        self.ports.forget(&spec.workspace, &spec.name);
         Ok(())
     }
 
@@ -567,7 +586,9 @@ impl Provider for UpCloudProvider {
                 spec.server, spec.workspace, spec.name
             )));
         }
-        self.ssh.install_taskserv(key, spec).await
+        let observed = self.ssh.install_taskserv(key, spec).await?;
+        self.taskserv_ports(spec, true).await?;
+        Ok(observed)
     }
 
     async fn taskserv_health(&self, spec: &TaskservSpec) -> ProviderResult<Health> {
@@ -598,7 +619,8 @@ impl Provider for UpCloudProvider {
             // The server is gone, and the taskserv with it.
             return Ok(());
         }
-        self.ssh.remove_taskserv(key, spec).await
+        self.ssh.remove_taskserv(key, spec).await?;
+        self.taskserv_ports(spec, false).await
     }
 
     fn read_secret(&self, name: &str) -> ProviderResult<crate::secrets::Secret> {

@@ -124,8 +124,11 @@ pub async fn open_engine_with(
         settings.secrets.clone(),
         settings.data_dir.join("hetzner"),
     );
-    let aws =
-        engine::provider::aws::AwsProvider::new(settings.aws.clone(), settings.secrets.clone());
+    let aws = engine::provider::aws::AwsProvider::new(
+        settings.aws.clone(),
+        settings.secrets.clone(),
+        settings.data_dir.join("aws"),
+    );
     let providers = Providers::new()
         .with(Arc::new(sim))
         .with(Arc::new(local))

@@ -122,6 +122,7 @@ pub(super) fn upcloud_settings(
         ssh_public_key.is_some(),
         reference,
     )?;
+    let ssh_from = cidrs("upcloud.ssh_from", u.ssh_from.as_ref())?;
     Ok(UpCloudSettings {
         endpoint,
         auth,
@@ -129,6 +130,8 @@ pub(super) fn upcloud_settings(
         ssh_key,
         ssh_user,
         ssh_port: u.ssh_port.unwrap_or(22),
+        ssh_from,
+        firewall: u.firewall.unwrap_or(true),
         state_wait: Duration::from_secs(u.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
     })
 }
@@ -232,6 +235,7 @@ pub(super) fn hetzner_settings(
         ssh_public_key.is_some(),
         reference,
     )?;
+    let ssh_from = cidrs("hetzner.ssh_from", h.ssh_from.as_ref())?;
     Ok(engine::provider::hetzner::HetznerSettings {
         endpoint,
         token,
@@ -239,6 +243,9 @@ pub(super) fn hetzner_settings(
         ssh_key,
         ssh_user,
         ssh_port: h.ssh_port.unwrap_or(22),
+        ssh_from,
+        firewall: h.firewall.unwrap_or(true),
+        private_network: h.private_network.unwrap_or(true),
         names: h.names.clone(),
         state_wait: Duration::from_secs(h.state_wait_secs.unwrap_or(600).clamp(5, 3600)),
     })
@@ -264,6 +271,12 @@ pub struct AwsSection {
     /// CIDRs the workspace's security group admits to SSH (default with a public key:
     /// `["0.0.0.0/0", "::/0"]`; `[]` admits nobody).
     pub ssh_from: Option<Vec<String>>,
+    /// A secret reference to the private key matching `ssh_public_key`: taskservs are
+    /// installed over SSH with it. Without it instances are launched, nothing is installed.
+    pub ssh_key: Option<String>,
+    /// The account SSH reaches instances as (default: the image's, `admin` on Debian's AMIs,
+    /// `ubuntu` on Ubuntu's).
+    pub ssh_user: Option<String>,
     /// Longest wait for an instance state, in seconds (default 600).
     pub state_wait_secs: Option<u64>,
 }
@@ -297,6 +310,15 @@ pub(super) fn aws_settings(
         );
     }
     let ssh_public_key = public_key("aws.ssh_public_key", a.ssh_public_key.as_deref())?;
+    // The account is the image's unless set; when set it is checked like the other clouds'.
+    let (ssh_key, user) = ssh_account(
+        "aws",
+        a.ssh_key.as_deref(),
+        a.ssh_user.as_deref(),
+        ssh_public_key.is_some(),
+        reference,
+    )?;
+    let ssh_user = a.ssh_user.as_ref().map(|_| user);
     let ssh_from = match &a.ssh_from {
         Some(list) => list.clone(),
         None if ssh_public_key.is_some() => vec!["0.0.0.0/0".into(), "::/0".into()],
@@ -317,8 +339,24 @@ pub(super) fn aws_settings(
         keys,
         ssh_public_key,
         ssh_from,
+        ssh_key,
+        ssh_user,
         state_wait: Duration::from_secs(a.state_wait_secs.unwrap_or(600).clamp(10, 3600)),
     })
+}
+
+/// A cloud's `ssh_from`, checked (default: everyone).
+fn cidrs(what: &str, list: Option<&Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let list = list
+        .cloned()
+        .unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()]);
+    for cidr in &list {
+        anyhow::ensure!(
+            is_cidr(cidr),
+            "{what}: `{cidr}` is not a CIDR block (e.g. \"203.0.113.0/24\" or \"2001:db8::/32\")"
+        );
+    }
+    Ok(list)
 }
 
 /// `ADDRESS/PREFIX`, IPv4 or IPv6.
@@ -391,6 +429,29 @@ mod tests {
     }
 
     #[test]
+    fn hetzner_firewall_settings_are_checked() {
+        let defaults = hetzner_settings(&file(""), &reference).unwrap();
+        assert_eq!(defaults.ssh_from, ["0.0.0.0/0", "::/0"]);
+        assert!(defaults.firewall && defaults.private_network);
+        let e = hetzner_settings(
+            &file("[hetzner]\nssh_from = [\"10.0.0.0/8\", \"office\"]\n"),
+            &reference,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("hetzner.ssh_from") && e.contains("`office`"),
+            "{e}"
+        );
+        let own = hetzner_settings(
+            &file("[hetzner]\nfirewall = false\nprivate_network = false\nssh_from = []\n"),
+            &reference,
+        )
+        .unwrap();
+        assert!(!own.firewall && !own.private_network && own.ssh_from.is_empty());
+    }
+
+    #[test]
     fn aws_settings_are_checked() {
         let e = aws_settings(&file("[aws]\naccess_key_id = \"env:A\"\n"), &reference)
             .unwrap_err()
@@ -431,6 +492,22 @@ mod tests {
         )
         .unwrap();
         assert!(keys.keys.is_some());
+        // The account is the image's unless set; a key needs the public key it matches.
+        assert_eq!(keys.ssh_user, None);
+        let e = aws_settings(&file("[aws]\nssh_key = \"env:K\"\n"), &reference)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("aws.ssh_key is set without aws.ssh_public_key"),
+            "{e}"
+        );
+        let e = aws_settings(
+            &file("[aws]\nssh_user = \"-oProxyCommand=x\"\n"),
+            &reference,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("aws.ssh_user"), "{e}");
         assert!(is_cidr("2001:db8::/32") && !is_cidr("10.0.0.0/33") && !is_cidr("10.0.0.0"));
     }
 }

@@ -176,7 +176,9 @@ pub(super) fn servers_on_moto() {
     let extras = moto.ec2("eu-central-1", &["extras"]);
     assert_eq!(
         extras["groups"],
-        serde_json::json!([{ "name": "provisioning-ec", "ssh_from": ["203.0.113.0/24"] }]),
+        serde_json::json!([{
+            "name": "provisioning-ec", "ssh_from": ["203.0.113.0/24"], "members": true
+        }]),
         "{extras}"
     );
     assert_eq!(
@@ -285,6 +287,27 @@ pub(super) fn servers_on_moto() {
         "{}",
         text(&refused)
     );
+
+    // A taskserv without `[aws] ssh_key`: the instance is launched, the taskserv fails at once
+    // naming the setting (moto's instances run no machine, so nothing is reached over SSH here;
+    // the live tier installs nginx on a real instance).
+    let ecweb = dir.join("ecweb.ncl");
+    std::fs::write(
+        &ecweb,
+        "{ workspace = { name = \"ecweb\", environment = \"dev\" }, servers = [{ name = \"web-1\", \
+         provider = \"aws\", plan = \"t3.micro\", zone = \"eu-central-1\", taskservs = [\"nginx\"] }] }",
+    )
+    .unwrap();
+    let ecweb = ecweb.display().to_string();
+    let refused = run(&["apply", &ecweb, "--yes"], &[]);
+    let said = text(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("taskserv `nginx`") && said.contains("`[aws] ssh_key`"),
+        "{said}"
+    );
+    ok(run(&["destroy", &ecweb, "--yes"], &[]));
+    assert!(moto.live("eu-central-1", "ecweb").is_empty());
 
     // No credentials anywhere: a permanent error that says where they were looked for.
     let bare = Command::new(tests::binary())

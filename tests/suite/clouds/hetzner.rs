@@ -119,7 +119,8 @@ pub(super) fn servers_on_cloudalone() {
         dir.join("config.toml"),
         format!(
             "[hetzner]\nendpoint = \"{}\"\nssh_public_key = \"file:{}\"\nstate_wait_secs = 60\n\
-             names = {{ cx22 = \"small\", cx32 = \"medium\", hel1 = \"abilian\" }}\n",
+             names = {{ cx22 = \"small\", cx32 = \"medium\", hel1 = \"abilian\" }}\n\
+             firewall = false\nprivate_network = false\n",
             cloud.base,
             dir.join("key.pub").display()
         ),
@@ -303,15 +304,15 @@ impl FakeHetzner {
         FakeHetzner { child, base }
     }
 
-    /// Our servers of `workspace`, by label, as Hetzner's own client would ask (waiting out the
-    /// fake's 429s like it).
-    fn servers(&self, workspace: &str) -> Vec<Value> {
+    /// Our `kind` (`servers`, `firewalls`, `networks`) of `workspace`, by label, as Hetzner's
+    /// own client would ask (waiting out the fake's 429s like it).
+    fn listed(&self, kind: &str, workspace: &str) -> Vec<Value> {
         loop {
             let out = Command::new("curl")
                 .args(["-s", "-H"])
                 .arg(format!("Authorization: Bearer {HCLOUD_TOKEN}"))
                 .arg(format!(
-                    "{}/servers?label_selector=managed-by%3D%3Dprovisioning,prov-workspace%3D%3D{workspace}",
+                    "{}/{kind}?label_selector=managed-by%3D%3Dprovisioning,prov-workspace%3D%3D{workspace}",
                     self.base
                 ))
                 .output()
@@ -321,9 +322,63 @@ impl FakeHetzner {
                 std::thread::sleep(std::time::Duration::from_millis(1100));
                 continue;
             }
-            return v["servers"].as_array().cloned().unwrap_or_default();
+            return v[kind].as_array().cloned().unwrap_or_default();
         }
     }
+
+    fn servers(&self, workspace: &str) -> Vec<Value> {
+        self.listed("servers", workspace)
+    }
+
+    /// The inbound TCP ports of `name`'s firewall, each with its sources.
+    fn open_ports(&self, workspace: &str, name: &str) -> Vec<(String, Vec<String>)> {
+        let firewalls = self.listed("firewalls", workspace);
+        let firewall = firewalls
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no firewall `{name}`: {firewalls:?}"));
+        firewall["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["direction"] == "in" && r["protocol"] == "tcp")
+            .map(|r| {
+                let from = r["source_ips"].as_array().unwrap().iter();
+                (
+                    r["port"].as_str().unwrap().to_string(),
+                    from.map(|ip| ip.as_str().unwrap().to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The firewall and network of a workspace's server `name`: applied to it, and attached.
+fn guarded(fake: &FakeHetzner, workspace: &str, name: &str) {
+    let servers = fake.servers(workspace);
+    let server = servers
+        .iter()
+        .find(|s| s["name"] == format!("{workspace}-{name}").as_str())
+        .unwrap();
+    let firewalls = fake.listed("firewalls", workspace);
+    let firewall = firewalls
+        .iter()
+        .find(|f| f["name"] == server["name"])
+        .unwrap_or_else(|| panic!("no firewall for {name}: {firewalls:?}"));
+    assert_eq!(
+        firewall["applied_to"][0]["server"]["id"], server["id"],
+        "{firewall}"
+    );
+    let networks = fake.listed("networks", workspace);
+    assert_eq!(networks.len(), 1, "{networks:?}");
+    assert_eq!(
+        networks[0]["name"],
+        format!("provisioning-{workspace}-eu-central").as_str()
+    );
+    assert_eq!(
+        server["private_net"][0]["network"], networks[0]["id"],
+        "{server}"
+    );
 }
 
 impl Drop for FakeHetzner {
@@ -390,6 +445,17 @@ pub(super) fn labels_rate_limits_and_taskservs() {
     let applied = cli(&dir, &["apply", &ncl, "--yes"], &env);
     assert!(applied.status.success(), "{}", text(&applied));
     assert_eq!(http_get(port, "/"), "nginx for hzweb/web-1\n");
+    // The server's own firewall admits SSH and nginx's port (its public port, as configured),
+    // nothing else over TCP; it and the workspace's private network hold the server.
+    guarded(&fake, "hzweb", "web-1");
+    let everyone = vec!["0.0.0.0/0".to_string(), "::/0".to_string()];
+    assert_eq!(
+        fake.open_ports("hzweb", "hzweb-web-1"),
+        [
+            (sshd.port.to_string(), everyone.clone()),
+            (port.to_string(), everyone.clone())
+        ]
+    );
     let limited = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -405,8 +471,33 @@ pub(super) fn labels_rate_limits_and_taskservs() {
         "{}",
         text(&drift)
     );
-    ok(cli(&dir, &["destroy", &ncl, "--yes"], &env));
+    // nginx leaves the config: its port closes with it; SSH stays.
+    let bare = dir.join("bare.ncl");
+    std::fs::write(
+        &bare,
+        "{ workspace = { name = \"hzweb\", environment = \"dev\" }, servers = [{ name = \"web-1\", \
+         provider = \"hetzner\", plan = \"cx22\", zone = \"hel1\" }] }",
+    )
+    .unwrap();
+    ok(cli(&dir, &["apply", bare.to_str().unwrap(), "--yes"], &env));
+    assert_eq!(
+        fake.open_ports("hzweb", "hzweb-web-1"),
+        [(sshd.port.to_string(), everyone)]
+    );
+    ok(cli(
+        &dir,
+        &["destroy", bare.to_str().unwrap(), "--yes"],
+        &env,
+    ));
     assert!(fake.servers("hzweb").is_empty());
+    assert!(
+        fake.listed("firewalls", "hzweb").is_empty(),
+        "the firewall is left"
+    );
+    assert!(
+        fake.listed("networks", "hzweb").is_empty(),
+        "the network is left"
+    );
     assert_eq!(http_get(port, "/"), "");
 
     // kill -9 after the create; the record of its id is lost too (another machine, a wiped
@@ -430,6 +521,7 @@ pub(super) fn labels_rate_limits_and_taskservs() {
     let resumed = ok(cli(&dir, &["resume", &wf], &env));
     assert!(text(&resumed).contains("succeeded"), "{}", text(&resumed));
     assert_eq!(fake.servers("hzlabel").len(), 1, "exactly one server");
+    guarded(&fake, "hzlabel", "db-1");
     let creates = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -443,6 +535,8 @@ pub(super) fn labels_rate_limits_and_taskservs() {
     );
     ok(cli(&dir, &["destroy", &crash, "--yes"], &env));
     assert!(fake.servers("hzlabel").is_empty());
+    assert!(fake.listed("firewalls", "hzlabel").is_empty());
+    assert!(fake.listed("networks", "hzlabel").is_empty());
     drop(sshd);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,10 +1,13 @@
 //! What a workspace has around its instances in a region: the key pair and the security group
 //! `provisioning-<workspace>`, made before the first launch and removed with the last instance.
+//! The group admits SSH from `ssh_from`, everything from its own members (the workspace's
+//! instances reach each other's ports), and the public ports of their taskservs (see
+//! [`super::taskservs`]).
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::primitives::Blob;
-use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, ResourceType};
+use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, ResourceType, UserIdGroupPair};
 
 use super::{AwsProvider, MANAGED_BY, WORKSPACE, filter, state, tags};
 use crate::provider::{ProviderError, ProviderResult};
@@ -86,7 +89,7 @@ impl AwsProvider {
                 .create_security_group()
                 .group_name(&name)
                 .description(format!(
-                    "provisioning: instances of workspace {workspace} (SSH in)"
+                    "provisioning: instances of workspace {workspace} (SSH, members, public ports)"
                 ))
                 .tag_specifications(tags(ResourceType::SecurityGroup, workspace, None, &[]))
                 .send()
@@ -125,6 +128,29 @@ impl AwsProvider {
                 .authorize_security_group_ingress()
                 .group_id(&id)
                 .ip_permissions(rule.build())
+                .send()
+                .await;
+            match added {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
+                Err(e) => return Err(self.fail("AuthorizeSecurityGroupIngress", region, e)),
+            }
+        }
+        let members = group.ip_permissions().iter().any(|p| {
+            p.ip_protocol() == Some("-1")
+                && p.user_id_group_pairs()
+                    .iter()
+                    .any(|g| g.group_id() == Some(id.as_str()))
+        });
+        if !members {
+            let rule = IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&id).build())
+                .build();
+            let added = client
+                .authorize_security_group_ingress()
+                .group_id(&id)
+                .ip_permissions(rule)
                 .send()
                 .await;
             match added {
