@@ -169,7 +169,8 @@ class Cloud:
         s["public_net"]["firewalls"].append({"id": fw["id"], "status": "applied"})
 
     def attach(self, net, s):
-        ip = f"10.0.0.{len(net['servers']) + 2}"
+        base = net["subnets"][0]["ip_range"].split("/")[0].rsplit(".", 1)[0]
+        ip = f"{base}.{len(net['servers']) + 2}"
         net["servers"].append(s["id"])
         s["private_net"].append({"network": net["id"], "ip": ip, "alias_ips": [], "mac_address": "86:00:00:00:00:01"})
 

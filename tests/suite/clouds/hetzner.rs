@@ -379,6 +379,12 @@ fn guarded(fake: &FakeHetzner, workspace: &str, name: &str) {
         server["private_net"][0]["network"], networks[0]["id"],
         "{server}"
     );
+    // A subnet in the network zone of the server's location (hel1: eu-central).
+    let subnet = &networks[0]["subnets"][0];
+    assert_eq!(subnet["network_zone"], "eu-central", "{subnet}");
+    assert_eq!(subnet["ip_range"], "10.0.1.0/24", "{subnet}");
+    let ip = server["private_net"][0]["ip"].as_str().unwrap();
+    assert!(ip.starts_with("10.0.1."), "{ip}");
 }
 
 impl Drop for FakeHetzner {

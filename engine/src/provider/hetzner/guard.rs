@@ -9,9 +9,10 @@
 //! server's public ports ([`crate::provider::ports`]) whenever a taskserv is installed or
 //! removed, and written whole (`set_rules`), so a step repeated after a crash converges on it.
 //!
-//! Network `provisioning-<workspace>-<network zone>` (10.0.0.0/16, one cloud subnet) joins the
-//! workspace's servers of one network zone: their other ports (a database's) are reached over
-//! it, where Hetzner's firewalls do not apply. It is removed when no server is attached.
+//! Network `provisioning-<workspace>-<network zone>` (10.0.0.0/16 with one cloud subnet,
+//! 10.0.1.0/24: up to 250 servers) joins the workspace's servers of one network zone: their
+//! other ports (a database's) are reached over it, where Hetzner's firewalls do not apply. It
+//! is removed when no server is attached.
 //!
 //! `[hetzner] firewall = false` / `private_network = false` leave either to the operator (or
 //! to a Hetzner-compatible API that has no such endpoints).
@@ -24,8 +25,9 @@ use super::{HetznerProvider, MANAGED_BY, SERVER, WORKSPACE};
 use crate::provider::web::encode;
 use crate::provider::{ProviderError, ProviderResult, ServerSpec, TaskservSpec};
 
-/// The private network's range, and its one subnet per network zone.
+/// The private network's range, and its one subnet (as Hetzner's own examples make them).
 const NETWORK_RANGE: &str = "10.0.0.0/16";
+const SUBNET_RANGE: &str = "10.0.1.0/24";
 const EVERYONE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
 impl HetznerProvider {
@@ -324,7 +326,7 @@ impl HetznerProvider {
             "name": name,
             "ip_range": NETWORK_RANGE,
             "labels": { MANAGED_BY: "provisioning", WORKSPACE: spec.workspace },
-            "subnets": [{ "type": "cloud", "ip_range": NETWORK_RANGE, "network_zone": zone }],
+            "subnets": [{ "type": "cloud", "ip_range": SUBNET_RANGE, "network_zone": zone }],
         });
         let made = match self.post("networks", &body).await {
             Ok(made) => made,
