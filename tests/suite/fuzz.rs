@@ -9,7 +9,7 @@
 //! get a 5xx other than 503 busy, and the server must answer `/healthz` after every batch.
 //!
 //! CI runs `PROVISIONING_FUZZ_CASES` (default 40) cases per target; set it to thousands for a
-//! long run: `PROVISIONING_FUZZ_CASES=5000 cargo test -p tests --test suite -- fuzz::`.
+//! long run: `PROVISIONING_FUZZ_CASES=5000 cargo test --workspace --test suite -- fuzz::`.
 
 use std::path::Path;
 use std::process::Stdio;
