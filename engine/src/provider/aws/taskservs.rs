@@ -195,17 +195,7 @@ impl AwsProvider {
         };
         let missing: Vec<IpPermission> = want.difference(&open).map(|p| rule(*p)).collect();
         if !missing.is_empty() {
-            let added = client
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .set_ip_permissions(Some(missing))
-                .send()
-                .await;
-            match added {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
-                Err(e) => return Err(self.fail("AuthorizeSecurityGroupIngress", region, e)),
-            }
+            self.authorize(client, region, &id, missing).await?;
         }
         let extra: Vec<IpPermission> = open.difference(&want).map(|p| rule(*p)).collect();
         if !extra.is_empty() {

@@ -124,17 +124,8 @@ impl AwsProvider {
                     rule.ip_ranges(IpRange::builder().cidr_ip(cidr).build())
                 };
             }
-            let added = client
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(rule.build())
-                .send()
-                .await;
-            match added {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
-                Err(e) => return Err(self.fail("AuthorizeSecurityGroupIngress", region, e)),
-            }
+            self.authorize(client, region, &id, vec![rule.build()])
+                .await?;
         }
         let members = group.ip_permissions().iter().any(|p| {
             p.ip_protocol() == Some("-1")
@@ -147,19 +138,30 @@ impl AwsProvider {
                 .ip_protocol("-1")
                 .user_id_group_pairs(UserIdGroupPair::builder().group_id(&id).build())
                 .build();
-            let added = client
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(rule)
-                .send()
-                .await;
-            match added {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
-                Err(e) => return Err(self.fail("AuthorizeSecurityGroupIngress", region, e)),
-            }
+            self.authorize(client, region, &id, vec![rule]).await?;
         }
         Ok(id)
+    }
+
+    /// Adds `rules` to security group `id`; rules it already has are no error.
+    pub(super) async fn authorize(
+        &self,
+        client: &Client,
+        region: &str,
+        id: &str,
+        rules: Vec<IpPermission>,
+    ) -> ProviderResult<()> {
+        let added = client
+            .authorize_security_group_ingress()
+            .group_id(id)
+            .set_ip_permissions(Some(rules))
+            .send()
+            .await;
+        match added {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("InvalidPermission.Duplicate") => Ok(()),
+            Err(e) => Err(self.fail("AuthorizeSecurityGroupIngress", region, e)),
+        }
     }
 
     /// Removes the workspace's key pair and security group when none of its instances is left.
