@@ -51,6 +51,7 @@ pub(crate) fn assemble(
                 provider: placed[k].provider.clone(),
                 plan: placed[k].plan.clone(),
                 zone: placed[k].zones.get(i).cloned().unwrap_or_default(),
+                image: None,
                 labels,
                 taskservs: taskservs[k].clone(),
             });

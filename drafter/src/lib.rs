@@ -41,14 +41,18 @@
 //! `local` and `sim` the `small` plan, `medium` for databases and Kubernetes nodes),
 //! the taskservs of a role named without software (web → nginx, database → postgres, cache →
 //! redis, load balancer → haproxy), the taskservs a catalog entry requires, cluster sizes from
-//! templates (3 control planes for `k8s-ha`), the workspace name, and spellings read as a near
-//! catalog name.
+//! templates (3 control planes for `k8s-ha`), the workspace name, spellings read as a near
+//! catalog name, and on a cloud server the image and versions the install scripts take (the
+//! provider's default image unless its OS lacks a taskserv's scripts, then the first image
+//! whose OS has them; the version that OS packages, see `images.rs`). A taskserv with no
+//! install scripts on a cloud server is drafted with a **warning** that applying fails at it.
 //!
 //! Text that cannot be drafted at all (empty, over [`MAX_INPUT_BYTES`], nothing recognisable,
 //! more than [`MAX_SERVERS`] servers) is a [`DraftError`].
 
 mod assemble;
 mod groups;
+mod images;
 mod lexer;
 pub mod model;
 pub mod openai;
@@ -180,7 +184,8 @@ pub fn draft_with_answers(
         answers,
     };
     let mut notes = Notes::default();
-    let config = assemble::assemble(&intent, &ctx, &mut notes)?;
+    let mut config = assemble::assemble(&intent, &ctx, &mut notes)?;
+    images::fit(&mut config.servers, &ctx, &mut notes);
     // Say what this build cannot do with the draft, before anyone tries.
     for server in &config.servers {
         let Some(p) = ctx.catalog.provider(&server.provider) else {
@@ -444,6 +449,46 @@ mod tests {
         );
         assert_eq!(d.value["workspace"]["environment"], "staging");
         assert_eq!(d.value["workspace"]["owner"], "sre@example.com");
+    }
+
+    #[test]
+    fn cloud_servers_get_an_image_and_versions_the_install_scripts_take() {
+        // Hetzner's default image (Debian 13) has no taskserv scripts yet: the draft names the
+        // first image that has, and the version its OS packages, saying so.
+        let h = draft("a redis server on hetzner in Helsinki", catalog()).unwrap();
+        let server = &h.value["servers"][0];
+        assert_eq!(server["image"], "debian-12", "{server}");
+        assert_eq!(server["taskservs"][0]["version"], "7.0", "{server}");
+        assert!(h.nickel.contains("image = \"debian-12\""), "{}", h.nickel);
+        assert!(
+            h.assumptions
+                .iter()
+                .any(|a| a.field == "image" && a.why.contains("`redis`")),
+            "{:?}",
+            h.assumptions
+        );
+        // An asked version picks the image that packages it.
+        let p = draft("a postgres 16 database on hetzner in Helsinki", catalog()).unwrap();
+        assert_eq!(
+            p.value["servers"][0]["image"], "ubuntu-24.04",
+            "{}",
+            p.value
+        );
+        assert_eq!(p.value["servers"][0]["taskservs"][0]["version"], "16");
+        // UpCloud's default (Debian 12) takes nginx: no image, Debian's version.
+        let u = draft("a web server on upcloud in frankfurt", catalog()).unwrap();
+        assert!(u.value["servers"][0].get("image").is_none(), "{}", u.value);
+        assert_eq!(u.value["servers"][0]["taskservs"][0]["version"], "1.22");
+        // No scripts at all: drafted, with a warning that applying fails there.
+        let k = draft("a gitea server on upcloud in amsterdam", catalog()).unwrap();
+        assert!(
+            k.warnings
+                .iter()
+                .any(|w| w.contains("no install scripts for `gitea`")),
+            "{:?}",
+            k.warnings
+        );
+        assert!(k.value["servers"][0].get("image").is_none(), "{}", k.value);
     }
 
     #[test]

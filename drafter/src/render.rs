@@ -20,6 +20,8 @@ pub(crate) struct Server {
     pub provider: String,
     pub plan: String,
     pub zone: String,
+    /// The image, where the provider's default would not take the taskservs.
+    pub image: Option<String>,
     pub labels: Vec<(String, String)>,
     /// (name, pinned version)
     pub taskservs: Vec<(String, Option<String>)>,
@@ -54,14 +56,18 @@ pub(crate) fn to_json(c: &Config) -> Value {
                     None => json!(n),
                 })
                 .collect();
-            json!({
+            let mut server = json!({
                 "name": s.name,
                 "provider": s.provider,
                 "plan": s.plan,
                 "zone": s.zone,
                 "labels": labels,
                 "taskservs": taskservs,
-            })
+            });
+            if let (Some(image), Some(o)) = (&s.image, server.as_object_mut()) {
+                o.insert("image".to_owned(), json!(image));
+            }
+            server
         })
         .collect();
     let clusters: Vec<Value> = c
@@ -154,8 +160,13 @@ pub(crate) fn to_nickel(c: &Config, notes: &Notes) -> String {
                 None => string(n),
             })
             .collect();
+        let image = s
+            .image
+            .as_ref()
+            .map(|i| format!(", image = {}", string(i)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "    {{ name = {}, provider = {}, plan = {}, zone = {}, labels = {{ {} }}, taskservs = [{}] }},\n",
+            "    {{ name = {}, provider = {}, plan = {}, zone = {}{image}, labels = {{ {} }}, taskservs = [{}] }},\n",
             string(&s.name),
             string(&s.provider),
             string(&s.plan),

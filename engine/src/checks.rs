@@ -1,6 +1,7 @@
 //! Checks that span several fields, which the Nickel contracts cannot express well: unique
 //! names, dependency references and cycles, cluster membership and size, taskservs the `local`
-//! provider cannot run, catalog requirements, and workflow delay bounds.
+//! provider cannot run or the install scripts cannot install (on `ssh` hosts and on the clouds'
+//! images), catalog requirements, and workflow delay bounds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -13,7 +14,7 @@ pub(crate) fn check(config: &Config, catalog: &Catalog, source: &str) -> Vec<Dia
     let mut out = Vec::new();
     unique_names(config, source, &mut out);
     local_taskservs(config, catalog, source, &mut out);
-    ssh_taskservs(config, source, &mut out);
+    remote_taskservs(config, catalog, source, &mut out);
     fact_references(config, source, &mut out);
     dependencies(config, catalog, source, &mut out);
     clusters(config, catalog, source, &mut out);
@@ -118,61 +119,27 @@ fn local_taskservs(config: &Config, catalog: &Catalog, source: &str, out: &mut V
     }
 }
 
-/// On `ssh` servers only taskservs with install scripts (`knowledge/taskservs/<name>/`) can run.
-fn ssh_taskservs(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
+/// Providers whose servers get their taskservs over SSH, from the install scripts
+/// (`knowledge/taskservs/<name>/`): hosts of the `ssh` inventory and the cloud providers' servers.
+const OVER_SSH: [&str; 4] = ["ssh", "hetzner", "upcloud", "aws"];
+
+/// Taskservs installed over SSH: the scripts must exist (on `ssh`; on a cloud server their
+/// absence is a warning, as this build then plans and prices the server but cannot finish it),
+/// read every config key given, and, where the image is known before the server exists (the
+/// clouds), support the image's OS at the version it packages.
+fn remote_taskservs(config: &Config, catalog: &Catalog, source: &str, out: &mut Vec<Diagnostic>) {
     let scripted = knowledge::script_taskservs();
     for (i, s) in config
         .servers
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.provider == "ssh")
+        .filter(|(_, s)| OVER_SSH.contains(&s.provider.as_str()))
     {
+        let mut unscripted = Vec::new();
         for (k, t) in s.taskservs.iter().enumerate() {
-            if let Ok(Some(scripts)) = knowledge::taskserv_scripts(&t.name) {
-                // A key the scripts do not read would be silently ignored on the host.
-                let reads: Vec<&str> = scripts.meta.config.iter().map(String::as_str).collect();
-                for (key, value) in &t.config {
-                    if value
-                        .as_str()
-                        .is_some_and(|v| v.chars().any(char::is_control))
-                    {
-                        out.push(
-                            Diagnostic::error(
-                                "unsupported",
-                                format!(
-                                    "config `{key}` of taskserv `{}` contains a line break or another control character",
-                                    t.name
-                                ),
-                            )
-                            .at(format!("servers[{i}].taskservs[{k}].config.{key}"))
-                            .expected("a single line of text"),
-                        );
-                    }
-                }
-                for key in t.config.keys().filter(|key| !reads.contains(&key.as_str())) {
-                    out.push(
-                        Diagnostic::error(
-                            "unsupported",
-                            format!(
-                                "taskserv `{}` on an `ssh` server does not read config `{key}`",
-                                t.name
-                            ),
-                        )
-                        .at(format!("servers[{i}].taskservs[{k}].config.{key}"))
-                        .expected(if reads.is_empty() {
-                            "no config: its scripts read none".to_string()
-                        } else {
-                            format!("one of {}", quote(&reads))
-                        })
-                        .suggest(
-                            did_you_mean(key, reads.iter().copied())
-                                .map(|m| format!("did you mean `{m}`?")),
-                        ),
-                    );
-                }
-            }
-            if !scripted.contains(&t.name.as_str()) {
-                out.push(
+            match knowledge::taskserv_scripts(&t.name) {
+                Ok(Some(scripts)) => config_keys(i, k, t, &scripts.meta, s, out),
+                _ if s.provider == "ssh" => out.push(
                     Diagnostic::error(
                         "unsupported",
                         format!(
@@ -183,6 +150,168 @@ fn ssh_taskservs(config: &Config, source: &str, out: &mut Vec<Diagnostic>) {
                     .at(format!("servers[{i}].taskservs[{k}]"))
                     .with_span(find_literal(source, &t.name, 1))
                     .expected(format!("one of {} on `ssh`", quote(&scripted))),
+                ),
+                _ => unscripted.push((k, t.name.as_str())),
+            }
+        }
+        if let Some(&(k, first)) = unscripted.first() {
+            let names: Vec<&str> = unscripted.iter().map(|(_, n)| *n).collect();
+            out.push(
+                Diagnostic::warning(
+                    "unsupported",
+                    format!(
+                        "this build has no install scripts for {} yet: applying creates server `{}` on `{}` and fails at {} install",
+                        quote(&names),
+                        s.name,
+                        s.provider,
+                        if names.len() == 1 { "its" } else { "their" }
+                    ),
+                )
+                .at(format!("servers[{i}].taskservs[{k}]"))
+                .with_span(find_literal(source, first, 1))
+                .expected(format!(
+                    "taskservs with install scripts ({}) on `{}` servers, or the `sim` provider to rehearse the rest",
+                    quote(&scripted),
+                    s.provider
+                )),
+            );
+        }
+        // A server this build cannot finish anyway is not told to change versions for it.
+        if unscripted.is_empty() {
+            image_fit(i, s, catalog, source, out);
+        }
+    }
+}
+
+/// A config key the scripts do not read would be silently ignored on the host; a line break
+/// would end the line it is written on.
+fn config_keys(
+    i: usize,
+    k: usize,
+    t: &crate::TaskservRef,
+    meta: &knowledge::TaskservMeta,
+    s: &crate::Server,
+    out: &mut Vec<Diagnostic>,
+) {
+    let reads: Vec<&str> = meta.config.iter().map(String::as_str).collect();
+    for (key, value) in &t.config {
+        if value
+            .as_str()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            out.push(
+                Diagnostic::error(
+                    "unsupported",
+                    format!(
+                        "config `{key}` of taskserv `{}` contains a line break or another control character",
+                        t.name
+                    ),
+                )
+                .at(format!("servers[{i}].taskservs[{k}].config.{key}"))
+                .expected("a single line of text"),
+            );
+        }
+    }
+    for key in t.config.keys().filter(|key| !reads.contains(&key.as_str())) {
+        out.push(
+            Diagnostic::error(
+                "unsupported",
+                format!(
+                    "taskserv `{}` on {} `{}` server does not read config `{key}`",
+                    t.name,
+                    if s.provider == "hetzner" { "a" } else { "an" },
+                    s.provider
+                ),
+            )
+            .at(format!("servers[{i}].taskservs[{k}].config.{key}"))
+            .expected(if reads.is_empty() {
+                "no config: its scripts read none".to_string()
+            } else {
+                format!("one of {}", quote(&reads))
+            })
+            .suggest(
+                did_you_mean(key, reads.iter().copied()).map(|m| format!("did you mean `{m}`?")),
+            ),
+        );
+    }
+}
+
+/// On a cloud server the image, so the OS, is known before the server exists: every taskserv
+/// must install on it, at the version the OS packages (the scripts install the OS's packages).
+fn image_fit(
+    i: usize,
+    s: &crate::Server,
+    catalog: &Catalog,
+    source: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(p) = catalog.provider(&s.provider) else {
+        return;
+    };
+    let Some((image_name, image)) = p.image(s.image.as_deref()) else {
+        return;
+    };
+    let which = if s.image.is_some() {
+        format!("image `{image_name}`")
+    } else {
+        format!("image `{image_name}` (the `{}` default)", s.provider)
+    };
+    for (k, t) in s.taskservs.iter().enumerate() {
+        let Ok(Some(scripts)) = knowledge::taskserv_scripts(&t.name) else {
+            continue;
+        };
+        let Some(version) = t
+            .version
+            .clone()
+            .or_else(|| catalog.taskserv(&t.name).map(|c| c.default_version.clone()))
+        else {
+            continue;
+        };
+        match scripts.meta.fit(&version, &image.os) {
+            knowledge::Fit::Yes => {}
+            knowledge::Fit::Os { supported } => {
+                let fits: Vec<&str> = p
+                    .images
+                    .iter()
+                    .filter(|(_, im)| supported.contains(&im.os))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                out.push(
+                    Diagnostic::error(
+                        "unsupported",
+                        format!(
+                            "taskserv `{}` does not install on server `{}`'s {which}: its scripts support {} only",
+                            t.name,
+                            s.name,
+                            supported.join(", ")
+                        ),
+                    )
+                    .at(format!("servers[{i}].taskservs[{k}]"))
+                    .with_span(find_literal(source, &t.name, 1))
+                    .expected(if fits.is_empty() {
+                        format!("a provider whose images include {}", supported.join(" or "))
+                    } else {
+                        format!("`image = \"{}\"` on this server", fits.join("\"` or `image = \""))
+                    }),
+                );
+            }
+            knowledge::Fit::Version { packaged } => {
+                let named = t.version.is_some();
+                out.push(
+                    Diagnostic::error(
+                        "unsupported",
+                        format!(
+                            "taskserv `{}` {version}{} is not what {} packages ({packaged}), and its install scripts use the OS's packages",
+                            t.name,
+                            if named { "" } else { " (the catalog default)" },
+                            image.os
+                        ),
+                    )
+                    .at(format!("servers[{i}].taskservs[{k}]"))
+                    .with_span(find_literal(source, &version, 1).or_else(|| find_literal(source, &t.name, 1)))
+                    .expected(format!(
+                        "`version = \"{packaged}\"` on {which}, or an image that packages {version}"
+                    )),
                 );
             }
         }

@@ -95,12 +95,22 @@ pub struct Image {
     /// `ssh_user` setting (`admin` on Debian's AMIs, `ubuntu` on Ubuntu's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The operating system as the taskserv scripts name it (`ID-MAJOR` from `/etc/os-release`:
+    /// `debian-12`, `ubuntu-24`), so validation knows before any server exists whether a
+    /// taskserv installs on this image.
+    pub os: String,
 }
 
 impl Provider {
     /// The catalog name of the image a server gets: `image`, else the provider's default.
     pub fn image_name<'a>(&'a self, image: Option<&'a str>) -> Option<&'a str> {
         image.or(self.default_image.as_deref())
+    }
+
+    /// The image a server gets (`image`, else the default), with its catalog name.
+    pub fn image<'a>(&'a self, image: Option<&'a str>) -> Option<(&'a str, &'a Image)> {
+        let name = self.image_name(image)?;
+        self.images.get(name).map(|i| (name, i))
     }
 }
 

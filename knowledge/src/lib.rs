@@ -14,7 +14,7 @@ pub use bundle::{contract_bundle, to_nickel};
 pub use catalog::{Catalog, Image, Plan, Provider, Role, Taskserv, Template, Zone};
 pub use files::{Schema, materialize, schema, schema_names};
 pub use taskservs::{
-    TaskservMeta, TaskservScripts, script_taskservs, taskserv_lib, taskserv_scripts,
+    Fit, TaskservMeta, TaskservScripts, script_taskservs, taskserv_lib, taskserv_scripts,
 };
 
 /// Errors reading the embedded knowledge.

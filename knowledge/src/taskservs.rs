@@ -43,6 +43,38 @@ pub struct TaskservMeta {
     pub tested: bool,
 }
 
+impl TaskservMeta {
+    /// Whether the scripts install `version` on `os` (`ID-MAJOR`, as an image's `os` names it).
+    /// The scripts install the OS's own packages, so the version must be what the OS packages.
+    pub fn fit(&self, version: &str, os: &str) -> Fit {
+        if !self.os.iter().any(|o| o == os) {
+            return Fit::Os {
+                supported: self.os.clone(),
+            };
+        }
+        match self.packaged.get(os) {
+            Some(packaged) if packaged != version => Fit::Version {
+                packaged: packaged.clone(),
+            },
+            _ => Fit::Yes,
+        }
+    }
+}
+
+/// Whether a taskserv's scripts install a version on an OS (see [`TaskservMeta::fit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    Yes,
+    /// The scripts do not support the OS; they support `supported`.
+    Os {
+        supported: Vec<String>,
+    },
+    /// The OS packages another version.
+    Version {
+        packaged: String,
+    },
+}
+
 /// One taskserv's scripts and description.
 #[derive(Debug, Clone)]
 pub struct TaskservScripts {
@@ -130,7 +162,39 @@ mod tests {
                 );
             }
         }
+        // Every image's OS is one the scripts know, or one they plainly do not support yet.
+        for p in catalog.providers.values() {
+            for (name, image) in &p.images {
+                assert!(
+                    image.os.split_once('-').is_some_and(|(id, major)| {
+                        !id.is_empty() && major.chars().all(|c| c.is_ascii_digit())
+                    }),
+                    "{}: image {name} has os `{}`, not ID-MAJOR",
+                    p.name,
+                    image.os
+                );
+            }
+        }
         assert!(taskserv_lib().contains("prov_start()"));
         assert!(taskserv_scripts("no-such").unwrap().is_none());
+    }
+
+    #[test]
+    fn fit_names_the_os_or_the_packaged_version() {
+        let nginx = taskserv_scripts("nginx").unwrap().unwrap().meta;
+        assert_eq!(nginx.fit("1.22", "debian-12"), Fit::Yes);
+        assert_eq!(nginx.fit("1.24", "ubuntu-24"), Fit::Yes);
+        assert_eq!(
+            nginx.fit("1.26", "debian-12"),
+            Fit::Version {
+                packaged: "1.22".into()
+            }
+        );
+        assert_eq!(
+            nginx.fit("1.22", "debian-13"),
+            Fit::Os {
+                supported: vec!["debian-12".into(), "ubuntu-24".into()]
+            }
+        );
     }
 }

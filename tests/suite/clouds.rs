@@ -130,6 +130,19 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// A config of `provider` servers `(name, plan, zone, image)` (an empty image: the default).
+/// The image of `provider`'s catalog whose OS is this machine's: the fakes' servers are this
+/// machine over SSH, and validation holds the taskservs' versions to what that OS packages.
+pub(super) fn this_image(provider: &str) -> String {
+    let os = this_os();
+    let catalog = knowledge::Catalog::embedded().unwrap();
+    catalog.providers[provider]
+        .images
+        .iter()
+        .find(|(_, i)| i.os == os)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| panic!("`{provider}` has no image of {os}, this machine's OS"))
+}
+
 fn cloud_config(
     dir: &Path,
     workspace: &str,
@@ -381,6 +394,7 @@ fn upcloud_taskservs_install_over_ssh() {
         .get(&os)
         .cloned()
         .unwrap_or_else(|| panic!("nginx has no packaged version for {os}"));
+    let image = this_image("upcloud");
     let (web_port, db_port) = (tests::sshd::free_port(), tests::sshd::free_port());
     let ncl = dir.join("stack.ncl");
     std::fs::write(
@@ -388,9 +402,9 @@ fn upcloud_taskservs_install_over_ssh() {
         format!(
             "{{ workspace = {{ name = \"upstack\", environment = \"dev\" }},\n  servers = [\n    \
              {{ name = \"web-1\", provider = \"upcloud\", plan = \"1xCPU-1GB\", zone = \"fi-hel1\", \
-             taskservs = [{{ name = \"nginx\", version = \"{nginx}\", config = {{ port = {web_port} }} }}] }},\n    \
+             image = \"{image}\", taskservs = [{{ name = \"nginx\", version = \"{nginx}\", config = {{ port = {web_port} }} }}] }},\n    \
              {{ name = \"db-1\", provider = \"upcloud\", plan = \"1xCPU-2GB\", zone = \"fi-hel1\", \
-             taskservs = [{{ name = \"postgres\", version = \"{postgres}\", config = {{ port = {db_port} }} }}] }},\n  ],\n}}\n"
+             image = \"{image}\", taskservs = [{{ name = \"postgres\", version = \"{postgres}\", config = {{ port = {db_port}, max_connections = 40, shared_buffers = \"16MB\" }} }}] }},\n  ],\n}}\n"
         ),
     )
     .unwrap();
@@ -417,6 +431,14 @@ fn upcloud_taskservs_install_over_ssh() {
         .output()
         .unwrap();
     assert!(pg.status.success(), "{pg:?}");
+    // The server settings of the config reach the server's command line.
+    let pg_procs = processes_with(&format!("-p {db_port}"));
+    assert!(
+        pg_procs
+            .iter()
+            .any(|p| p.contains("max_connections=40") && p.contains("shared_buffers=16MB")),
+        "{pg_procs:?}"
+    );
     // Each server's firewall is on: SSH, the public port of its taskservs (nginx's, not
     // postgres's: that one is for the workspace, over the utility network), the replies to its
     // own connections (UpCloud's firewall is stateless), then everything else dropped.

@@ -17,10 +17,29 @@ fn check_example(path: &Path) {
     let v = run(dir, &["validate", file, "--json"], None);
     let report: Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(v.status.code(), Some(0), "{report:#}");
-    assert!(
-        report["diagnostics"].as_array().unwrap().is_empty(),
-        "warnings in an example: {report:#}"
-    );
+    // An example may warn only as its header declares (`# expect-warning: TEXT`), and then must.
+    let source = std::fs::read_to_string(path).unwrap();
+    let declared: Vec<&str> = source
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# expect-warning: "))
+        .collect();
+    let diagnostics = report["diagnostics"].as_array().unwrap();
+    for d in diagnostics {
+        let message = d["message"].as_str().unwrap_or_default();
+        assert!(
+            d["severity"] == "warning" && declared.iter().any(|w| message.contains(w)),
+            "a diagnostic the example does not declare: {d:#}"
+        );
+    }
+    for w in &declared {
+        assert!(
+            diagnostics
+                .iter()
+                .any(|d| d["message"].as_str().unwrap_or_default().contains(w)),
+            "the example declares a warning it no longer gets: {w}"
+        );
+    }
 
     let a = run(dir, &["export", file], None);
     let b = run(dir, &["export", file, "--format", "json"], None);

@@ -13,6 +13,18 @@ bindir="/usr/lib/postgresql/$PROV_VERSION/bin"
 [ -x "$bindir/postgres" ] || prov_unsupported "no postgres $PROV_VERSION binaries in $bindir"
 port=${PROV_CFG_PORT:-5432}
 case $port in ''|*[!0-9]*) prov_fail "config port must be a number, got '$port'" ;; esac
+# Server settings the config may give (as the local provider's postgres takes them).
+settings=""
+if [ -n "${PROV_CFG_MAX_CONNECTIONS:-}" ]; then
+  case $PROV_CFG_MAX_CONNECTIONS in *[!0-9]*) prov_fail "config max_connections must be a number, got '$PROV_CFG_MAX_CONNECTIONS'" ;; esac
+  settings="$settings -c max_connections=$PROV_CFG_MAX_CONNECTIONS"
+fi
+if [ -n "${PROV_CFG_SHARED_BUFFERS:-}" ]; then
+  case $PROV_CFG_SHARED_BUFFERS in
+    *[!0-9kMGTB]*|[!0-9]*) prov_fail "config shared_buffers must be a size such as 128MB or 2GB, got '$PROV_CFG_SHARED_BUFFERS'" ;;
+  esac
+  settings="$settings -c shared_buffers=$PROV_CFG_SHARED_BUFFERS"
+fi
 if [ "$(id -u)" -eq 0 ]; then
   export PROV_RUN_USER=postgres
   id=$(printf '%s' "$PROV_DIR" | sha256sum | cut -c1-16)
@@ -39,9 +51,11 @@ if [ ! -f "$data/PG_VERSION" ]; then
   rm -f "$pwfile"
 fi
 conf="$PROV_DIR/postgres.args"
-printf '%s\n' "-p $port -k $data -c listen_addresses=$PROV_BIND" > "$conf.new"
+printf '%s\n' "-p $port -k $data -c listen_addresses=$PROV_BIND$settings" > "$conf.new"
 if [ -f "$conf" ] && cmp -s "$conf" "$conf.new"; then rm -f "$conf.new"; else mv "$conf.new" "$conf"; prov_stop; fi
-prov_start "$bindir/postgres" -D "$data" -p "$port" -k "$data" -c "listen_addresses=$PROV_BIND"
+# $settings holds only checked words (digits, sizes): split on purpose.
+# shellcheck disable=SC2086
+prov_start "$bindir/postgres" -D "$data" -p "$port" -k "$data" -c "listen_addresses=$PROV_BIND" $settings
 prov_wait_healthy 60
 prov_output address "$PROV_BIND"
 prov_output port "$port"

@@ -436,13 +436,15 @@ pub(super) fn labels_rate_limits_and_taskservs() {
         .get(&os)
         .cloned()
         .unwrap_or_else(|| panic!("nginx has no packaged version for {os}"));
+    let image = super::this_image("hetzner");
     let port = tests::sshd::free_port();
     let ncl = dir.join("web.ncl");
     std::fs::write(
         &ncl,
         format!(
             "{{ workspace = {{ name = \"hzweb\", environment = \"dev\" }}, servers = [{{ name = \
-             \"web-1\", provider = \"hetzner\", plan = \"cx22\", zone = \"hel1\", taskservs = [{{ \
+             \"web-1\", provider = \"hetzner\", plan = \"cx22\", zone = \"hel1\", image = \
+             \"{image}\", taskservs = [{{ \
              name = \"nginx\", version = \"{nginx}\", config = {{ port = {port} }} }}] }}] }}"
         ),
     )
