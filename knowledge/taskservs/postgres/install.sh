@@ -51,7 +51,7 @@ if [ ! -f "$data/PG_VERSION" ]; then
   rm -f "$pwfile"
 fi
 conf="$PROV_DIR/postgres.args"
-printf '%s\n' "-p $port -k $data -c listen_addresses=$PROV_BIND$settings" > "$conf.new"
+printf '%s\n' "-p $port -k $data$settings -c listen_addresses=$PROV_BIND" > "$conf.new"
 if [ -f "$conf" ] && cmp -s "$conf" "$conf.new"; then rm -f "$conf.new"; else mv "$conf.new" "$conf"; prov_stop; fi
 # $settings holds only checked words (digits, sizes): split on purpose.
 # shellcheck disable=SC2086

@@ -295,8 +295,8 @@ pub(super) fn servers_on_moto() {
     std::fs::write(
         &ecweb,
         "{ workspace = { name = \"ecweb\", environment = \"dev\" }, servers = [{ name = \"web-1\", \
-         provider = \"aws\", plan = \"t3.micro\", zone = \"eu-central-1\", image = \"debian-12\", \
-         taskservs = [{ name = \"nginx\", version = \"1.22\" }] }] }",
+         provider = \"aws\", plan = \"t3.micro\", zone = \"eu-central-1\", image = \"ubuntu-24.04\", \
+         taskservs = [{ name = \"nginx\", version = \"1.24\" }] }] }",
     )
     .unwrap();
     let ecweb = ecweb.display().to_string();
