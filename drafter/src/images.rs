@@ -42,11 +42,15 @@ pub(crate) fn fit(servers: &mut [Server], ctx: &Ctx, notes: &mut Notes) {
             p.images.iter().map(|(n, i)| (n.as_str(), i)).collect();
         images.sort_by_key(|(n, _)| *n != default);
         let asked = |k: usize| s.taskservs[k].1.as_deref();
+        // Whether `image` takes the taskserv: its OS, and the asked version where it is kept.
+        let fits = |k: usize, meta: &TaskservMeta, image: &Image, keep_asked: bool| match asked(k) {
+            Some(v) if keep_asked => meta.fit(v, &image.os) == Fit::Yes,
+            _ => meta.os.contains(&image.os),
+        };
         let takes = |image: &Image, keep_asked: bool| {
-            scripted.iter().all(|(k, meta)| match asked(*k) {
-                Some(v) if keep_asked => meta.fit(v, &image.os) == Fit::Yes,
-                _ => meta.os.contains(&image.os),
-            })
+            scripted
+                .iter()
+                .all(|(k, meta)| fits(*k, meta, image, keep_asked))
         };
         let Some(&(name, image)) = images
             .iter()
@@ -69,11 +73,9 @@ pub(crate) fn fit(servers: &mut [Server], ctx: &Ctx, notes: &mut Notes) {
             let why: Vec<String> = scripted
                 .iter()
                 .filter(|(k, meta)| {
-                    let v = asked(*k).unwrap_or_default();
-                    p.images.get(default).is_none_or(|d| {
-                        !meta.os.contains(&d.os)
-                            || (!v.is_empty() && meta.fit(v, &d.os) != Fit::Yes)
-                    })
+                    p.images
+                        .get(default)
+                        .is_none_or(|d| !fits(*k, meta, d, true))
                 })
                 .map(|(k, _)| format!("`{}`", s.taskservs[*k].0))
                 .collect();

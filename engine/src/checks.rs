@@ -136,9 +136,13 @@ fn remote_taskservs(config: &Config, catalog: &Catalog, source: &str, out: &mut 
         .filter(|(_, s)| OVER_SSH.contains(&s.provider.as_str()))
     {
         let mut unscripted = Vec::new();
+        let mut metas = Vec::new();
         for (k, t) in s.taskservs.iter().enumerate() {
             match knowledge::taskserv_scripts(&t.name) {
-                Ok(Some(scripts)) => config_keys(i, k, t, &scripts.meta, s, out),
+                Ok(Some(scripts)) => {
+                    config_keys(i, k, t, &scripts.meta, s, out);
+                    metas.push(scripts.meta);
+                }
                 _ if s.provider == "ssh" => out.push(
                     Diagnostic::error(
                         "unsupported",
@@ -177,8 +181,8 @@ fn remote_taskservs(config: &Config, catalog: &Catalog, source: &str, out: &mut 
             );
         }
         // A server this build cannot finish anyway is not told to change versions for it.
-        if unscripted.is_empty() {
-            image_fit(i, s, catalog, source, out);
+        if metas.len() == s.taskservs.len() {
+            image_fit(i, s, &metas, catalog, source, out);
         }
     }
 }
@@ -241,6 +245,7 @@ fn config_keys(
 fn image_fit(
     i: usize,
     s: &crate::Server,
+    metas: &[knowledge::TaskservMeta],
     catalog: &Catalog,
     source: &str,
     out: &mut Vec<Diagnostic>,
@@ -256,10 +261,8 @@ fn image_fit(
     } else {
         format!("image `{image_name}` (the `{}` default)", s.provider)
     };
-    for (k, t) in s.taskservs.iter().enumerate() {
-        let Ok(Some(scripts)) = knowledge::taskserv_scripts(&t.name) else {
-            continue;
-        };
+    // Every taskserv has scripts here (`metas`, in the server's order).
+    for (k, (t, meta)) in s.taskservs.iter().zip(metas).enumerate() {
         let Some(version) = t
             .version
             .clone()
@@ -267,7 +270,7 @@ fn image_fit(
         else {
             continue;
         };
-        match scripts.meta.fit(&version, &image.os) {
+        match meta.fit(&version, &image.os) {
             knowledge::Fit::Yes => {}
             knowledge::Fit::Os { supported } => {
                 let fits: Vec<&str> = p
